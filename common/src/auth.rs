@@ -1,0 +1,120 @@
+//! The internal shared secret.
+//!
+//! Raft RPCs, admin and internal endpoints carry it as a bearer token. It is
+//! read from a file (never a flag, so it does not show in `ps`), trimmed of
+//! surrounding white space, and compared in constant time.
+
+use std::fmt;
+use std::path::Path;
+
+/// Header that carries the secret: `Authorization: Bearer <secret>`.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// Shortest secret accepted: anything shorter is guessable.
+pub const MIN_SECRET_LEN: usize = 16;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedSecret(String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read shared secret file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("shared secret in {path} is {len} bytes; at least {MIN_SECRET_LEN} are required")]
+    TooShort { path: String, len: usize },
+    #[error("shared secret in {path} contains a character that cannot go in an HTTP header")]
+    NotHeaderSafe { path: String },
+}
+
+impl SharedSecret {
+    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+        let shown = path.display().to_string();
+        let raw = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(raw.trim(), &shown)
+    }
+
+    fn parse(secret: &str, path: &str) -> Result<Self, SecretError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(SecretError::TooShort {
+                path: path.to_string(),
+                len: secret.len(),
+            });
+        }
+        if !secret.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(SecretError::NotHeaderSafe {
+                path: path.to_string(),
+            });
+        }
+        Ok(Self(secret.to_string()))
+    }
+
+    /// The value of the `Authorization` header.
+    pub fn header_value(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+
+    /// Checks an `Authorization` header value in time independent of where
+    /// the first difference is.
+    pub fn verify_header(&self, header: Option<&str>) -> bool {
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let (a, b) = (token.as_bytes(), self.0.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, expected) in b.iter().enumerate() {
+            diff |= (a.get(i).copied().unwrap_or(0) ^ expected) as usize;
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedSecret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_only_the_exact_bearer_token() {
+        let s = SharedSecret::parse("0123456789abcdef", "t").unwrap();
+        assert!(s.verify_header(Some("Bearer 0123456789abcdef")));
+        assert!(!s.verify_header(Some("Bearer 0123456789abcdeF")));
+        assert!(!s.verify_header(Some("Bearer 0123456789abcde")));
+        assert!(!s.verify_header(Some("Bearer 0123456789abcdef0")));
+        assert!(!s.verify_header(Some("0123456789abcdef")));
+        assert!(!s.verify_header(None));
+    }
+
+    #[test]
+    fn refuses_short_or_unsafe_secrets_and_never_prints_them() {
+        assert!(matches!(
+            SharedSecret::parse("short", "f"),
+            Err(SecretError::TooShort { len: 5, .. })
+        ));
+        assert!(SharedSecret::parse("0123456789 abcdef", "f").is_err());
+        let s = SharedSecret::parse("0123456789abcdef", "f").unwrap();
+        assert!(!format!("{s:?}").contains("0123"));
+    }
+
+    #[test]
+    fn reads_and_trims_a_file() {
+        let dir = std::env::temp_dir().join(format!("secret-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("secret");
+        std::fs::write(&f, "  0123456789abcdef\n").unwrap();
+        let s = SharedSecret::from_file(&f).unwrap();
+        assert!(s.verify_header(Some("Bearer 0123456789abcdef")));
+        assert!(SharedSecret::from_file(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,190 @@
+//! The one HTTP client: a pooled `reqwest` client with per-request timeouts,
+//! the internal secret attached, and typed errors that separate "could not
+//! reach the peer" (retry elsewhere, or report `Unreachable`) from "the peer
+//! answered with an error" (report what it said).
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::auth::{SharedSecret, AUTHORIZATION};
+
+pub const CONTENT_BINCODE: &str = "application/x-bincode";
+pub const CONTENT_JSON: &str = "application/json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Connect failure, reset, or timeout: nothing is known about whether
+    /// the peer acted on the request.
+    #[error("{url}: unreachable: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The peer answered with a non-success status.
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: cannot decode response: {message}")]
+    Decode { url: String, message: String },
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The connection was never made (refused, or no route): the peer
+    /// cannot have acted on the request, so sending it elsewhere is safe.
+    pub fn never_sent(&self) -> bool {
+        matches!(self, HttpError::Unreachable { source, .. } if source.is_connect())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    secret: Option<SharedSecret>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// `timeout` bounds each request unless a call gives its own.
+    pub fn new(secret: Option<SharedSecret>, timeout: Duration) -> Self {
+        let inner = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            // Building fails only if the TLS backend cannot initialise; we
+            // build without TLS, so this is a programming error.
+            .expect("reqwest client without TLS always builds");
+        Self {
+            inner,
+            secret,
+            timeout,
+        }
+    }
+
+    /// The same client (pool, secret) with another default timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> HttpClient {
+        HttpClient {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut req = self.inner.request(method, url).timeout(self.timeout);
+        if let Some(secret) = &self.secret {
+            req = req.header(AUTHORIZATION, secret.header_value());
+        }
+        req
+    }
+
+    async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<Vec<u8>, HttpError> {
+        let unreachable = |source| HttpError::Unreachable {
+            url: url.to_string(),
+            source,
+        };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(HttpError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(2000).collect(),
+            });
+        }
+        Ok(body.to_vec())
+    }
+
+    /// POSTs raw bytes; returns the body of a 2xx answer.
+    pub async fn post_bytes(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<u8>, HttpError> {
+        let mut req = self
+            .request(reqwest::Method::POST, url)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(url, req).await
+    }
+
+    /// GETs raw bytes (one attempt).
+    pub async fn get_bytes(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<u8>, HttpError> {
+        let mut req = self.request(reqwest::Method::GET, url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(url, req).await
+    }
+
+    /// DELETEs `url`; returns the body of a 2xx answer (one attempt).
+    pub async fn delete(&self, url: &str) -> Result<Vec<u8>, HttpError> {
+        self.send(url, self.request(reqwest::Method::DELETE, url))
+            .await
+    }
+
+    pub async fn post_json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &Req,
+    ) -> Result<Resp, HttpError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| HttpError::Decode {
+            url: url.to_string(),
+            message: format!("cannot encode request: {e}"),
+        })?;
+        let answer = self.post_bytes(url, CONTENT_JSON, bytes, None, &[]).await?;
+        decode_json(url, &answer)
+    }
+
+    /// GETs JSON. `GET`s are idempotent, so an unreachable peer is retried
+    /// `attempts` times in all, with a short pause in between.
+    pub async fn get_json<Resp: DeserializeOwned>(
+        &self,
+        url: &str,
+        attempts: u32,
+    ) -> Result<Resp, HttpError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .send(url, self.request(reqwest::Method::GET, url))
+                .await
+            {
+                Ok(body) => return decode_json(url, &body),
+                Err(HttpError::Unreachable { .. }) if tries < attempts.max(1) => {
+                    tokio::time::sleep(Duration::from_millis(50 * tries as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|e| HttpError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    })
+}

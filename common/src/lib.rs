@@ -1,0 +1,32 @@
+//! Types and plumbing shared by every process of the project.
+//!
+//! # Layout
+//! - [`codec`]: the one binary codec (bincode 2 over serde) for wire bodies and
+//!   on-disk records, with a size limit so a hostile length prefix cannot
+//!   allocate unbounded memory.
+//! - [`auth`]: the internal shared secret (as Presto's
+//!   `internal-communication.shared-secret`): loading it and checking it.
+//! - [`http`]: the one HTTP client: pooled, with timeouts and the secret attached.
+//! - [`clock`]: the clock abstraction; processes read time only through it.
+//! - [`cli`]: one-line errors and exit status 2 for bad flags or config.
+//! - [`net`]: loopback ports for the processes tests and the harness start.
+//! - [`resource_groups`]: Trino's `resource-groups.json` (plus our
+//!   `consistency` field), validated with JSON-path errors, and selectors.
+//! - [`units`]: durations (`5m`) and data sizes (`20GB`) as upstream writes them.
+//! - [`telemetry`]: `tracing` setup from `RUST_LOG`.
+//! - [`wire`]: messages that more than one crate reads (announcements,
+//!   worker heartbeats, watch events).
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod codec;
+pub mod http;
+pub mod net;
+pub mod resource_groups;
+pub mod telemetry;
+pub mod units;
+pub mod wire;
+
+/// A Raft node's identity within one cluster.
+pub type NodeId = u64;

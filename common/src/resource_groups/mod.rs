@@ -1,0 +1,89 @@
+//! Resource groups: Trino's `resource-groups.json`, unchanged, plus our
+//! per-group `consistency` field.
+//!
+//! [`parse`] turns the file's text into a [`ResourceGroups`]: a validated
+//! tree of [`GroupSpec`]s (plain data, safe to put in the Raft log) and the
+//! compiled [`Selector`]s. Every error names the JSON path of the bad field,
+//! e.g. `rootGroups[0].subGroups[2].hardConcurrencyLimit: must be >= 0`.
+//! Fields this project does not enforce yet are accepted, and each is
+//! reported once as a warning.
+//!
+//! Group ids are dot-separated paths of concrete names (`global.alice`). A
+//! spec's name may be a template (`${USER}`, `bi-${toolname}`): it then
+//! stands for every concrete name that fits, and those groups are created
+//! on demand.
+
+mod raw;
+mod selector;
+mod spec;
+
+pub use selector::{QueryContext, Selector};
+pub use spec::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct ResourceGroups {
+    pub roots: Vec<GroupSpec>,
+    pub selectors: Vec<Selector>,
+    /// One line per field that is accepted but not enforced yet.
+    pub warnings: Vec<String>,
+}
+
+/// Every problem found, each naming its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid resource groups: {}", .0.join("; "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// Parses and validates `resource-groups.json` text. `default_consistency`
+/// applies to root groups that do not set their own (subgroups inherit).
+pub fn parse(
+    text: &str,
+    default_consistency: &Consistency,
+) -> Result<ResourceGroups, ConfigErrors> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigErrors(vec![if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }])
+    })?;
+    raw.validate(default_consistency)
+}
+
+impl ResourceGroups {
+    /// The chain of specs, root first, for a concrete group id such as
+    /// `global.alice`; `None` if no spec fits. Literal names win over
+    /// templates.
+    pub fn resolve(&self, group_id: &str) -> Option<Vec<&GroupSpec>> {
+        spec::resolve(&self.roots, group_id)
+    }
+
+    /// The group the first matching selector names, expanded for `query`.
+    pub fn select(&self, query: &QueryContext) -> Option<String> {
+        self.selectors.iter().find_map(|s| s.select(query))
+    }
+}
+
+/// The ids of a group and its ancestors, root first:
+/// `a.b.c` gives `[a, a.b, a.b.c]`. Counters of a group include its
+/// descendants, so anything counted for `a.b.c` counts for each of these.
+pub fn chain_ids(group_id: &str) -> Vec<String> {
+    let mut out: Vec<String> = group_id
+        .char_indices()
+        .filter(|(_, c)| *c == '.')
+        .map(|(i, _)| group_id[..i].to_string())
+        .collect();
+    out.push(group_id.to_string());
+    out
+}
+
+/// Resolves `group_id` against a spec forest (as stored in the log).
+pub fn resolve<'a>(roots: &'a [GroupSpec], group_id: &str) -> Option<Vec<&'a GroupSpec>> {
+    spec::resolve(roots, group_id)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! The file's shape (Trino's field names) and its validation into specs.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use super::selector::Selector;
+use super::spec::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+use super::{ConfigErrors, ResourceGroups};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RawConfig {
+    root_groups: Vec<RawGroup>,
+    #[serde(default)]
+    selectors: Vec<RawSelector>,
+    cpu_quota_period: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    hard_concurrency_limit: i64,
+    max_queued: i64,
+    soft_concurrency_limit: Option<i64>,
+    soft_memory_limit: Option<String>,
+    scheduling_policy: Option<String>,
+    scheduling_weight: Option<i64>,
+    hard_cpu_limit: Option<String>,
+    soft_cpu_limit: Option<String>,
+    jmx_export: Option<bool>,
+    #[serde(default)]
+    sub_groups: Vec<RawGroup>,
+    consistency: Option<RawConsistency>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConsistency {
+    mode: String,
+    max_staleness_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RawSelector {
+    pub user: Option<String>,
+    pub user_group: Option<String>,
+    pub source: Option<String>,
+    pub query_type: Option<String>,
+    pub client_tags: Option<Vec<String>>,
+    pub original_user: Option<String>,
+    pub authenticated_user: Option<String>,
+    pub group: String,
+}
+
+/// Collects errors (all of them, not just the first) and warnings.
+#[derive(Default)]
+struct Report {
+    errors: Vec<String>,
+    warned: BTreeSet<&'static str>,
+    warnings: Vec<String>,
+}
+
+impl Report {
+    fn error(&mut self, path: &str, message: impl std::fmt::Display) {
+        self.errors.push(format!("{path}: {message}"));
+    }
+
+    /// Once per field name, at its first occurrence.
+    fn unenforced(&mut self, field: &'static str, path: &str) {
+        if self.warned.insert(field) {
+            self.warnings.push(format!(
+                "{path}: {field} is accepted but not enforced yet (reported once)"
+            ));
+        }
+    }
+}
+
+const QUERY_TYPES: &[&str] = &[
+    "SELECT",
+    "EXPLAIN",
+    "DESCRIBE",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "ANALYZE",
+    "DATA_DEFINITION",
+    "ALTER_TABLE_EXECUTE",
+];
+
+impl RawConfig {
+    pub(super) fn validate(self, default: &Consistency) -> Result<ResourceGroups, ConfigErrors> {
+        let mut report = Report::default();
+        if self.cpu_quota_period.is_some() {
+            report.unenforced("cpuQuotaPeriod", "cpuQuotaPeriod");
+        }
+        if self.root_groups.is_empty() {
+            report.error("rootGroups", "at least one root group is required");
+        }
+        let roots = validate_level(&self.root_groups, "rootGroups", default, &mut report);
+        let mut selectors = Vec::new();
+        for (i, raw) in self.selectors.into_iter().enumerate() {
+            let path = format!("selectors[{i}]");
+            if let Some(t) = &raw.query_type {
+                if !QUERY_TYPES.contains(&t.as_str()) {
+                    report.error(
+                        &format!("{path}.queryType"),
+                        format!("'{t}' is not one of {}", QUERY_TYPES.join(", ")),
+                    );
+                }
+            }
+            for (field, set) in [
+                ("originalUser", raw.original_user.is_some()),
+                ("authenticatedUser", raw.authenticated_user.is_some()),
+            ] {
+                if set {
+                    report.unenforced(field, &format!("{path}.{field}"));
+                }
+            }
+            check_selector_group(&roots, &raw.group, &format!("{path}.group"), &mut report);
+            match Selector::compile(raw) {
+                Ok(s) => selectors.push(s),
+                Err((field, message)) => report.error(&format!("{path}.{field}"), message),
+            }
+        }
+        if report.errors.is_empty() {
+            Ok(ResourceGroups {
+                roots,
+                selectors,
+                warnings: report.warnings,
+            })
+        } else {
+            Err(ConfigErrors(report.errors))
+        }
+    }
+}
+
+fn validate_level(
+    groups: &[RawGroup],
+    path: &str,
+    inherited: &Consistency,
+    report: &mut Report,
+) -> Vec<GroupSpec> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if !names.insert(g.name.as_str()) {
+            report.error(
+                &format!("{at}.name"),
+                format!("'{}' appears twice among its siblings", g.name),
+            );
+        }
+        out.push(validate_group(g, &at, inherited, report));
+    }
+    out
+}
+
+fn non_negative(value: i64, path: &str, report: &mut Report) -> u32 {
+    if value < 0 {
+        report.error(path, "must be >= 0");
+        return 0;
+    }
+    u32::try_from(value).unwrap_or_else(|_| {
+        report.error(path, format!("must be at most {}", u32::MAX));
+        0
+    })
+}
+
+fn validate_group(
+    g: &RawGroup,
+    at: &str,
+    inherited: &Consistency,
+    report: &mut Report,
+) -> GroupSpec {
+    if g.name.is_empty() || g.name.contains('.') {
+        report.error(
+            &format!("{at}.name"),
+            "must be non-empty and contain no '.'",
+        );
+    } else if g.name.matches("${").count() != g.name.matches('}').count() {
+        report.error(
+            &format!("{at}.name"),
+            format!("'{}' has an unclosed ${{...}}", g.name),
+        );
+    }
+    let hard = non_negative(
+        g.hard_concurrency_limit,
+        &format!("{at}.hardConcurrencyLimit"),
+        report,
+    );
+    let max_queued = non_negative(g.max_queued, &format!("{at}.maxQueued"), report);
+    let soft = g.soft_concurrency_limit.map(|v| {
+        report.unenforced(
+            "softConcurrencyLimit",
+            &format!("{at}.softConcurrencyLimit"),
+        );
+        non_negative(v, &format!("{at}.softConcurrencyLimit"), report)
+    });
+    let weight = match g.scheduling_weight {
+        None => 1,
+        Some(w) if w < 1 => {
+            report.error(&format!("{at}.schedulingWeight"), "must be >= 1");
+            1
+        }
+        Some(w) => non_negative(w, &format!("{at}.schedulingWeight"), report),
+    };
+    let policy = match g.scheduling_policy.as_deref() {
+        None | Some("fair") => SchedulingPolicy::Fair,
+        Some("weighted_fair") => SchedulingPolicy::WeightedFair,
+        Some("weighted") => SchedulingPolicy::Weighted,
+        Some("query_priority") => SchedulingPolicy::QueryPriority,
+        Some(other) => {
+            report.error(
+                &format!("{at}.schedulingPolicy"),
+                format!("'{other}' is not one of fair, weighted_fair, weighted, query_priority"),
+            );
+            SchedulingPolicy::Fair
+        }
+    };
+    let memory = g.soft_memory_limit.as_deref().and_then(|text| {
+        report.unenforced("softMemoryLimit", &format!("{at}.softMemoryLimit"));
+        parse_memory_limit(text)
+            .map_err(|e| report.error(&format!("{at}.softMemoryLimit"), e))
+            .ok()
+    });
+    for (field, set) in [
+        ("hardCpuLimit", g.hard_cpu_limit.is_some()),
+        ("softCpuLimit", g.soft_cpu_limit.is_some()),
+        ("jmxExport", g.jmx_export.is_some()),
+    ] {
+        if set {
+            report.unenforced(field, &format!("{at}.{field}"));
+        }
+    }
+    let consistency = match &g.consistency {
+        None => inherited.clone(),
+        Some(c) => parse_consistency(c, &format!("{at}.consistency"), report)
+            .unwrap_or_else(|| inherited.clone()),
+    };
+    let sub_groups = validate_level(
+        &g.sub_groups,
+        &format!("{at}.subGroups"),
+        &consistency,
+        report,
+    );
+    // As in Trino: priorities are compared across the whole subtree, so
+    // every group under a query_priority group must order by priority too.
+    if policy == SchedulingPolicy::QueryPriority {
+        for (i, sub) in sub_groups.iter().enumerate() {
+            if sub.scheduling_policy != SchedulingPolicy::QueryPriority {
+                report.error(
+                    &format!("{at}.subGroups[{i}].schedulingPolicy"),
+                    "must be query_priority under a query_priority group",
+                );
+            }
+        }
+    }
+    GroupSpec {
+        name: g.name.clone(),
+        hard_concurrency_limit: hard,
+        max_queued,
+        soft_concurrency_limit: soft,
+        soft_memory_limit: memory,
+        scheduling_policy: policy,
+        scheduling_weight: weight,
+        consistency,
+        sub_groups,
+    }
+}
+
+fn parse_consistency(c: &RawConsistency, at: &str, report: &mut Report) -> Option<Consistency> {
+    match (c.mode.as_str(), c.max_staleness_ms) {
+        ("linearizable", None) => Some(Consistency::Linearizable),
+        ("linearizable", Some(_)) => {
+            report.error(
+                &format!("{at}.maxStalenessMs"),
+                "applies to mode eventual only",
+            );
+            None
+        }
+        ("eventual", Some(ms)) if ms > 0 => Some(Consistency::Eventual {
+            max_staleness_ms: ms as u64,
+        }),
+        ("eventual", Some(_)) => {
+            report.error(&format!("{at}.maxStalenessMs"), "must be > 0");
+            None
+        }
+        ("eventual", None) => {
+            report.error(
+                &format!("{at}.maxStalenessMs"),
+                "is required for mode eventual",
+            );
+            None
+        }
+        (other, _) => {
+            report.error(
+                &format!("{at}.mode"),
+                format!("'{other}' is not one of linearizable, eventual"),
+            );
+            None
+        }
+    }
+}
+
+/// `80%`, or a data size as Trino writes it: `512MB`, `10GB`, `1.5TB`, `1024B`
+/// (binary multiples, as in Trino's DataSize).
+pub(super) fn parse_memory_limit(text: &str) -> Result<MemoryLimit, String> {
+    let t = text.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        return match p.trim().parse::<f64>() {
+            Ok(v) if (0.0..=100.0).contains(&v) => Ok(MemoryLimit::Percent(v)),
+            _ => Err(format!("'{text}' is not a percentage between 0% and 100%")),
+        };
+    }
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "B" => 1,
+        "kB" | "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        "PB" => 1 << 50,
+        _ => {
+            return Err(format!(
+                "'{text}' is not a size like 512MB or a percentage like 80%"
+            ))
+        }
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && (v * factor as f64) < u64::MAX as f64 => {
+            Ok(MemoryLimit::Bytes((v * factor as f64) as u64))
+        }
+        _ => Err(format!(
+            "'{text}' is not a size like 512MB or a percentage like 80%"
+        )),
+    }
+}
+
+/// A selector's `group` must name a leaf: segments are compared by their
+/// text, so `global.${USER}` must match a spec named `${USER}` under `global`.
+fn check_selector_group(roots: &[GroupSpec], group: &str, at: &str, report: &mut Report) {
+    let mut level = roots;
+    let mut leaf = false;
+    for segment in group.split('.') {
+        match level.iter().find(|s| s.name == segment) {
+            Some(spec) => {
+                leaf = spec.is_leaf();
+                level = &spec.sub_groups;
+            }
+            None => {
+                report.error(
+                    at,
+                    format!("'{group}' names no group ('{segment}' not found)"),
+                );
+                return;
+            }
+        }
+    }
+    if !leaf {
+        report.error(
+            at,
+            format!("'{group}' is not a leaf group; only leaf groups take queries"),
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The validated group tree: plain data (it travels in the Raft log).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Admission is a conditional command in the Raft log.
+    Linearizable,
+    /// Coordinators admit on an aggregated view no staler than this.
+    Eventual { max_staleness_ms: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulingPolicy {
+    /// Subgroups take turns; queries leave a queue first in, first out.
+    Fair,
+    /// The subgroup furthest below its weighted share of running queries.
+    WeightedFair,
+    /// Subgroups in proportion to their weights (deterministic smooth
+    /// weighted round-robin, not random: the state machine is replayable).
+    Weighted,
+    /// Highest `query_priority` first, across all subgroups.
+    QueryPriority,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MemoryLimit {
+    Bytes(u64),
+    /// Percent of the cluster's memory.
+    Percent(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    /// A literal name or a template such as `${USER}`.
+    pub name: String,
+    pub hard_concurrency_limit: u32,
+    pub max_queued: u32,
+    pub soft_concurrency_limit: Option<u32>,
+    pub soft_memory_limit: Option<MemoryLimit>,
+    pub scheduling_policy: SchedulingPolicy,
+    pub scheduling_weight: u32,
+    /// Resolved: the group's own, else its parent's, else the default.
+    pub consistency: Consistency,
+    pub sub_groups: Vec<GroupSpec>,
+}
+
+impl GroupSpec {
+    pub fn is_template(&self) -> bool {
+        self.name.contains("${")
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.sub_groups.is_empty()
+    }
+
+    /// Whether the concrete name `segment` fits this spec's name.
+    pub fn fits(&self, segment: &str) -> bool {
+        template_fits(&self.name, segment)
+    }
+}
+
+/// `${...}` stands for one or more characters other than `.`.
+pub fn template_fits(template: &str, segment: &str) -> bool {
+    if segment.is_empty() || segment.contains('.') {
+        return false;
+    }
+    let parts = literal_parts(template);
+    if parts.len() == 1 {
+        return template == segment;
+    }
+    match_parts(&parts, segment)
+}
+
+/// A template, split: `a${x}b` is `[Literal("a"), Var("x"), Literal("b")]`.
+/// The one place that reads `${...}` (matching and expansion both use it);
+/// an unclosed `${` is literal text.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TemplatePart<'a> {
+    Literal(&'a str),
+    Var(&'a str),
+}
+
+pub(super) fn template_parts(template: &str) -> Vec<TemplatePart<'_>> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        if start > 0 {
+            parts.push(TemplatePart::Literal(&rest[..start]));
+        }
+        parts.push(TemplatePart::Var(&rest[start + 2..start + len]));
+        rest = &rest[start + len + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest));
+    }
+    parts
+}
+
+/// The literal text around each `${...}`: `a${x}b${y}` gives `[a, b, ""]`.
+fn literal_parts(template: &str) -> Vec<&str> {
+    let mut out = vec![""];
+    for part in template_parts(template) {
+        match part {
+            TemplatePart::Literal(l) => *out.last_mut().expect("never empty") = l,
+            TemplatePart::Var(_) => out.push(""),
+        }
+    }
+    out
+}
+
+/// `s` is `parts[0]`, then one or more characters, then the other parts
+/// (with a variable between each pair).
+fn match_parts(parts: &[&str], s: &str) -> bool {
+    let Some(rest) = s.strip_prefix(parts[0]) else {
+        return false;
+    };
+    if parts.len() == 1 {
+        return rest.is_empty();
+    }
+    (1..=rest.len())
+        .filter(|n| rest.is_char_boundary(*n))
+        .any(|n| match_parts(&parts[1..], &rest[n..]))
+}
+
+pub(super) fn resolve<'a>(roots: &'a [GroupSpec], group_id: &str) -> Option<Vec<&'a GroupSpec>> {
+    let mut chain = Vec::new();
+    let mut level = roots;
+    for segment in group_id.split('.') {
+        let spec = level
+            .iter()
+            .find(|s| !s.is_template() && s.name == segment)
+            .or_else(|| level.iter().find(|s| s.is_template() && s.fits(segment)))?;
+        chain.push(spec);
+        level = &spec.sub_groups;
+    }
+    (!chain.is_empty()).then_some(chain)
+}

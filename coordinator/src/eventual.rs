@@ -1,0 +1,349 @@
+//! Eventual-mode admission, as upstream Presto's disaggregated coordinator
+//! does it: decide locally on an aggregated view that may be stale.
+//!
+//! - Every `refresh` the coordinator reads the view from any RM and reports
+//!   its own usage (per leaf group) through the log.
+//! - A query runs if, for every group on its chain, the others' running
+//!   queries (the view, minus this coordinator's last report) plus this
+//!   coordinator's own are below the limit, and no query of this
+//!   coordinator waits ahead of it in the same leaf.
+//! - The view must be no staler than the group's `maxStalenessMs`
+//!   (its age here plus the staleness the RM stated). Otherwise the query
+//!   waits: it never admits on a view older than the bound.
+//! - Freshness gate: when some group on the chain is at or above
+//!   `gate_fraction` of its limit, at most one query starts per fresh view.
+//!
+//! Two coordinators reading the same view can both start the last slot's
+//! query: over-admission is this mode's documented cost.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::resource_groups::{chain_ids, Consistency, GroupSpec, ResourceGroups};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+
+use crate::protocol::{ErrorKind, QueryError};
+use crate::rm::Rms;
+
+#[derive(Deserialize)]
+struct ViewGroup {
+    id: String,
+    running: u32,
+    queued: u32,
+}
+
+#[derive(Deserialize)]
+struct View {
+    staleness_ms: u64,
+    groups: Vec<ViewGroup>,
+}
+
+struct Snapshot {
+    /// group id -> (running, queued), everyone's, as the view stated.
+    groups: BTreeMap<String, (u32, u32)>,
+    fetched: Instant,
+    staleness_ms: u64,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// This coordinator's own running and queued, per leaf.
+    running: BTreeMap<String, u32>,
+    queues: BTreeMap<String, VecDeque<u64>>,
+    /// What the last report said (subtracted from the view: it is ours).
+    reported: BTreeMap<String, (u32, u32)>,
+    view: Option<Snapshot>,
+    /// View generation in which the freshness gate last let a query start.
+    gate_used: Option<u64>,
+    next_ticket: u64,
+    seq: u64,
+}
+
+pub struct Eventual {
+    state: Mutex<State>,
+    changed: Notify,
+    pub gate_fraction: f64,
+}
+
+/// A running slot; freed when dropped.
+pub struct Permit {
+    owner: Arc<Eventual>,
+    leaf: String,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut s = self.owner.lock();
+        if let Some(n) = s.running.get_mut(&self.leaf) {
+            *n = n.saturating_sub(1);
+        }
+        drop(s);
+        self.owner.changed.notify_waiters();
+    }
+}
+
+/// Leaves a local queue when dropped (started, cancelled or failed).
+struct Ticket<'a> {
+    owner: &'a Eventual,
+    leaf: String,
+    id: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut s = self.owner.lock();
+        if let Some(q) = s.queues.get_mut(&self.leaf) {
+            q.retain(|t| *t != self.id);
+        }
+        drop(s);
+        self.owner.changed.notify_waiters();
+    }
+}
+
+impl Eventual {
+    pub fn new(gate_fraction: f64) -> Arc<Eventual> {
+        Arc::new(Eventual {
+            state: Mutex::default(),
+            changed: Notify::new(),
+            gate_fraction,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This coordinator's own (running, queued) under `id`, a leaf or not.
+    fn own(s: &State, id: &str) -> (u32, u32) {
+        let prefix = format!("{id}.");
+        let mine = |k: &str| k == id || k.starts_with(&prefix);
+        let running = s
+            .running
+            .iter()
+            .filter(|(k, _)| mine(k))
+            .map(|(_, v)| *v)
+            .sum();
+        let queued = s
+            .queues
+            .iter()
+            .filter(|(k, _)| mine(k))
+            .map(|(_, q)| q.len() as u32)
+            .sum();
+        (running, queued)
+    }
+
+    fn reported_under(s: &State, id: &str) -> (u32, u32) {
+        let prefix = format!("{id}.");
+        s.reported
+            .iter()
+            .filter(|(k, _)| *k == id || k.starts_with(&prefix))
+            .fold((0, 0), |acc, (_, v)| (acc.0 + v.0, acc.1 + v.1))
+    }
+
+    /// Everyone's (running, queued) under `id`: the view without our last
+    /// report, plus what we have now.
+    fn total(s: &State, view: &Snapshot, id: &str) -> (u32, u32) {
+        let (vr, vq) = view.groups.get(id).copied().unwrap_or_default();
+        let (rr, rq) = Self::reported_under(s, id);
+        let (or, oq) = Self::own(s, id);
+        (vr.saturating_sub(rr) + or, vq.saturating_sub(rq) + oq)
+    }
+
+    /// Waits for a slot in `leaf` (chain `specs`, root first). Errors:
+    /// `QUERY_QUEUE_FULL` when the queue is full on a fresh view.
+    pub async fn admit(
+        self: &Arc<Self>,
+        leaf: &str,
+        specs: &[&GroupSpec],
+    ) -> Result<Permit, QueryError> {
+        let bound = match specs.last().map(|s| &s.consistency) {
+            Some(Consistency::Eventual { max_staleness_ms }) => {
+                Duration::from_millis(*max_staleness_ms)
+            }
+            _ => {
+                return Err(QueryError::new(
+                    ErrorKind::GenericInternalError,
+                    format!("'{leaf}' is not an eventual group"),
+                ))
+            }
+        };
+        let ids = chain_ids(leaf);
+        let ticket = {
+            let mut s = self.lock();
+            // Refuse at once when a fresh view shows the queue full.
+            if let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) {
+                let full = ids
+                    .iter()
+                    .zip(specs)
+                    .any(|(id, spec)| Self::total(&s, view, id).1 >= spec.max_queued);
+                if full {
+                    return Err(QueryError::new(
+                        ErrorKind::QueryQueueFull,
+                        format!("Too many queued queries for \"{leaf}\""),
+                    ));
+                }
+            }
+            let id = s.next_ticket;
+            s.next_ticket += 1;
+            s.queues.entry(leaf.to_string()).or_default().push_back(id);
+            Ticket {
+                owner: self,
+                leaf: leaf.to_string(),
+                id,
+            }
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.try_start(&ticket, &ids, specs, bound) {
+                drop(ticket);
+                return Ok(Permit {
+                    owner: self.clone(),
+                    leaf: leaf.to_string(),
+                });
+            }
+            notified.await;
+        }
+    }
+
+    fn try_start(
+        &self,
+        ticket: &Ticket<'_>,
+        ids: &[String],
+        specs: &[&GroupSpec],
+        bound: Duration,
+    ) -> bool {
+        let mut s = self.lock();
+        if s.queues.get(&ticket.leaf).and_then(|q| q.front()) != Some(&ticket.id) {
+            return false; // someone of ours is ahead in this leaf
+        }
+        let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) else {
+            return false; // no view fresh enough: wait, never admit on it
+        };
+        // Running totals once this query leaves the queue and starts.
+        let mut gate = false;
+        for (id, spec) in ids.iter().zip(specs) {
+            let (running, _) = Self::total(&s, view, id);
+            if running >= spec.hard_concurrency_limit {
+                return false;
+            }
+            if f64::from(running) >= self.gate_fraction * f64::from(spec.hard_concurrency_limit) {
+                gate = true;
+            }
+        }
+        let generation = view.generation;
+        if gate && s.gate_used == Some(generation) {
+            return false; // one start per fresh view near the limit
+        }
+        if gate {
+            s.gate_used = Some(generation);
+        }
+        *s.running.entry(ticket.leaf.clone()).or_default() += 1;
+        if let Some(q) = s.queues.get_mut(&ticket.leaf) {
+            q.pop_front();
+        }
+        true
+    }
+
+    /// The current view's age here and the staleness its RM stated (ms).
+    pub fn view_status(&self) -> Option<(u64, u64)> {
+        let s = self.lock();
+        s.view
+            .as_ref()
+            .map(|v| (v.fetched.elapsed().as_millis() as u64, v.staleness_ms))
+    }
+
+    /// Reads the view and reports our usage, every `refresh`.
+    pub async fn refresh(
+        self: Arc<Self>,
+        rms: Arc<Rms>,
+        coordinator: String,
+        groups: ResourceGroups,
+        refresh: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let bound = min_bound(&groups.roots).unwrap_or(1000);
+        let mut generation = 0;
+        loop {
+            let usage = {
+                let mut s = self.lock();
+                s.seq += 1;
+                let mut usage: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+                for (leaf, n) in &s.running {
+                    usage.entry(leaf.clone()).or_default().0 += n;
+                }
+                for (leaf, q) in &s.queues {
+                    usage.entry(leaf.clone()).or_default().1 += q.len() as u32;
+                }
+                usage.retain(|_, (r, q)| *r + *q > 0);
+                (s.seq, usage)
+            };
+            let (seq, usage) = usage;
+            let groups_json: serde_json::Map<String, serde_json::Value> = usage
+                .iter()
+                .map(|(k, (r, q))| (k.clone(), json!({"running": r, "queued": q})))
+                .collect();
+            let reported: Result<serde_json::Value, _> = rms
+                .post(
+                    "/v1/usage",
+                    &json!({"coordinator": coordinator, "seq": seq, "groups": groups_json}),
+                )
+                .await;
+            if reported.is_ok() {
+                self.lock().reported = usage;
+            }
+            let asked = Instant::now();
+            if let Ok(v) = rms
+                .get::<View>(&format!("/v1/resource-groups?max_staleness_ms={bound}"))
+                .await
+            {
+                generation += 1;
+                let snapshot = Snapshot {
+                    groups: v
+                        .groups
+                        .into_iter()
+                        .map(|g| (g.id, (g.running, g.queued)))
+                        .collect(),
+                    fetched: asked,
+                    staleness_ms: v.staleness_ms,
+                    generation,
+                };
+                self.lock().view = Some(snapshot);
+                self.changed.notify_waiters();
+            }
+            let stopped = tokio::select! {
+                _ = stop.wait_for(|s| *s) => true,
+                _ = tokio::time::sleep(refresh) => false,
+            };
+            if stopped {
+                return;
+            }
+            // Waiters re-check freshness even when no new view came.
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+/// Age here (counted from the request) plus the staleness the RM stated.
+fn fresh(view: &Snapshot, bound: Duration) -> bool {
+    view.fetched.elapsed() + Duration::from_millis(view.staleness_ms) <= bound
+}
+
+/// The tightest staleness bound among eventual groups.
+fn min_bound(specs: &[GroupSpec]) -> Option<u64> {
+    specs
+        .iter()
+        .flat_map(|s| {
+            let own = match s.consistency {
+                Consistency::Eventual { max_staleness_ms } => Some(max_staleness_ms),
+                Consistency::Linearizable => None,
+            };
+            own.into_iter().chain(min_bound(&s.sub_groups))
+        })
+        .min()
+}

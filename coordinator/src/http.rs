@@ -1,0 +1,295 @@
+//! The client protocol over HTTP, as Trino serves it:
+//!
+//! - `POST /v1/statement` (body: SQL; headers `X-Trino-*` or `X-Presto-*`)
+//! - `GET {nextUri}` = `/v1/statement/{queued|executing}/{id}/{slug}/{token}`:
+//!   waits up to a second for progress, then answers the current `QueryResults`
+//! - `DELETE {nextUri}`: cancel
+//! - `GET /v1/query/{id}` (the `infoUri`), `GET /v1/info`, `/v1/status`,
+//!   `/metrics` (Prometheus)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::protocol::{
+    client_info, ErrorKind, QueryError, QueryResults, QueryState, StatementStats,
+};
+use crate::query::{Coordinator, Query};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub coordinator: Arc<Coordinator>,
+    /// Base of every `nextUri`: this coordinator's own address, or the load
+    /// balancer's in front of all coordinators.
+    pub external_url: String,
+    pub started: Instant,
+}
+
+/// Longest statement accepted.
+pub const MAX_SQL_BYTES: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/statement", post(submit))
+        .route(
+            "/v1/statement/{phase}/{id}/{slug}/{token}",
+            get(poll).delete(cancel),
+        )
+        .route("/v1/query/{id}", get(query_info))
+        .route("/v1/info", get(info))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_SQL_BYTES))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "no such route"})),
+            )
+        })
+        .with_state(state)
+}
+
+fn results(state: &AppState, q: &Query, token: u64) -> QueryResults {
+    let s = q.snapshot();
+    let now = Instant::now();
+    let elapsed = s.ended.unwrap_or(now).duration_since(q.created);
+    let queued = s
+        .started
+        .unwrap_or(s.ended.unwrap_or(now))
+        .duration_since(q.created);
+    let base = state.external_url.trim_end_matches('/');
+    let next = |phase: &str| {
+        Some(format!(
+            "{base}/v1/statement/{phase}/{}/{}/{}",
+            q.id,
+            q.slug,
+            token + 1
+        ))
+    };
+    let next_uri = match s.state {
+        QueryState::Queued => next("queued"),
+        QueryState::Running => next("executing"),
+        QueryState::Finished | QueryState::Failed => None,
+    };
+    QueryResults {
+        id: q.id.clone(),
+        info_uri: format!("{base}/v1/query/{}", q.id),
+        next_uri,
+        columns: s.columns.clone(),
+        // Clients append the `data` of every response, so rows go out once:
+        // in the final answer, which has no `nextUri` to follow.
+        data: s
+            .rows
+            .clone()
+            .filter(|r| !r.is_empty() && s.state == QueryState::Finished),
+        stats: StatementStats {
+            state: s.state,
+            queued: s.state == QueryState::Queued,
+            scheduled: s.started.is_some(),
+            nodes: u32::from(s.worker.is_some()),
+            total_splits: 0,
+            queued_splits: 0,
+            running_splits: 0,
+            completed_splits: 0,
+            cpu_time_millis: 0,
+            wall_time_millis: elapsed.as_millis() as u64,
+            queued_time_millis: queued.as_millis() as u64,
+            elapsed_time_millis: elapsed.as_millis() as u64,
+            processed_rows: 0,
+            processed_bytes: 0,
+            physical_input_bytes: 0,
+            peak_memory_bytes: s.peak_memory_bytes,
+            spilled_bytes: 0,
+        },
+        error: s.error.clone(),
+        warnings: Vec::new(),
+    }
+}
+
+fn user_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let get = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+    };
+    let client = match client_info(get) {
+        Ok(c) => c,
+        Err(e) => return user_error(StatusCode::BAD_REQUEST, e),
+    };
+    let Ok(sql) = String::from_utf8(body.to_vec()) else {
+        return user_error(StatusCode::BAD_REQUEST, "the statement is not UTF-8");
+    };
+    let q = state.coordinator.submit(sql, client);
+    let r = results(&state, &q, 0);
+    q.mark_reported(r.stats.state);
+    Json(r).into_response()
+}
+
+/// The query behind a `nextUri`, if id and slug match.
+fn lookup(state: &AppState, id: &str, slug: &str) -> Option<Arc<Query>> {
+    state.coordinator.get(id).filter(|q| q.slug == slug)
+}
+
+/// Longest a poll waits for news (Trino's default `maxWait`).
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(serde::Deserialize)]
+struct PollParams {
+    /// Trino's `maxWait` (an airlift duration such as `100ms`), at most 1 s.
+    #[serde(rename = "maxWait")]
+    max_wait: Option<String>,
+}
+
+async fn poll(
+    State(state): State<AppState>,
+    Path((_phase, id, slug, token)): Path<(String, String, String, u64)>,
+    axum::extract::Query(params): axum::extract::Query<PollParams>,
+) -> Response {
+    let wait = match params
+        .max_wait
+        .as_deref()
+        .map(common::units::parse_duration)
+    {
+        None => MAX_WAIT,
+        Some(Ok(d)) => d.min(MAX_WAIT),
+        Some(Err(e)) => return user_error(StatusCode::BAD_REQUEST, format!("maxWait: {e}")),
+    };
+    let q = match lookup(&state, &id, &slug) {
+        Some(q) => q,
+        // Not ours: perhaps a failed coordinator's query, kept by the RMs.
+        None => match state.coordinator.adopt(&id, &slug).await {
+            Ok(Some(q)) => q,
+            Ok(None) => return user_error(StatusCode::NOT_FOUND, format!("Query not found: {id}")),
+            Err(e) => return user_error(StatusCode::SERVICE_UNAVAILABLE, e.message),
+        },
+    };
+    q.touch();
+    // Register for the next change before looking, so none is missed.
+    let changed = q.changed.notified();
+    tokio::pin!(changed);
+    changed.as_mut().enable();
+    let now = q.snapshot();
+    let news = now.reported != Some(now.state);
+    if !news && matches!(now.state, QueryState::Queued | QueryState::Running) {
+        // Nothing new: wait a little for progress, as Trino does.
+        let _ = tokio::time::timeout(wait, changed).await;
+    }
+    let r = results(&state, &q, token);
+    q.mark_reported(r.stats.state);
+    Json(r).into_response()
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path((_phase, id, slug, _token)): Path<(String, String, String, u64)>,
+) -> Response {
+    if let Some(q) = lookup(&state, &id, &slug) {
+        q.cancel(QueryError::new(
+            ErrorKind::UserCanceled,
+            "Query was canceled",
+        ));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn query_info(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(q) = state.coordinator.get(&id) else {
+        return user_error(StatusCode::NOT_FOUND, format!("Query not found: {id}"));
+    };
+    let s = q.snapshot();
+    Json(json!({
+        "queryId": q.id,
+        "state": s.state,
+        "resourceGroupId": s.group,
+        "worker": s.worker,
+        "error": s.error,
+    }))
+    .into_response()
+}
+
+async fn info(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "nodeVersion": {"version": env!("CARGO_PKG_VERSION")},
+        "environment": "raft-rm",
+        "coordinator": true,
+        "starting": state.coordinator.session.borrow().is_none(),
+        "uptime": format!("{:.2}s", state.started.elapsed().as_secs_f64()),
+    }))
+    .into_response()
+}
+
+/// Prometheus text: queries by state, with the session as a gauge.
+async fn metrics(State(state): State<AppState>) -> Response {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+    let c = &state.coordinator;
+    let mut registry = Registry::with_prefix("coordinator");
+    let queries = c.queries.lock().unwrap_or_else(|p| p.into_inner());
+    for (name, st) in [
+        ("queued_queries", QueryState::Queued),
+        ("running_queries", QueryState::Running),
+        ("finished_queries", QueryState::Finished),
+        ("failed_queries", QueryState::Failed),
+    ] {
+        let g: Gauge = Gauge::default();
+        g.set(
+            queries
+                .values()
+                .filter(|q| q.snapshot().state == st)
+                .count() as i64,
+        );
+        registry.register(
+            name,
+            format!("Queries {st:?} (finished ones are kept 5 minutes)"),
+            g,
+        );
+    }
+    drop(queries);
+    let session: Gauge = Gauge::default();
+    session.set(i64::from(c.session.borrow().is_some()));
+    registry.register(
+        "has_session",
+        "1 while this coordinator holds a session with the RMs",
+        session,
+    );
+    let mut out = String::new();
+    let _ = encode(&mut out, &registry);
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    let c = &state.coordinator;
+    let queries = c.queries.lock().unwrap_or_else(|p| p.into_inner());
+    let count = |st: QueryState| {
+        queries
+            .values()
+            .filter(|q| q.snapshot().state == st)
+            .count()
+    };
+    Json(json!({
+        "nodeId": c.id,
+        "session": *c.session.borrow(),
+        "queued": count(QueryState::Queued),
+        "running": count(QueryState::Running),
+        "eventual_view": c.eventual.view_status().map(|(age, staleness)| json!({"age_ms": age, "staleness_ms": staleness})),
+    }))
+    .into_response()
+}

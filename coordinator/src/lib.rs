@@ -1,0 +1,29 @@
+//! The coordinator: Trino's client protocol, resource-group selection and
+//! per-group admission through the replicated RMs, dispatch to workers.
+//!
+//! # Layout
+//! - [`protocol`]: the client protocol's wire types (`QueryResults`, stats,
+//!   errors with Trino's names and codes) and request headers.
+//! - [`statement`]: what a statement asks for (`SELECT 1`, a simulated task,
+//!   or a clean "not supported").
+//! - [`query`]: one driver per query: selection, admission, execution,
+//!   release; cancellation and abandonment.
+//! - [`rm`]: calls to the RMs, failing over between them.
+//! - [`session`]: the coordinator's session (register, renew, lose).
+//! - [`events`]: promotions and revocations from the RMs' watch.
+//! - [`eventual`]: eventual-mode admission on the aggregated view
+//!   (staleness bound, freshness gate, usage reports).
+//! - [`dispatch`]: worker choice and task control.
+//! - [`http`]: the client protocol's endpoints; [`config`], [`node`].
+
+pub mod config;
+pub mod dispatch;
+pub mod events;
+pub mod eventual;
+pub mod http;
+pub mod node;
+pub mod protocol;
+pub mod query;
+pub mod rm;
+pub mod session;
+pub mod statement;

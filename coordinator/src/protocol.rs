@@ -1,0 +1,304 @@
+//! Trino's client protocol: what a client sends and what it gets back.
+//! Field names and error codes are Trino's, so existing clients (the CLI,
+//! JDBC, trino-python-client) read them unmodified.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The errors this coordinator raises, with Trino's own codes
+/// (`io.trino.spi.StandardErrorCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    SyntaxError,
+    /// The client stopped polling.
+    AbandonedQuery,
+    UserCanceled,
+    /// A statement this engine does not run.
+    NotSupported,
+    InvalidSessionProperty,
+    /// No selector matched the query.
+    QueryRejected,
+    /// The group's queue is full.
+    QueryQueueFull,
+    /// The low-memory killer chose this query.
+    ClusterOutOfMemory,
+    /// Over `query.max-memory`.
+    ExceededGlobalMemoryLimit,
+    /// Over `query.max-memory-per-node`.
+    ExceededLocalMemoryLimit,
+    /// No worker is alive to run a task.
+    NoNodesAvailable,
+    /// Anything else on the server side, e.g. a lost admission (Trino has
+    /// no code of its own for that; the message says what happened).
+    GenericInternalError,
+}
+
+impl ErrorKind {
+    /// (errorName, errorCode, errorType) as Trino reports them.
+    pub fn trino(self) -> (&'static str, i32, &'static str) {
+        match self {
+            ErrorKind::SyntaxError => ("SYNTAX_ERROR", 1, "USER_ERROR"),
+            ErrorKind::AbandonedQuery => ("ABANDONED_QUERY", 2, "USER_ERROR"),
+            ErrorKind::UserCanceled => ("USER_CANCELED", 3, "USER_ERROR"),
+            ErrorKind::NotSupported => ("NOT_SUPPORTED", 13, "USER_ERROR"),
+            ErrorKind::InvalidSessionProperty => ("INVALID_SESSION_PROPERTY", 14, "USER_ERROR"),
+            ErrorKind::QueryRejected => ("QUERY_REJECTED", 31, "USER_ERROR"),
+            ErrorKind::GenericInternalError => ("GENERIC_INTERNAL_ERROR", 65536, "INTERNAL_ERROR"),
+            ErrorKind::NoNodesAvailable => ("NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR"),
+            ErrorKind::QueryQueueFull => ("QUERY_QUEUE_FULL", 131074, "INSUFFICIENT_RESOURCES"),
+            ErrorKind::ExceededGlobalMemoryLimit => (
+                "EXCEEDED_GLOBAL_MEMORY_LIMIT",
+                131073,
+                "INSUFFICIENT_RESOURCES",
+            ),
+            ErrorKind::ClusterOutOfMemory => {
+                ("CLUSTER_OUT_OF_MEMORY", 131076, "INSUFFICIENT_RESOURCES")
+            }
+            ErrorKind::ExceededLocalMemoryLimit => (
+                "EXCEEDED_LOCAL_MEMORY_LIMIT",
+                131079,
+                "INSUFFICIENT_RESOURCES",
+            ),
+        }
+    }
+
+    /// The kind of a memory kill, by the error name the RMs give it.
+    pub fn of_memory_kill(error_name: &str) -> ErrorKind {
+        match error_name {
+            "EXCEEDED_GLOBAL_MEMORY_LIMIT" => ErrorKind::ExceededGlobalMemoryLimit,
+            "EXCEEDED_LOCAL_MEMORY_LIMIT" => ErrorKind::ExceededLocalMemoryLimit,
+            _ => ErrorKind::ClusterOutOfMemory,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryError {
+    pub message: String,
+    pub error_code: i32,
+    pub error_name: String,
+    pub error_type: String,
+}
+
+impl QueryError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> QueryError {
+        let (name, code, kind) = kind.trino();
+        QueryError {
+            message: message.into(),
+            error_code: code,
+            error_name: name.into(),
+            error_type: kind.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub type_signature: TypeSignature,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeSignature {
+    pub raw_type: String,
+    pub arguments: Vec<serde_json::Value>,
+}
+
+impl Column {
+    pub fn simple(name: &str, type_name: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_name: type_name.into(),
+            type_signature: TypeSignature {
+                raw_type: type_name.into(),
+                arguments: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Query states as clients see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QueryState {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementStats {
+    pub state: QueryState,
+    pub queued: bool,
+    pub scheduled: bool,
+    pub nodes: u32,
+    pub total_splits: u32,
+    pub queued_splits: u32,
+    pub running_splits: u32,
+    pub completed_splits: u32,
+    pub cpu_time_millis: u64,
+    pub wall_time_millis: u64,
+    pub queued_time_millis: u64,
+    pub elapsed_time_millis: u64,
+    pub processed_rows: u64,
+    pub processed_bytes: u64,
+    pub physical_input_bytes: u64,
+    pub peak_memory_bytes: u64,
+    pub spilled_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryResults {
+    pub id: String,
+    pub info_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<Column>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<Vec<serde_json::Value>>>,
+    pub stats: StatementStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<QueryError>,
+    pub warnings: Vec<serde_json::Value>,
+}
+
+/// What the request headers say about the query's origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub user: String,
+    pub source: Option<String>,
+    pub client_tags: Vec<String>,
+    /// `X-Trino-Session: a=1, b=2`.
+    pub session: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("X-Trino-User (or X-Presto-User) is required")]
+    MissingUser,
+    #[error("{header}: '{value}' is not NAME=VALUE")]
+    BadSession { header: &'static str, value: String },
+}
+
+/// Reads the client headers, Trino's names first, then Presto's legacy
+/// ones. `get(name)` returns a header's value(s), lower-case names.
+pub fn client_info<'a>(get: impl Fn(&str) -> Vec<&'a str>) -> Result<ClientInfo, HeaderError> {
+    let one = |suffix: &str| {
+        get(&format!("x-trino-{suffix}"))
+            .into_iter()
+            .chain(get(&format!("x-presto-{suffix}")))
+            .map(str::trim)
+            .find(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let all = |suffix: &str| -> Vec<String> {
+        let trino = get(&format!("x-trino-{suffix}"));
+        let values = if trino.is_empty() {
+            get(&format!("x-presto-{suffix}"))
+        } else {
+            trino
+        };
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let user = one("user").ok_or(HeaderError::MissingUser)?;
+    let mut session = BTreeMap::new();
+    for item in all("session") {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| HeaderError::BadSession {
+                header: "X-Trino-Session",
+                value: item.clone(),
+            })?;
+        // Trino URL-encodes values; ours are plain numbers and names.
+        session.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(ClientInfo {
+        user,
+        source: one("source"),
+        client_tags: all("client-tags"),
+        session,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Vec<&'a str> + 'a {
+        move |name: &str| {
+            pairs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn reads_trino_and_legacy_presto_headers() {
+        let h = [
+            ("x-trino-user", "alice"),
+            ("x-trino-source", "jdbc#tableau"),
+            ("x-trino-client-tags", "hipri, etl"),
+            (
+                "x-trino-session",
+                "simulate_duration_ms=500, simulate_memory_bytes=1024",
+            ),
+            ("x-trino-session", "query_priority=3"),
+        ];
+        let info = client_info(headers(&h)).unwrap();
+        assert_eq!(info.user, "alice");
+        assert_eq!(info.source.as_deref(), Some("jdbc#tableau"));
+        assert_eq!(info.client_tags, ["hipri", "etl"]);
+        assert_eq!(info.session["simulate_memory_bytes"], "1024");
+        assert_eq!(info.session["query_priority"], "3");
+        let legacy = [("x-presto-user", "bob"), ("x-presto-session", "a=1")];
+        let info = client_info(headers(&legacy)).unwrap();
+        assert_eq!(
+            (info.user.as_str(), info.session["a"].as_str()),
+            ("bob", "1")
+        );
+    }
+
+    #[test]
+    fn a_user_is_required_and_sessions_must_be_pairs() {
+        assert_eq!(client_info(headers(&[])), Err(HeaderError::MissingUser));
+        let h = [("x-trino-user", "a"), ("x-trino-session", "nonsense")];
+        assert!(matches!(
+            client_info(headers(&h)),
+            Err(HeaderError::BadSession { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_carry_trinos_names_and_codes() {
+        let e = QueryError::new(
+            ErrorKind::QueryQueueFull,
+            "Too many queued queries for \"g\"",
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["errorName"], "QUERY_QUEUE_FULL");
+        assert_eq!(json["errorCode"], 131074);
+        assert_eq!(json["errorType"], "INSUFFICIENT_RESOURCES");
+        assert_eq!(ErrorKind::ClusterOutOfMemory.trino().1, 131076);
+        assert_eq!(
+            ErrorKind::QueryRejected.trino(),
+            ("QUERY_REJECTED", 31, "USER_ERROR")
+        );
+    }
+}

@@ -1,0 +1,771 @@
+//! Queries: one driver task each, from admission to release.
+//!
+//! ```text
+//! QUEUED -> (admitted) -> RUNNING -> FINISHED | FAILED
+//!    \-> FAILED (rejected, cancelled, abandoned, queue timeout)
+//! ```
+//!
+//! Eventual-mode groups are admitted here, on the aggregated view
+//! ([`crate::eventual`]). Linearizable admission goes through the RMs: acquire, and if queued, wait
+//! for the promotion event on the watch. If this coordinator's session is
+//! lost while a query waits, the query is adopted into the new session. If
+//! it is lost while a query runs, the query fails: its admission is being
+//! revoked, and the workers stop its task (fencing). Whatever happens after
+//! admission, the admission is released.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::http::HttpClient;
+use common::resource_groups::{Consistency, QueryContext, ResourceGroups};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+
+use crate::dispatch::{self, TaskEnd};
+use crate::events::Events;
+use crate::protocol::{ClientInfo, Column, ErrorKind, QueryError, QueryState};
+use crate::rm::Rms;
+use crate::session::SessionId;
+use crate::statement::{self, Statement};
+
+/// What every driver needs.
+pub struct Coordinator {
+    pub id: String,
+    pub groups: ResourceGroups,
+    pub rms: Arc<Rms>,
+    /// For workers.
+    pub http: HttpClient,
+    pub session: watch::Receiver<SessionId>,
+    /// Asks the session keeper to renew now (a refusal said it expired).
+    pub session_recheck: Arc<Notify>,
+    pub events: Arc<Events>,
+    /// Admission for eventual-mode groups.
+    pub eventual: Arc<crate::eventual::Eventual>,
+    pub queries: Mutex<BTreeMap<String, Arc<Query>>>,
+    /// A query whose client stops polling for this long is cancelled.
+    pub client_timeout: Duration,
+    next_seq: AtomicU64,
+}
+
+pub struct Query {
+    pub id: String,
+    /// Part of every `nextUri`, so ids alone cannot be used to poll or cancel.
+    pub slug: String,
+    pub created: Instant,
+    inner: Mutex<Inner>,
+    pub changed: Notify,
+    cancel: watch::Sender<Option<QueryError>>,
+    /// The driver; aborted when the coordinator stops (as a process exit would).
+    driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inner {
+    pub state: QueryState,
+    pub group: Option<String>,
+    pub error: Option<QueryError>,
+    pub started: Option<Instant>,
+    pub ended: Option<Instant>,
+    pub columns: Option<Vec<Column>>,
+    pub rows: Option<Vec<Vec<Value>>>,
+    pub peak_memory_bytes: u64,
+    pub worker: Option<String>,
+    pub last_poll: Instant,
+    /// The state the client was last told: a poll answers at once when
+    /// the state has moved on since.
+    pub reported: Option<QueryState>,
+}
+
+impl Query {
+    pub fn snapshot(&self) -> Inner {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.notify_waiters();
+    }
+
+    pub fn mark_reported(&self, state: QueryState) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reported = Some(state);
+    }
+
+    pub fn touch(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_poll = Instant::now();
+    }
+
+    /// Waits (at most `limit`) until the driver has recorded the end, so the
+    /// answer that follows shows it.
+    pub async fn wait_ended(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.snapshot().ended.is_some() {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+
+    /// Asks the driver to stop with `why` (cancel, abandonment).
+    pub fn cancel(&self, why: QueryError) {
+        self.cancel.send_if_modified(|c| {
+            if c.is_none() {
+                *c = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+impl Coordinator {
+    pub fn new(
+        config: &crate::config::CoordinatorConfig,
+        rms: Arc<Rms>,
+        http: HttpClient,
+        session: watch::Receiver<SessionId>,
+        session_recheck: Arc<Notify>,
+        events: Arc<Events>,
+        eventual: Arc<crate::eventual::Eventual>,
+    ) -> Coordinator {
+        Coordinator {
+            id: config.id.clone(),
+            groups: config.groups.clone(),
+            rms,
+            http,
+            session,
+            session_recheck,
+            events,
+            eventual,
+            queries: Mutex::default(),
+            client_timeout: config.client_timeout,
+            next_seq: AtomicU64::new(1),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Query>> {
+        self.queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Registers a query and starts its driver.
+    pub fn submit(self: &Arc<Self>, sql: String, client: ClientInfo) -> Arc<Query> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        // Unique across coordinators: the RMs' ledger is keyed by it.
+        let id = format!("{ms}_{seq:05}_{}", self.id);
+        let slug = format!("{:016x}", rand::random::<u64>());
+        self.start(id, slug, sql, client, false)
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        id: String,
+        slug: String,
+        sql: String,
+        client: ClientInfo,
+        adopted: bool,
+    ) -> Arc<Query> {
+        let (cancel, cancelled) = watch::channel(None);
+        let q = Arc::new(Query {
+            id: id.clone(),
+            slug,
+            created: Instant::now(),
+            inner: Mutex::new(Inner {
+                state: QueryState::Queued,
+                group: None,
+                error: None,
+                started: None,
+                ended: None,
+                columns: None,
+                rows: None,
+                peak_memory_bytes: 0,
+                worker: None,
+                last_poll: Instant::now(),
+                reported: None,
+            }),
+            changed: Notify::new(),
+            cancel,
+            driver: Mutex::new(None),
+        });
+        self.queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, q.clone());
+        let handle = tokio::spawn(drive(
+            self.clone(),
+            q.clone(),
+            sql,
+            client,
+            cancelled,
+            adopted,
+        ));
+        *q.driver.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        q
+    }
+
+    /// Takes over a query this coordinator did not issue, when a client's
+    /// `nextUri` reaches it (through a load balancer) after the coordinator
+    /// that queued it died: the RMs keep the queued query and its payload.
+    /// `Err` carries the answer for queries that cannot be taken over.
+    pub async fn adopt(
+        self: &Arc<Self>,
+        id: &str,
+        slug: &str,
+    ) -> Result<Option<Arc<Query>>, QueryError> {
+        let entry: Value = match self.rms.get(&format!("/v1/admission/queries/{id}")).await {
+            Ok(e) => e,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(rm_error(e)),
+        };
+        if entry["status"] == "finished" {
+            // It ended while its coordinator could not tell the client (the
+            // coordinator died, and the RMs revoked its admission or timed
+            // it out). Say so, rather than "not found".
+            let q = self.start(
+                id.to_string(),
+                slug.to_string(),
+                String::new(),
+                ClientInfo::default(),
+                true,
+            );
+            q.cancel(QueryError::new(
+                ErrorKind::GenericInternalError,
+                "the coordinator running this query failed before it reported the end; the query did not complete",
+            ));
+            q.wait_ended(Duration::from_secs(1)).await;
+            return Ok(Some(q));
+        }
+        let Ok(payload) = serde_json::from_str::<Payload>(entry["payload"].as_str().unwrap_or(""))
+        else {
+            return Ok(None);
+        };
+        if payload.slug != slug {
+            return Ok(None); // not the caller's query
+        }
+        if entry["session_alive"] == true {
+            // Its coordinator lives: the client should reach it (sticky
+            // routing); 503 tells Trino clients to retry.
+            return Err(QueryError::new(
+                ErrorKind::GenericInternalError,
+                "query owned by another live coordinator",
+            ));
+        }
+        let client = ClientInfo {
+            user: payload.user,
+            source: payload.source,
+            client_tags: payload.client_tags,
+            session: payload.session,
+        };
+        if entry["status"] == "running" {
+            let q = self.start(
+                id.to_string(),
+                slug.to_string(),
+                String::new(),
+                client,
+                true,
+            );
+            q.cancel(QueryError::new(
+                ErrorKind::GenericInternalError,
+                "the coordinator running this query failed; running queries do not survive it",
+            ));
+            q.wait_ended(Duration::from_secs(1)).await;
+            return Ok(Some(q));
+        }
+        tracing::info!(
+            query = id,
+            "adopting a queued query of a failed coordinator"
+        );
+        Ok(Some(self.start(
+            id.to_string(),
+            slug.to_string(),
+            payload.sql,
+            client,
+            true,
+        )))
+    }
+
+    /// Fails the queries the RMs kill for memory, as the kills arrive.
+    pub async fn apply_kills(
+        self: Arc<Self>,
+        mut kills: tokio::sync::broadcast::Receiver<common::wire::WatchEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let kill = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                k = kills.recv() => k,
+            };
+            match kill {
+                Ok(e) => {
+                    let Some(q) = self.get(&e.query_id) else {
+                        continue; // another coordinator's query
+                    };
+                    let kind = ErrorKind::of_memory_kill(e.error_name.as_deref().unwrap_or(""));
+                    let message = e.reason.unwrap_or_else(|| "killed for memory".into());
+                    tracing::warn!(query = %e.query_id, error = kind.trino().0, "query killed for memory by the RMs");
+                    q.cancel(QueryError::new(kind, message));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // The workers stop the tasks anyway; their queries fail
+                    // when the task reports it was killed.
+                    tracing::warn!(missed = n, "missed memory kills");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Stops every driver (coordinator shutdown).
+    pub fn abort_all(&self) {
+        for q in self
+            .queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            if let Some(h) = q.driver.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                h.abort();
+            }
+        }
+    }
+
+    /// Cancels queries whose client stopped polling, and forgets finished
+    /// queries after a while.
+    pub async fn reap(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let stopped = tokio::select! {
+                _ = stop.wait_for(|s| *s) => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            };
+            if stopped {
+                return;
+            }
+            let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+            queries.retain(|_, q| {
+                let s = q.snapshot();
+                if s.ended.is_none() && s.last_poll.elapsed() > self.client_timeout {
+                    q.cancel(QueryError::new(
+                        ErrorKind::AbandonedQuery,
+                        format!(
+                            "the client stopped polling for {} s",
+                            self.client_timeout.as_secs()
+                        ),
+                    ));
+                }
+                s.ended
+                    .is_none_or(|e| e.elapsed() < Duration::from_secs(300))
+            });
+        }
+    }
+}
+
+/// What the RMs keep with a queued query, for whoever adopts it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Payload {
+    sql: String,
+    user: String,
+    source: Option<String>,
+    client_tags: Vec<String>,
+    session: BTreeMap<String, String>,
+    slug: String,
+}
+
+async fn drive(
+    c: Arc<Coordinator>,
+    q: Arc<Query>,
+    sql: String,
+    client: ClientInfo,
+    mut cancelled: watch::Receiver<Option<QueryError>>,
+    adopted: bool,
+) {
+    let mut admitted = adopted;
+    let outcome = run(
+        &c,
+        &q,
+        &sql,
+        &client,
+        &mut cancelled,
+        &mut admitted,
+        adopted,
+    )
+    .await;
+    if admitted {
+        // Released before the client learns the end, so a finished query's
+        // slot is free. But a query must not look running once its session
+        // is gone: the RMs revoke the slot and may give it to another.
+        let mut session = c.session.clone();
+        let held = *session.borrow();
+        tokio::select! {
+            _ = release(&c, &q.id) => {}
+            _ = session.wait_for(|s| *s != held) => {}
+        }
+    }
+    c.events.forget(&q.id);
+    q.update(|i| {
+        i.ended = Some(Instant::now());
+        match outcome {
+            Ok(()) => i.state = QueryState::Finished,
+            Err(e) => {
+                tracing::info!(query = %q.id, error = %e.message, "query failed");
+                i.state = QueryState::Failed;
+                i.error = Some(e);
+            }
+        }
+    });
+}
+
+async fn run(
+    c: &Coordinator,
+    q: &Query,
+    sql: &str,
+    client: &ClientInfo,
+    cancelled: &mut watch::Receiver<Option<QueryError>>,
+    admitted: &mut bool,
+    adopted: bool,
+) -> Result<(), QueryError> {
+    if adopted {
+        // Cancelled at once for a query that cannot be taken over.
+        if let Some(why) = cancelled.borrow().clone() {
+            return Err(why);
+        }
+    }
+    let stmt = statement::classify(sql, &client.session)?;
+    let priority = statement::priority(&client.session)?;
+    let ctx = QueryContext {
+        user: client.user.clone(),
+        user_groups: Vec::new(),
+        source: client.source.clone(),
+        query_type: Some("SELECT".into()),
+        client_tags: client.client_tags.clone(),
+    };
+    let group = c.groups.select(&ctx).ok_or_else(|| {
+        QueryError::new(
+            ErrorKind::QueryRejected,
+            "Query did not match any selection rule",
+        )
+    })?;
+    q.update(|i| i.group = Some(group.clone()));
+    let specs = c.groups.resolve(&group).ok_or_else(|| {
+        QueryError::new(
+            ErrorKind::QueryRejected,
+            format!("no group '{group}' in the configuration"),
+        )
+    })?;
+    if specs.last().map(|s| &s.consistency) != Some(&Consistency::Linearizable) {
+        // Eventual: decided here, on the aggregated view; no fencing token.
+        let _permit = tokio::select! {
+            p = c.eventual.admit(&group, &specs) => p?,
+            why = wait_cancel(cancelled) => return Err(why),
+        };
+        q.update(|i| {
+            i.state = QueryState::Running;
+            i.started = Some(Instant::now());
+        });
+        return tokio::select! {
+            r = execute(c, q, stmt, 0) => r,
+            why = wait_cancel(cancelled) => { stop_task(c, q).await; Err(why) }
+        };
+    }
+    let payload = payload_of(q, sql, client);
+    let (token, session) = tokio::select! {
+        a = admit(c, q, &group, priority, &payload, adopted, admitted) => a?,
+        why = wait_cancel(cancelled) => {
+            // The acquire may have gone through: release whatever exists.
+            *admitted = true;
+            return Err(why);
+        }
+    };
+    q.update(|i| {
+        i.state = QueryState::Running;
+        i.started = Some(Instant::now());
+    });
+    let mut session_rx = c.session.clone();
+    let lost = async move {
+        let _ = session_rx.wait_for(|s| *s != Some(session)).await;
+        QueryError::new(
+            ErrorKind::GenericInternalError,
+            "the coordinator lost its session with the RMs; admission revoked",
+        )
+    };
+    tokio::select! {
+        r = execute(c, q, stmt, token) => r,
+        why = wait_cancel(cancelled) => { stop_task(c, q).await; Err(why) }
+        why = lost => { stop_task(c, q).await; Err(why) }
+    }
+}
+
+async fn wait_cancel(cancelled: &mut watch::Receiver<Option<QueryError>>) -> QueryError {
+    match cancelled.wait_for(|c| c.is_some()).await {
+        Ok(c) => c.clone().expect("checked"),
+        Err(_) => QueryError::new(ErrorKind::GenericInternalError, "coordinator shutting down"),
+    }
+}
+
+async fn current_session(c: &Coordinator) -> Result<u64, QueryError> {
+    let mut rx = c.session.clone();
+    let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.is_some())).await;
+    match waited {
+        Ok(Ok(s)) => Ok(s.expect("checked")),
+        _ => Err(QueryError::new(
+            ErrorKind::GenericInternalError,
+            "no session with the resource managers",
+        )),
+    }
+}
+
+fn rm_error(e: common::http::HttpError) -> QueryError {
+    QueryError::new(
+        ErrorKind::GenericInternalError,
+        format!("resource managers unavailable: {e}"),
+    )
+}
+
+fn payload_of(q: &Query, sql: &str, client: &ClientInfo) -> String {
+    serde_json::to_string(&Payload {
+        sql: sql.to_string(),
+        user: client.user.clone(),
+        source: client.source.clone(),
+        client_tags: client.client_tags.clone(),
+        session: client.session.clone(),
+        slug: q.slug.clone(),
+    })
+    .unwrap_or_default()
+}
+
+/// Acquires (or, for an adopted query, adopts); while queued, waits for the promotion (adopting the query
+/// into a new session if ours is replaced). Returns the fencing token and
+/// the session it was admitted under.
+async fn admit(
+    c: &Coordinator,
+    q: &Query,
+    group: &str,
+    priority: i32,
+    payload: &str,
+    adopted: bool,
+    admitted: &mut bool,
+) -> Result<(u64, u64), QueryError> {
+    let mut session = current_session(c).await?;
+    *admitted = true; // from here on, release on every path
+    let path = if adopted {
+        "/v1/admission/adopt"
+    } else {
+        "/v1/admission/acquire"
+    };
+    // A cluster that is starting has no configuration yet: wait for it. A
+    // session that expired under us (a pause, a partition) is replaced
+    // first: the refusal changed nothing, so the acquire is simply retried.
+    let retry_until = Instant::now() + Duration::from_secs(10);
+    let answer: Value = loop {
+        let request = if adopted {
+            json!({"query_id": q.id, "coordinator": c.id, "session": session})
+        } else {
+            json!({"query_id": q.id, "group": group, "coordinator": c.id, "session": session,
+                   "priority": priority, "payload": payload})
+        };
+        let answer: Value = c.rms.post(path, &request).await.map_err(rm_error)?;
+        if Instant::now() >= retry_until {
+            break answer;
+        }
+        if answer["reason"] == "NO_CONFIGURATION" {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        if answer["reason"] == "SESSION_EXPIRED" {
+            c.session_recheck.notify_one();
+            let mut rx = c.session.clone();
+            let replaced = tokio::time::timeout_at(
+                retry_until.into(),
+                rx.wait_for(|s| s.is_some() && *s != Some(session)),
+            )
+            .await;
+            if let Ok(Ok(s)) = replaced {
+                session = s.expect("checked");
+                continue;
+            }
+        }
+        break answer;
+    };
+    let mut answer = answer;
+    loop {
+        match answer["status"].as_str() {
+            Some("admitted") => {
+                let token = answer["fencing_token"].as_u64().unwrap_or(0);
+                return Ok((token, session));
+            }
+            Some("queued") => {}
+            _ => {
+                let reason = answer["reason"].as_str().unwrap_or("rejected");
+                return Err(match reason {
+                    "QUERY_QUEUE_FULL" => QueryError::new(
+                        ErrorKind::QueryQueueFull,
+                        format!("Too many queued queries for \"{group}\""),
+                    ),
+                    other => QueryError::new(
+                        ErrorKind::GenericInternalError,
+                        format!("admission refused: {other}"),
+                    ),
+                });
+            }
+        }
+        let event = c.events.wait_for(&q.id);
+        let mut session_rx = c.session.clone();
+        // Decide first, act after: the select's output borrows the session.
+        let next = tokio::select! {
+            e = event => Some(e),
+            _ = session_rx.wait_for(|s| *s != Some(session)) => None,
+        };
+        match next {
+            Some(Ok(e)) => {
+                return match e.kind.as_str() {
+                    "promoted" => Ok((e.fencing_token.unwrap_or(0), session)),
+                    "failed" => Err(QueryError::new(
+                        ErrorKind::QueryQueueFull,
+                        e.reason.unwrap_or_else(|| "failed while queued".into()),
+                    )),
+                    _ => Err(QueryError::new(
+                        ErrorKind::GenericInternalError,
+                        "admission revoked while queued",
+                    )),
+                };
+            }
+            Some(Err(_)) => {
+                return Err(QueryError::new(
+                    ErrorKind::GenericInternalError,
+                    "coordinator shutting down",
+                ))
+            }
+            None => {
+                // Our session was replaced: take the queued query along.
+                session = current_session(c).await?;
+                answer = c
+                    .rms
+                    .post(
+                        "/v1/admission/adopt",
+                        &json!({"query_id": q.id, "coordinator": c.id, "session": session}),
+                    )
+                    .await
+                    .map_err(rm_error)?;
+            }
+        }
+    }
+}
+
+async fn execute(
+    c: &Coordinator,
+    q: &Query,
+    stmt: Statement,
+    token: u64,
+) -> Result<(), QueryError> {
+    match stmt {
+        Statement::SelectOne => {
+            q.update(|i| {
+                i.columns = Some(vec![Column::simple("_col0", "integer")]);
+                i.rows = Some(vec![vec![json!(1)]]);
+            });
+            Ok(())
+        }
+        Statement::Simulated {
+            duration_ms,
+            memory_bytes,
+        } => {
+            let place = dispatch::choose_worker(&c.rms, memory_bytes).await?;
+            q.update(|i| i.worker = Some(place.addr.clone()));
+            dispatch::create_task(
+                &c.http,
+                &place.addr,
+                &q.id,
+                token,
+                duration_ms,
+                memory_bytes,
+            )
+            .await?;
+            match dispatch::follow_task(&c.http, &place.addr, &q.id, memory_bytes).await {
+                TaskEnd::Finished { peak_memory_bytes } => {
+                    q.update(|i| {
+                        i.peak_memory_bytes = peak_memory_bytes;
+                        i.columns = Some(Vec::new());
+                    });
+                    Ok(())
+                }
+                TaskEnd::Failed(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Cancels the query's task, in the background: the query ends now, even
+/// if the worker is slow to answer (a revoked task is fenced anyway).
+async fn stop_task(c: &Coordinator, q: &Query) {
+    if let Some(addr) = q.snapshot().worker {
+        let (http, id) = (c.http.clone(), q.id.clone());
+        tokio::spawn(async move { dispatch::cancel_task(&http, &addr, &id).await });
+    }
+}
+
+async fn release(c: &Coordinator, query_id: &str) {
+    let Err(e) = release_once(&c.rms, query_id).await else {
+        return;
+    };
+    // The admission holds its slot until it is released or this
+    // coordinator's session ends; while the coordinator lives, giving up
+    // would leak the slot. Keep trying in the background (release is
+    // idempotent), until the session that holds it is gone.
+    tracing::warn!(query = query_id, error = %e, "cannot release the admission yet; retrying");
+    let (rms, session, query) = (c.rms.clone(), c.session.clone(), query_id.to_string());
+    let held_by = *session.borrow();
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        let deadline = Instant::now() + RELEASE_RETRY_FOR;
+        loop {
+            tokio::time::sleep(delay).await;
+            if *session.borrow() != held_by {
+                tracing::info!(query = %query, "session ended; the RMs revoke its admissions");
+                return;
+            }
+            match release_once(&rms, &query).await {
+                Ok(()) => {
+                    tracing::info!(query = %query, "admission released after retries");
+                    return;
+                }
+                Err(e)
+                    if e.status().is_some_and(|s| (400..500).contains(&s))
+                        || Instant::now() > deadline =>
+                {
+                    tracing::error!(query = %query, error = %e, "giving up releasing the admission; it ends with the session");
+                    return;
+                }
+                Err(_) => delay = (delay * 2).min(Duration::from_secs(2)),
+            }
+        }
+    });
+}
+
+/// How long a coordinator keeps retrying a release the RMs did not take.
+const RELEASE_RETRY_FOR: Duration = Duration::from_secs(600);
+
+async fn release_once(rms: &Rms, query_id: &str) -> Result<(), common::http::HttpError> {
+    rms.post::<_, Value>("/v1/admission/release", &json!({"query_id": query_id}))
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,117 @@
+//! This coordinator's session with the RMs: registered at start, renewed at
+//! a third of its lease (the lease the latest answer states: it is
+//! configuration, and may change while the session lives). If renewal keeps failing past the lease (a
+//! partition, a long pause), the session is lost: its admissions are being
+//! revoked, so running queries must stop. Then a new session is registered.
+//! A query that finds the session expired (its acquire was refused for it)
+//! pokes `recheck`, so the keeper renews at once instead of at its next turn.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+
+use crate::rm::Rms;
+
+/// The current session, `None` while there is none.
+pub type SessionId = Option<u64>;
+
+pub async fn keep(
+    rms: Arc<Rms>,
+    coordinator: String,
+    current: watch::Sender<SessionId>,
+    recheck: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let asked = Instant::now();
+        let registered: Result<Value, _> = rms
+            .post("/v1/sessions", &json!({"coordinator": coordinator}))
+            .await;
+        let (session, mut lease) = match registered {
+            Ok(v) => match (v["session"].as_u64(), v["lease_ms"].as_u64()) {
+                (Some(s), Some(l)) => (s, Duration::from_millis(l)),
+                _ => {
+                    tracing::error!(answer = %v, "unexpected session answer");
+                    (0, Duration::ZERO)
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register a session; retrying");
+                (0, Duration::ZERO)
+            }
+        };
+        if lease.is_zero() {
+            if sleep_or_stop(&mut stop, Duration::from_millis(500)).await {
+                return;
+            }
+            continue;
+        }
+        tracing::info!(
+            session,
+            lease_ms = lease.as_millis() as u64,
+            "session registered"
+        );
+        current.send_replace(Some(session));
+        // The RMs expire the session a lease after they commit a renewal,
+        // which is after it was sent: counting from the send, with a margin
+        // for clock drift, this side gives up first.
+        let mut valid_until = asked + safe(lease);
+        loop {
+            let stopped = tokio::select! {
+                s = sleep_or_stop(&mut stop, lease / 3) => s,
+                _ = recheck.notified() => false,
+            };
+            if stopped {
+                return;
+            }
+            let sent = Instant::now();
+            // A renewal still unanswered when the session runs out must not
+            // keep it alive here.
+            let renewed = tokio::time::timeout_at(
+                valid_until.into(),
+                rms.post::<_, Value>("/v1/sessions/renew", &json!({"session": session})),
+            )
+            .await;
+            match renewed {
+                Ok(Ok(v)) => {
+                    // The lease is configuration and may change: follow it.
+                    if let Some(ms) = v["lease_ms"].as_u64().filter(|ms| *ms > 0) {
+                        lease = Duration::from_millis(ms);
+                    }
+                    valid_until = sent + safe(lease);
+                }
+                Ok(Err(e)) if e.status() == Some(410) => {
+                    tracing::warn!(session, "session expired; its admissions are revoked");
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!(session, error = %e, "cannot renew the session"),
+                Err(_) => {}
+            }
+            if Instant::now() >= valid_until {
+                tracing::warn!(
+                    session,
+                    "no renewal within the lease; treating the session as lost"
+                );
+                break;
+            }
+        }
+        current.send_replace(None);
+    }
+}
+
+/// The part of a lease this side counts on: 90%, for clock drift between
+/// this process and the RM leader that stamps log time.
+fn safe(lease: Duration) -> Duration {
+    lease * 9 / 10
+}
+
+/// Sleeps; true if asked to stop meanwhile.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    let stopped = tokio::select! {
+        _ = stop.wait_for(|s| *s) => true,
+        _ = tokio::time::sleep(d) => false,
+    };
+    stopped
+}

@@ -1,0 +1,288 @@
+//! `jepsen bench writes`: durable write throughput and latency against a
+//! fresh local cluster. Every concurrency level runs in the same process
+//! against the same cluster, one after the other, so their ratios are
+//! comparable even on a noisy machine.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cluster::LocalCluster;
+use crate::stats::{summarize, Summary};
+use crate::trino::TrinoClient;
+
+#[derive(Debug, Serialize)]
+pub struct WriteRun {
+    pub clients: usize,
+    pub seconds: f64,
+    pub writes: usize,
+    pub errors: usize,
+    pub writes_per_sec: f64,
+    pub latency: Option<Summary>,
+}
+
+async fn leader_addr(cluster: &LocalCluster) -> Result<String> {
+    let leader = cluster
+        .client
+        .wait_leader(&cluster.addr_list(), Duration::from_secs(15))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no leader within 15 s"))?;
+    Ok(cluster.addrs[&leader].clone())
+}
+
+/// One line of a bench report: rate, latency percentiles, counts.
+pub fn report_line(
+    clients: usize,
+    rate: f64,
+    unit: &str,
+    latency: Option<&Summary>,
+    done: usize,
+    errors: usize,
+) -> String {
+    let ms = |f: fn(&Summary) -> f64| latency.map_or(0.0, f);
+    format!(
+        "clients {clients:>3}: {rate:>7.0} {unit}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({done} done, {errors} errors)",
+        ms(|s| s.p50_ms),
+        ms(|s| s.p99_ms),
+        ms(|s| s.max_ms),
+    )
+}
+
+/// What one operation of a closed-loop client measured: up to two
+/// latencies (e.g. acquire and release) and how many errors it hit.
+#[derive(Default)]
+pub struct Outcome {
+    pub first: Option<Duration>,
+    pub second: Option<Duration>,
+    pub errors: usize,
+}
+
+/// Everything the clients of one run measured.
+pub struct Loop {
+    pub seconds: f64,
+    pub first: Vec<Duration>,
+    pub second: Vec<Duration>,
+    pub errors: usize,
+}
+
+/// Runs `clients` closed-loop clients for `duration`: client `k` calls
+/// `op(k, n)` for n = 1, 2, ..., each waiting for the previous to finish.
+pub async fn closed_loop<F, Fut>(clients: usize, duration: Duration, op: F) -> Result<Loop>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Outcome> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = (Vec::new(), Vec::new(), 0usize);
+            let mut n = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let o = op(k, n).await;
+                out.0.extend(o.first);
+                out.1.extend(o.second);
+                out.2 += o.errors;
+            }
+            out
+        }));
+    }
+    let mut all = Loop {
+        seconds: 0.0,
+        first: Vec::new(),
+        second: Vec::new(),
+        errors: 0,
+    };
+    for t in tasks {
+        let (first, second, errors) = t.await?;
+        all.first.extend(first);
+        all.second.extend(second);
+        all.errors += errors;
+    }
+    all.seconds = start.elapsed().as_secs_f64();
+    Ok(all)
+}
+
+/// Runs `clients` closed-loop writers for `duration` against the leader
+/// (each waits for its acknowledgement before the next write).
+pub async fn run_writes(
+    cluster: &LocalCluster,
+    clients: usize,
+    duration: Duration,
+    tag: &str,
+) -> Result<WriteRun> {
+    let addr = leader_addr(cluster).await?;
+    let (client, tag) = (cluster.client.clone(), tag.to_string());
+    let run = closed_loop(clients, duration, move |k, seq| {
+        let (client, addr, name) = (client.clone(), addr.clone(), format!("bench-{tag}-{k}"));
+        async move {
+            let t = Instant::now();
+            match client.canary(&addr, &name, seq).await {
+                Ok(_) => Outcome {
+                    first: Some(t.elapsed()),
+                    ..Default::default()
+                },
+                Err(_) => Outcome {
+                    errors: 1,
+                    ..Default::default()
+                },
+            }
+        }
+    })
+    .await?;
+    Ok(WriteRun {
+        clients,
+        seconds: run.seconds,
+        writes: run.first.len(),
+        errors: run.errors,
+        writes_per_sec: run.first.len() as f64 / run.seconds,
+        latency: summarize(&run.first),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdmissionRun {
+    pub clients: usize,
+    pub seconds: f64,
+    /// Acquire + release pairs completed.
+    pub cycles: usize,
+    pub errors: usize,
+    pub acquires_per_sec: f64,
+    /// Latency of the acquire alone (linearizable: one commit).
+    pub acquire_latency: Option<Summary>,
+    pub release_latency: Option<Summary>,
+}
+
+/// The resource groups the admission bench runs against: one linearizable
+/// group wide enough that every acquire is admitted, so the figure is the
+/// cost of the Raft round trip, not of queueing.
+pub const BENCH_GROUPS: &str =
+    r#"{"rootGroups":[{"name":"bench","hardConcurrencyLimit":100000,"maxQueued":100000}]}"#;
+
+/// `clients` closed-loop clients, each acquiring a fresh query id in group
+/// `bench` on the leader and releasing it, for `duration`.
+pub async fn run_admission(
+    cluster: &LocalCluster,
+    clients: usize,
+    duration: Duration,
+    tag: &str,
+) -> Result<AdmissionRun> {
+    let addr = leader_addr(cluster).await?;
+    if !cluster
+        .client
+        .wait_config(&addr, Duration::from_secs(15))
+        .await
+    {
+        anyhow::bail!("the cluster has no resource-group configuration after 15 s");
+    }
+    let session = cluster
+        .client
+        .register_session(&addr, &format!("bench-{tag}"))
+        .await?;
+    let (client, tag) = (cluster.client.clone(), tag.to_string());
+    let run = closed_loop(clients, duration, move |k, n| {
+        let (client, addr, q) = (client.clone(), addr.clone(), format!("b{tag}-{k}-{n}"));
+        async move {
+            let t = Instant::now();
+            match client.acquire(&addr, &q, "bench", session).await {
+                Ok(a) if a.status == "admitted" => {}
+                _ => {
+                    return Outcome {
+                        errors: 1,
+                        ..Default::default()
+                    }
+                }
+            }
+            let acquired = t.elapsed();
+            let t = Instant::now();
+            match client.release(&addr, &q).await {
+                Ok(_) => Outcome {
+                    first: Some(acquired),
+                    second: Some(t.elapsed()),
+                    errors: 0,
+                },
+                Err(_) => Outcome {
+                    first: Some(acquired),
+                    second: None,
+                    errors: 1,
+                },
+            }
+        }
+    })
+    .await?;
+    Ok(AdmissionRun {
+        clients,
+        seconds: run.seconds,
+        cycles: run.second.len(),
+        errors: run.errors,
+        acquires_per_sec: run.first.len() as f64 / run.seconds,
+        acquire_latency: summarize(&run.first),
+        release_latency: summarize(&run.second),
+    })
+}
+
+/// The resource groups the query bench runs against: one linearizable and
+/// one eventual group, wide enough that nothing queues for long; the user
+/// name picks the mode.
+pub const QUERY_GROUPS: &str = r#"{"rootGroups":[
+  {"name":"lin","hardConcurrencyLimit":100000,"maxQueued":100000},
+  {"name":"ev","hardConcurrencyLimit":100000,"maxQueued":100000,
+   "consistency":{"mode":"eventual","maxStalenessMs":1000}}],
+ "selectors":[{"user":"lin","group":"lin"},{"user":"ev","group":"ev"}]}"#;
+
+#[derive(Debug, Serialize)]
+pub struct QueryRun {
+    pub mode: String,
+    pub clients: usize,
+    pub seconds: f64,
+    pub queries: usize,
+    pub errors: usize,
+    pub queries_per_sec: f64,
+    /// Submit until the client first sees the query past QUEUED.
+    pub admission_latency: Option<Summary>,
+    /// Submit until FINISHED.
+    pub query_latency: Option<Summary>,
+}
+
+/// `clients` closed-loop Trino-protocol clients running `SELECT 1` through
+/// `coordinator` as `user` (which selects the group, and so the mode).
+pub async fn run_queries(
+    coordinator: &str,
+    user: &str,
+    clients: usize,
+    duration: Duration,
+) -> Result<QueryRun> {
+    let client = TrinoClient::default();
+    let (coordinator, who) = (coordinator.to_string(), user.to_string());
+    let run = closed_loop(clients, duration, move |_, _| {
+        let (client, coordinator, who) = (client.clone(), coordinator.clone(), who.clone());
+        async move {
+            match client.run(&coordinator, &who, "SELECT 1", &[]).await {
+                Ok(e) if e.state == "FINISHED" => Outcome {
+                    first: Some(e.admitted_after.unwrap_or(e.elapsed)),
+                    second: Some(e.elapsed),
+                    errors: 0,
+                },
+                _ => Outcome {
+                    errors: 1,
+                    ..Default::default()
+                },
+            }
+        }
+    })
+    .await?;
+    Ok(QueryRun {
+        mode: user.to_string(),
+        clients,
+        seconds: run.seconds,
+        queries: run.second.len(),
+        errors: run.errors,
+        queries_per_sec: run.second.len() as f64 / run.seconds,
+        admission_latency: summarize(&run.first),
+        query_latency: summarize(&run.second),
+    })
+}

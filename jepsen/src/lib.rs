@@ -1,0 +1,31 @@
+//! The fault-injection and measurement harness.
+//!
+//! # Layout
+//! - [`cluster`]: launches real `raft-rm` processes on loopback, restarts
+//!   and kills them, and cleans everything up (also on Ctrl-C).
+//! - [`rm_client`]: what the harness asks of a node over HTTP.
+//! - [`stats`]: latency summaries.
+//! - [`bench`]: `jepsen bench writes` (durable writes) and `jepsen bench
+//!   admission` (linearizable acquire + release), `jepsen bench queries`
+//!   (Trino protocol, both modes side by side): throughput and latency.
+//! - [`drill`]: `jepsen drill failover`: leader failover, measured per round.
+//! - [`trino`]: a Trino-protocol client (submit, follow `nextUri`).
+//! - [`oom`]: `jepsen bench oom`: from a blocked worker to the killed query's
+//!   memory being free, per round.
+//!
+//! Nemeses, workloads, histories and checkers arrive with the Jepsen issue.
+
+pub mod bench;
+pub mod checker;
+pub mod cluster;
+pub mod drill;
+pub mod history;
+pub mod nemesis;
+pub mod netns;
+pub mod oom;
+pub mod report;
+pub mod rm_client;
+pub mod stats;
+pub mod test;
+pub mod trino;
+pub mod workload;

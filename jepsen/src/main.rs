@@ -1,0 +1,884 @@
+//! `jepsen`: run a local cluster, measure it, break it.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use jepsen::bench::report_line;
+use jepsen::cluster::{default_bin_dir, ClusterSpec, LocalCluster};
+use jepsen::stats::summarize;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "jepsen",
+    version,
+    about = "Local clusters, fault drills and benchmarks for raft-rm"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ClusterArgs {
+    /// Number of raft-rm nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Directory holding raft-rm (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+/// The nemesis schedule's flags.
+#[derive(clap::Args, Debug, Clone)]
+struct NemesisArgs {
+    /// Fault families, comma-separated: kill, pause, partition, clock; or
+    /// `none`. Clock faults need libfaketime (Debian package faketime).
+    /// Partitions need network namespaces (root); without them they are
+    /// skipped, and the results say so.
+    #[arg(long, default_value = "kill,pause,partition", value_parser = parse_faults)]
+    nemesis: Faults,
+    /// Which processes faults hit.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rm,coordinator"
+    )]
+    nemesis_targets: Vec<jepsen::nemesis::Role>,
+    /// Quiet time between faults, in ms.
+    #[arg(long, default_value_t = 3000)]
+    nemesis_interval_ms: u64,
+    /// A killed process restarts after this many ms.
+    #[arg(long, default_value_t = 2000)]
+    kill_for_ms: u64,
+    /// A paused process resumes after this many ms (by default longer than
+    /// the session lease and the election timeout).
+    #[arg(long, default_value_t = 4000)]
+    pause_for_ms: u64,
+    /// The RMs' session lease, in ms.
+    #[arg(long, default_value_t = 3000)]
+    session_lease_ms: u64,
+    /// Seed of the schedule and the clients' choices [default: random, printed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run on loopback even where per-node network namespaces are possible
+    /// (no partitions then).
+    #[arg(long)]
+    loopback: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Faults(Vec<jepsen::nemesis::Fault>);
+
+fn parse_faults(text: &str) -> Result<Faults, String> {
+    use clap::ValueEnum;
+    if text == "none" {
+        return Ok(Faults(Vec::new()));
+    }
+    text.split(',')
+        .map(|f| {
+            jepsen::nemesis::Fault::from_str(f.trim(), true)
+                .map_err(|_| format!("'{f}' is not kill, pause, partition or clock (or none)"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Faults)
+}
+
+impl NemesisArgs {
+    fn schedule(&self) -> jepsen::nemesis::Schedule {
+        let seed = self.seed.unwrap_or_else(rand::random);
+        jepsen::nemesis::Schedule {
+            faults: self.nemesis.0.clone(),
+            roles: self.nemesis_targets.clone(),
+            interval: Duration::from_millis(self.nemesis_interval_ms),
+            kill_for: Duration::from_millis(self.kill_for_ms),
+            pause_for: Duration::from_millis(self.pause_for_ms),
+            seed,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One Jepsen-style test: a workload under a nemesis on real processes,
+    /// checked; writes store/test/<timestamp>/ (history, results, plots).
+    Test {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, value_enum, default_value = "queries")]
+        workload: jepsen::workload::Workload,
+        /// linearizable, or eventual:MS (the staleness bound).
+        #[arg(long, default_value = "linearizable", value_parser = jepsen::test::Mode::parse)]
+        mode: jepsen::test::Mode,
+        #[command(flatten)]
+        nemesis: NemesisArgs,
+        /// Seconds of workload.
+        #[arg(long, default_value_t = 30)]
+        time_limit: u64,
+        /// Client processes.
+        #[arg(long, default_value_t = 6)]
+        concurrency: u64,
+    },
+    /// Re-runs the checkers on a saved test run (its history.jsonl,
+    /// resource-groups.json and end-state.json).
+    Check {
+        /// The run's directory [default: store/latest].
+        #[arg(default_value = "store/latest")]
+        dir: PathBuf,
+    },
+    /// The same workload, seed and nemesis schedule in linearizable mode
+    /// and in eventual mode at each staleness bound; one table.
+    Compare {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, value_enum, default_value = "queries")]
+        workload: jepsen::workload::Workload,
+        /// Eventual mode's staleness bounds to compare, in ms.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        bounds: Vec<u64>,
+        #[command(flatten)]
+        nemesis: NemesisArgs,
+        #[arg(long, default_value_t = 30)]
+        time_limit: u64,
+        #[arg(long, default_value_t = 6)]
+        concurrency: u64,
+    },
+    /// Run a local cluster in the foreground and show its status (Ctrl-C stops it).
+    Cluster {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// First port; node N listens on BASE+N-1.
+        #[arg(long, default_value_t = 7001)]
+        base_port: u16,
+        /// Where node data and logs go; wiped first unless --keep.
+        #[arg(long, default_value = "store/cluster")]
+        dir: PathBuf,
+        /// Keep the data of an earlier run (restart the same cluster).
+        #[arg(long)]
+        keep: bool,
+        /// Stop by itself after this many seconds (for scripts and CI).
+        #[arg(long)]
+        exit_after: Option<u64>,
+        /// Trino resource-groups.json for the RMs and coordinators [default:
+        /// a linearizable `global` group with a `${USER}` subgroup].
+        #[arg(long)]
+        resource_groups: Option<PathBuf>,
+        /// Workers to start (ports 8101...).
+        #[arg(long, default_value_t = 2)]
+        workers: u64,
+        /// Coordinators to start (ports 8080...): point Trino clients here.
+        #[arg(long, default_value_t = 2)]
+        coordinators: u64,
+        /// Memory pool of each worker, in bytes.
+        #[arg(long, default_value_t = 1 << 30)]
+        worker_memory_bytes: u64,
+        /// A flag for every raft-rm, as one argument each (repeat it), e.g.
+        /// `--rm-arg=--low-memory-killer-delay=10s`.
+        #[arg(long, allow_hyphen_values = true)]
+        rm_arg: Vec<String>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+    /// Failover drills.
+    Drill {
+        #[command(subcommand)]
+        what: Drill,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// SELECT 1 through one coordinator over Trino's protocol, linearizable
+    /// and eventual mode side by side on the same cluster.
+    Queries {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Linearizable acquire + release against the leader at several concurrency levels.
+    Admission {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The coordinated low-memory killer: from a blocked worker to the
+    /// killed query's memory being free, per round.
+    Oom {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// The RMs' `--low-memory-killer-delay`.
+        #[arg(long, default_value = "1s")]
+        delay: String,
+        /// The worker's heartbeat interval (its default is 1000).
+        #[arg(long, default_value_t = 1000)]
+        worker_heartbeat_ms: u64,
+    },
+    /// Durable canary writes against the leader at several concurrency levels.
+    Writes {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Concurrency levels, run one after the other on the same cluster.
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        clients: Vec<usize>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Fault {
+    /// SIGKILL the leader.
+    Kill,
+}
+
+#[derive(Subcommand, Debug)]
+enum Drill {
+    /// Fault the leader, measure re-election and write recovery, repeat.
+    Failover {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, value_enum, default_value = "kill")]
+        fault: Fault,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
+}
+
+fn run_dir(name: &str) -> Result<PathBuf> {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+    let dir = PathBuf::from("store").join(name).join(stamp.to_string());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let latest = PathBuf::from("store").join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.strip_prefix("store")?, &latest);
+    Ok(dir)
+}
+
+/// A run directory and a cluster of RMs running `groups` (resource-groups
+/// JSON), on free ports. Returns the directory, the groups file, the cluster.
+fn bench_cluster(
+    args: &ClusterArgs,
+    name: &str,
+    groups: &str,
+    rm_args: &[String],
+) -> Result<(PathBuf, PathBuf, LocalCluster)> {
+    let dir = run_dir(name)?;
+    std::fs::create_dir_all(dir.join("cluster"))?;
+    // Absolute, because each node runs from its own directory.
+    let file = std::fs::canonicalize(&dir)?.join("resource-groups.json");
+    std::fs::write(&file, groups)?;
+    let mut s = spec(args, dir.join("cluster"), 0);
+    s.node_args = vec!["--resource-groups".into(), file.display().to_string()];
+    s.node_args.extend_from_slice(rm_args);
+    let cluster = LocalCluster::start(s)?;
+    Ok((dir, file, cluster))
+}
+
+/// Writes a run's `results.json` and says where.
+fn save_results(dir: &std::path::Path, results: &serde_json::Value) -> Result<()> {
+    let path = dir.join("results.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(results)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("results: {}", path.display());
+    Ok(())
+}
+
+fn spec(args: &ClusterArgs, dir: PathBuf, base_port: u16) -> ClusterSpec {
+    ClusterSpec {
+        nodes: args.nodes,
+        base_port,
+        dir,
+        bin_dir: args.bin_dir.clone().unwrap_or_else(default_bin_dir),
+        node_args: Vec::new(),
+        net: None,
+        faketime: None,
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => common::cli::usage_error("jepsen", e),
+        Err(e) => e.exit(),
+    };
+    common::telemetry::init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let handles_ctrl_c = matches!(cli.command, Cmd::Cluster { .. });
+    let result = runtime.block_on(async move {
+        if handles_ctrl_c {
+            return run(cli.command).await;
+        }
+        tokio::select! {
+            r = run(cli.command) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    // Dropping the runtime drops every task, and with them the clusters,
+    // which kill their processes: nothing outlives an error or Ctrl-C.
+    drop(runtime);
+    if let Err(e) = result {
+        eprintln!("jepsen: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Cluster {
+            cluster,
+            base_port,
+            dir,
+            keep,
+            exit_after,
+            resource_groups,
+            workers,
+            coordinators,
+            worker_memory_bytes,
+            rm_arg,
+        } => {
+            if !keep && dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("wiping {}", dir.display()))?;
+            }
+            let mut s = spec(&cluster, dir.clone(), base_port);
+            let groups = match resource_groups {
+                // Absolute, because each node runs from its own directory.
+                Some(file) => std::fs::canonicalize(&file)
+                    .with_context(|| format!("resource groups file {}", file.display()))?,
+                None => {
+                    std::fs::create_dir_all(&dir)?;
+                    let file = std::fs::canonicalize(&dir)?.join("resource-groups.json");
+                    std::fs::write(&file, DEFAULT_GROUPS)?;
+                    file
+                }
+            };
+            s.node_args = vec!["--resource-groups".into(), groups.display().to_string()];
+            s.node_args.extend(rm_arg);
+            let mut c = LocalCluster::start(s)?;
+            let offset = |p: u16| if base_port == 0 { 0 } else { p };
+            c.start_data_plane(&jepsen::cluster::DataPlaneSpec {
+                workers,
+                coordinators,
+                worker_memory_bytes,
+                resource_groups: groups,
+                worker_base_port: offset(8101),
+                coordinator_base_port: offset(8080),
+                worker_args: Vec::new(),
+            })?;
+            run_cluster(&mut c, exit_after).await
+        }
+        Cmd::Bench {
+            what:
+                Bench::Writes {
+                    cluster,
+                    clients,
+                    seconds,
+                },
+        } => {
+            let dir = run_dir("bench-writes")?;
+            let c = LocalCluster::start(spec(&cluster, dir.join("cluster"), 0))?;
+            let mut runs = Vec::new();
+            for (i, n) in clients.iter().enumerate() {
+                let r =
+                    jepsen::bench::run_writes(&c, *n, Duration::from_secs(seconds), &i.to_string())
+                        .await?;
+                let line = report_line(
+                    r.clients,
+                    r.writes_per_sec,
+                    "writes",
+                    r.latency.as_ref(),
+                    r.writes,
+                    r.errors,
+                );
+                println!("{line}");
+                runs.push(r);
+            }
+            let results =
+                serde_json::json!({"bench": "writes", "nodes": cluster.nodes, "runs": runs});
+            save_results(&dir, &results)?;
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Admission {
+                    cluster,
+                    clients,
+                    seconds,
+                },
+        } => {
+            let (dir, _, c) = bench_cluster(
+                &cluster,
+                "bench-admission",
+                jepsen::bench::BENCH_GROUPS,
+                &[],
+            )?;
+            let mut runs = Vec::new();
+            for (i, n) in clients.iter().enumerate() {
+                let r = jepsen::bench::run_admission(
+                    &c,
+                    *n,
+                    Duration::from_secs(seconds),
+                    &i.to_string(),
+                )
+                .await?;
+                let line = report_line(
+                    r.clients,
+                    r.acquires_per_sec,
+                    "acquires",
+                    r.acquire_latency.as_ref(),
+                    r.cycles,
+                    r.errors,
+                );
+                println!("{line} (acquire latency)");
+                runs.push(r);
+            }
+            let results =
+                serde_json::json!({"bench": "admission", "nodes": cluster.nodes, "runs": runs});
+            save_results(&dir, &results)?;
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Queries {
+                    cluster,
+                    clients,
+                    seconds,
+                },
+        } => {
+            let (dir, groups, mut c) =
+                bench_cluster(&cluster, "bench-queries", jepsen::bench::QUERY_GROUPS, &[])?;
+            c.start_data_plane(&jepsen::cluster::DataPlaneSpec {
+                workers: 1,
+                coordinators: 1,
+                worker_memory_bytes: 1 << 30,
+                resource_groups: groups,
+                worker_base_port: 0,
+                coordinator_base_port: 0,
+                worker_args: Vec::new(),
+            })?;
+            let coordinator = c
+                .members
+                .iter()
+                .find(|m| m.name == "c1")
+                .map(|m| m.addr.clone())
+                .context("no coordinator")?;
+            jepsen::trino::wait_ready(&coordinator, Duration::from_secs(30)).await?;
+            let mut runs = Vec::new();
+            for n in &clients {
+                for mode in ["lin", "ev"] {
+                    let r = jepsen::bench::run_queries(
+                        &coordinator,
+                        mode,
+                        *n,
+                        Duration::from_secs(seconds),
+                    )
+                    .await?;
+                    let label = if mode == "lin" {
+                        "linearizable"
+                    } else {
+                        "eventual"
+                    };
+                    let a = r.admission_latency.clone();
+                    let q = r.query_latency.clone();
+                    println!(
+                        "{label:<12} clients {n:>3}: {:>6.0} queries/s  admission p50 {:>6.2} ms p99 {:>6.2} ms  query p50 {:>6.2} ms p99 {:>6.2} ms  ({} queries, {} errors)",
+                        r.queries_per_sec,
+                        a.as_ref().map_or(0.0, |s| s.p50_ms),
+                        a.as_ref().map_or(0.0, |s| s.p99_ms),
+                        q.as_ref().map_or(0.0, |s| s.p50_ms),
+                        q.as_ref().map_or(0.0, |s| s.p99_ms),
+                        r.queries,
+                        r.errors
+                    );
+                    runs.push(r);
+                }
+            }
+            save_results(&dir, &serde_json::json!({"bench": "queries", "runs": runs}))?;
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Oom {
+                    cluster,
+                    rounds,
+                    delay,
+                    worker_heartbeat_ms,
+                },
+        } => {
+            let (dir, groups, mut c) = bench_cluster(
+                &cluster,
+                "bench-oom",
+                jepsen::oom::OOM_GROUPS,
+                &["--low-memory-killer-delay".into(), delay.clone()],
+            )?;
+            c.start_data_plane(&jepsen::cluster::DataPlaneSpec {
+                workers: 1,
+                coordinators: 2,
+                worker_memory_bytes: jepsen::oom::WORKER_MEMORY_BYTES,
+                resource_groups: groups,
+                worker_base_port: 0,
+                coordinator_base_port: 0,
+                worker_args: vec!["--heartbeat-ms".into(), worker_heartbeat_ms.to_string()],
+            })?;
+            let coordinators: Vec<String> = c
+                .members
+                .iter()
+                .filter(|m| m.name.starts_with('c'))
+                .map(|m| m.addr.clone())
+                .collect();
+            let worker = c
+                .members
+                .iter()
+                .find(|m| m.name == "w1")
+                .map(|m| m.addr.clone())
+                .context("no worker")?;
+            for addr in &coordinators {
+                jepsen::trino::wait_ready(addr, Duration::from_secs(30)).await?;
+            }
+            println!(
+                "low-memory killer: delay {delay}, worker heartbeat {worker_heartbeat_ms} ms, {rounds} rounds"
+            );
+            let mut results = Vec::new();
+            for round in 1..=rounds {
+                let r = jepsen::oom::round(&c, &worker, &coordinators, round).await?;
+                println!(
+                    "round {:>2}: blocked -> decision {:>6} ms, -> memory free {:>6.0} ms; kills {}, victim {}, others finished {}/{}{}",
+                    r.round,
+                    r.blocked_to_decision_ms.map_or("?".into(), |m| format!("{m:.0}")),
+                    r.blocked_to_free_ms,
+                    r.kills,
+                    r.victim_error.as_deref().unwrap_or("not failed"),
+                    r.others_finished,
+                    r.others,
+                    if r.ok() { "" } else { "  <- WRONG" }
+                );
+                results.push(r);
+            }
+            let free = summarize(
+                &results
+                    .iter()
+                    .map(|r| Duration::from_secs_f64(r.blocked_to_free_ms / 1000.0))
+                    .collect::<Vec<_>>(),
+            );
+            if let Some(f) = &free {
+                println!(
+                    "blocked -> memory free: median {:.0} ms, max {:.0} ms",
+                    f.p50_ms, f.max_ms
+                );
+            }
+            let ok = results.iter().all(|r| r.ok());
+            save_results(
+                &dir,
+                &serde_json::json!({"bench": "oom", "delay": delay,
+                    "worker_heartbeat_ms": worker_heartbeat_ms, "rounds": results,
+                    "blocked_to_free": free, "valid": ok}),
+            )?;
+            if !ok {
+                anyhow::bail!("a round killed other than exactly one query, or a query failed");
+            }
+            Ok(())
+        }
+        Cmd::Test {
+            cluster,
+            workload,
+            mode,
+            nemesis,
+            time_limit,
+            concurrency,
+        } => {
+            let dir = run_dir("test")?;
+            let run = RunArgs {
+                cluster: &cluster,
+                nemesis: &nemesis,
+                workload,
+                time_limit,
+                concurrency,
+            };
+            let spec = run.spec(mode, nemesis.schedule());
+            println!(
+                "jepsen test: {workload:?} {} for {time_limit} s, nemesis {:?} on {:?}, seed {}",
+                mode.label(),
+                spec.schedule.faults,
+                spec.schedule.roles,
+                spec.schedule.seed
+            );
+            let s = jepsen::test::run(&spec, &dir).await?;
+            print_summaries(std::slice::from_ref(&s));
+            println!("results: {}", dir.join("results.json").display());
+            match s.valid {
+                jepsen::checker::Validity::Invalid => {
+                    anyhow::bail!("the history is not valid (see results.json)")
+                }
+                jepsen::checker::Validity::Unknown => {
+                    println!("valid: unknown (a checker could not decide)")
+                }
+                jepsen::checker::Validity::Valid => println!("valid: true"),
+            }
+            Ok(())
+        }
+        Cmd::Check { dir } => {
+            let v = jepsen::test::check_saved(&dir)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            if v["valid"] == false {
+                anyhow::bail!("the history is not valid");
+            }
+            Ok(())
+        }
+        Cmd::Compare {
+            cluster,
+            workload,
+            bounds,
+            nemesis,
+            time_limit,
+            concurrency,
+        } => {
+            let root = run_dir("compare")?;
+            let schedule = nemesis.schedule();
+            let mut modes = vec![jepsen::test::Mode::Linearizable];
+            modes.extend(bounds.iter().map(|b| jepsen::test::Mode::Eventual {
+                max_staleness_ms: *b,
+            }));
+            println!(
+                "jepsen compare: {workload:?}, {time_limit} s per mode, nemesis {:?} on {:?}, seed {}",
+                schedule.faults, schedule.roles, schedule.seed
+            );
+            let mut summaries = Vec::new();
+            for mode in modes {
+                let run = RunArgs {
+                    cluster: &cluster,
+                    nemesis: &nemesis,
+                    workload,
+                    time_limit,
+                    concurrency,
+                };
+                let spec = run.spec(mode, schedule.clone());
+                let dir = root.join(mode.label().replace(':', "-"));
+                println!("-- {} ...", mode.label());
+                summaries.push(jepsen::test::run(&spec, &dir).await?);
+            }
+            print_summaries(&summaries);
+            let table = summary_table(&summaries);
+            std::fs::write(root.join("compare.md"), &table)?;
+            save_results(
+                &root,
+                &serde_json::json!({"compare": summaries, "seed": schedule.seed,
+                "schedule": schedule, "time_limit_s": time_limit, "workload": workload}),
+            )?;
+            Ok(())
+        }
+        Cmd::Drill {
+            what:
+                Drill::Failover {
+                    cluster,
+                    fault: Fault::Kill,
+                    rounds,
+                },
+        } => {
+            let dir = run_dir("drill-failover")?;
+            let mut c = LocalCluster::start(spec(&cluster, dir.join("cluster"), 0))?;
+            let mut results = Vec::new();
+            for round in 1..=rounds {
+                let r = jepsen::drill::kill_leader_round(&mut c, round).await?;
+                println!(
+                    "round {:>2}: killed {} -> leader {}  election {:>6.0} ms  writes again after {:>6.0} ms",
+                    r.round, r.killed, r.new_leader, r.election_ms, r.write_recovery_ms
+                );
+                results.push(r);
+            }
+            let ms = |f: fn(&jepsen::drill::Round) -> f64| {
+                summarize(
+                    &results
+                        .iter()
+                        .map(|r| Duration::from_secs_f64(f(r) / 1000.0))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let (election, recovery) = (ms(|r| r.election_ms), ms(|r| r.write_recovery_ms));
+            if let (Some(e), Some(w)) = (&election, &recovery) {
+                println!(
+                    "election: median {:.0} ms, max {:.0} ms; write recovery: median {:.0} ms, max {:.0} ms",
+                    e.p50_ms, e.max_ms, w.p50_ms, w.max_ms
+                );
+            }
+            let out = serde_json::json!({"drill": "failover", "fault": "kill", "rounds": results,
+                "election": election, "write_recovery": recovery});
+            save_results(&dir, &out)?;
+            Ok(())
+        }
+    }
+}
+
+/// Prints the cluster's status once it has a leader, then again whenever
+/// the leader or membership changes; stops on Ctrl-C or `exit_after`.
+async fn run_cluster(c: &mut LocalCluster, exit_after: Option<u64>) -> Result<()> {
+    let addrs = c.addr_list();
+    let Some(_) = c.client.wait_leader(&addrs, Duration::from_secs(20)).await else {
+        c.stop_all();
+        anyhow::bail!(
+            "no leader within 20 s; see the node logs in {}",
+            c.dir().display()
+        );
+    };
+    let deadline = exit_after.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut last_leader = None;
+    loop {
+        let leader = c.client.agreed_leader(&addrs).await;
+        if leader.is_some() && leader != last_leader {
+            // Give followers a moment to apply the leader's first entries.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            print_status(c).await;
+            last_leader = leader;
+        }
+        for (name, status) in c.exited() {
+            eprintln!(
+                "{name} exited ({status}); see {}/{name}.log",
+                c.dir().display()
+            );
+        }
+        let stop = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = stop => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    println!("stopping the cluster");
+    c.stop_all();
+    Ok(())
+}
+
+async fn print_status(c: &LocalCluster) {
+    println!(
+        "\nraft-rm cluster: {} nodes, data and logs in {}",
+        c.addrs.len(),
+        c.dir().display()
+    );
+    println!(
+        "{:<4} {:<18} {:<10} {:>5} {:>12} {:>13}",
+        "id", "address", "role", "term", "last_applied", "staleness_ms"
+    );
+    for (id, addr) in &c.addrs {
+        match c.client.health(addr).await {
+            Ok(h) => println!(
+                "{:<4} {:<18} {:<10} {:>5} {:>12} {:>13}",
+                id,
+                addr,
+                h.role,
+                h.term,
+                h.last_applied.map_or("-".into(), |v| v.to_string()),
+                h.staleness_ms.map_or("-".into(), |v| v.to_string())
+            ),
+            Err(e) => println!("{id:<4} {addr:<18} unreachable: {e}"),
+        }
+    }
+    for m in &c.members {
+        println!(
+            "{:<4} {:<18} {}",
+            m.name,
+            m.addr,
+            if m.name.starts_with('c') {
+                "coordinator"
+            } else {
+                "worker"
+            }
+        );
+    }
+    println!(
+        "try: curl -s http://{}/v1/cluster | python3 -m json.tool   (secret for admin calls: {}/secret)",
+        c.addrs.values().next().map(String::as_str).unwrap_or("127.0.0.1:7001"),
+        c.dir().display()
+    );
+    if let Some(coordinator) = c.members.iter().find(|m| m.name.starts_with('c')) {
+        println!(
+            "Trino clients: http://{0}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{1}', port={2}, user='me').cursor(); c.execute('SELECT 1'); print(c.fetchall())\"",
+            coordinator.addr,
+            coordinator.addr.split(':').next().unwrap_or("127.0.0.1"),
+            coordinator.addr.rsplit(':').next().unwrap_or("8080"),
+        );
+    }
+}
+
+/// The resource groups `jepsen cluster` runs with unless told otherwise:
+/// linearizable, a global limit and a per-user one.
+const DEFAULT_GROUPS: &str = r#"{
+  "rootGroups": [
+    {"name": "global", "hardConcurrencyLimit": 8, "maxQueued": 100,
+     "subGroups": [{"name": "${USER}", "hardConcurrencyLimit": 2, "maxQueued": 20}]}
+  ],
+  "selectors": [{"group": "global.${USER}"}]
+}"#;
+
+/// What `test` and `compare` share, for one run's spec.
+struct RunArgs<'a> {
+    cluster: &'a ClusterArgs,
+    nemesis: &'a NemesisArgs,
+    workload: jepsen::workload::Workload,
+    time_limit: u64,
+    concurrency: u64,
+}
+
+impl RunArgs<'_> {
+    fn spec(
+        &self,
+        mode: jepsen::test::Mode,
+        schedule: jepsen::nemesis::Schedule,
+    ) -> jepsen::test::TestSpec {
+        jepsen::test::TestSpec {
+            workload: self.workload,
+            mode,
+            schedule,
+            time_limit: Duration::from_secs(self.time_limit),
+            concurrency: self.concurrency,
+            nodes: self.cluster.nodes,
+            bin_dir: self.cluster.bin_dir.clone().unwrap_or_else(default_bin_dir),
+            session_lease_ms: self.nemesis.session_lease_ms,
+            loopback: self.nemesis.loopback,
+        }
+    }
+}
+
+/// The comparison table, as Markdown.
+fn summary_table(rows: &[jepsen::test::Summary]) -> String {
+    let mut out = String::from(
+        "| mode | over-admission violations | max excess | excess-seconds | admission p50 | admission p99 | ok ops/s | seconds unavailable | valid |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {} |\n",
+            r.mode,
+            r.violations,
+            r.max_excess,
+            r.excess_seconds,
+            ms(r.admission_p50_ms),
+            ms(r.admission_p99_ms),
+            r.ok_per_second,
+            r.seconds_unavailable,
+            serde_json::to_string(&r.valid).unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+fn print_summaries(rows: &[jepsen::test::Summary]) {
+    print!("{}", summary_table(rows));
+}

@@ -1,0 +1,319 @@
+//! Nemeses: faults on a schedule, each healed after its time, and all
+//! healed at the end. Every fault and heal goes into the history as a
+//! nemesis op, and its window is kept for the checkers and plots.
+//!
+//! The schedule comes from a seed, so two runs with the same seed try the
+//! same sequence of faults (which process of a role, when) even though the
+//! leader may differ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{watch, Mutex};
+
+use crate::cluster::{LocalCluster, Target};
+use crate::history::{OpType, Recorder, NEMESIS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// SIGKILL, restarted when the fault ends.
+    Kill,
+    /// SIGSTOP, SIGCONT when the fault ends: longer than the session lease
+    /// and the election timeout.
+    Pause,
+    /// A network partition among the targeted processes (needs network
+    /// namespaces), lasting as long as a pause: one of isolate one node,
+    /// isolate the RM leader, random halves, a majorities ring, or two
+    /// halves joined by one bridge node.
+    Partition,
+    /// One process's wall clock (libfaketime; never the machine's), for as
+    /// long as a pause: shifted by ±5 s, or strobing between true time and
+    /// +5 s every 200 ms. Timers stay true: only what reads wall time, such
+    /// as the time the RM leader stamps into the log, sees it.
+    Clock,
+}
+
+/// How far a clock fault shifts.
+const CLOCK_SHIFT_MS: i64 = 5_000;
+
+/// The shapes a partition takes.
+const PARTITIONS: [&str; 5] = ["isolate-one", "isolate-leader", "halves", "ring", "bridge"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Rm,
+    Coordinator,
+    Worker,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    pub faults: Vec<Fault>,
+    pub roles: Vec<Role>,
+    /// Quiet time between faults.
+    pub interval: Duration,
+    /// How long a kill lasts before the restart.
+    pub kill_for: Duration,
+    /// How long a pause lasts.
+    pub pause_for: Duration,
+    pub seed: u64,
+}
+
+/// A fault's time in the run, for checkers and plots.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub fault: Fault,
+    pub targets: Vec<String>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+fn role_of(t: &Target) -> Role {
+    match t {
+        Target::Rm(_) => Role::Rm,
+        Target::Member(n) if n.starts_with('c') => Role::Coordinator,
+        Target::Member(_) => Role::Worker,
+    }
+}
+
+/// Runs the schedule until `stop`, then heals everything. Answers the
+/// fault windows.
+pub async fn run(
+    cluster: Arc<Mutex<LocalCluster>>,
+    schedule: Schedule,
+    history: Arc<Recorder>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Vec<Window>> {
+    let mut rng = StdRng::seed_from_u64(schedule.seed);
+    let mut windows = Vec::new();
+    let sleep_or_stop = |d: Duration, stop: &mut watch::Receiver<bool>| {
+        let mut stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            }
+        }
+    };
+    if schedule.faults.is_empty() || schedule.roles.is_empty() {
+        let _ = stop.wait_for(|s| *s).await;
+        return Ok(windows);
+    }
+    loop {
+        if sleep_or_stop(schedule.interval, &mut stop).await {
+            break;
+        }
+        let fault = schedule.faults[rng.gen_range(0..schedule.faults.len())];
+        let role = schedule.roles[rng.gen_range(0..schedule.roles.len())];
+        let pick = rng.gen_range(0..1000usize);
+        let prefer_leader = rng.gen_bool(0.5);
+        let target = {
+            let c = cluster.lock().await;
+            let of_role: Vec<Target> = c
+                .targets()
+                .into_iter()
+                .filter(|t| role_of(t) == role)
+                .collect();
+            if of_role.is_empty() {
+                continue;
+            }
+            let leader = if role == Role::Rm && prefer_leader {
+                c.client.agreed_leader(&c.addr_list()).await.map(Target::Rm)
+            } else {
+                None
+            };
+            leader.unwrap_or_else(|| of_role[pick % of_role.len()].clone())
+        };
+        let name = target.to_string();
+        let shape = PARTITIONS[pick % PARTITIONS.len()];
+        let f = match fault {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::Clock => "clock",
+        };
+        let clock_shape = ["forward", "backward", "strobe"][pick % 3];
+        let value = {
+            let mut c = cluster.lock().await;
+            match fault {
+                Fault::Partition => {
+                    let nodes: Vec<String> = c
+                        .targets()
+                        .iter()
+                        .filter(|t| schedule.roles.contains(&role_of(t)))
+                        .map(|t| t.to_string())
+                        .collect();
+                    let leader = c
+                        .client
+                        .agreed_leader(&c.addr_list())
+                        .await
+                        .map(|l| format!("n{l}"));
+                    let grudges = partition(shape, &nodes, leader.as_deref(), &mut rng);
+                    let value = json!({"shape": shape, "grudges": grudges});
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    match c.net() {
+                        Some(net) => net.partition(&grudges)?,
+                        None => anyhow::bail!("a partition needs network namespaces"),
+                    }
+                    value
+                }
+                Fault::Clock => {
+                    let value =
+                        json!({"target": name, "shape": clock_shape, "shift_ms": CLOCK_SHIFT_MS});
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    let offset = if clock_shape == "backward" {
+                        -CLOCK_SHIFT_MS
+                    } else {
+                        CLOCK_SHIFT_MS
+                    };
+                    c.set_clock_offset(&target, offset)?;
+                    value
+                }
+                Fault::Kill | Fault::Pause => {
+                    history.record(NEMESIS, OpType::Invoke, f, json!([name]), None);
+                    if fault == Fault::Kill {
+                        c.kill_target(&target);
+                    } else {
+                        c.pause(&target);
+                    }
+                    json!([name])
+                }
+            }
+        };
+        let start_ns = history
+            .record(NEMESIS, OpType::Info, f, value.clone(), None)
+            .time_ns;
+        tracing::info!(fault = f, %value, "nemesis: fault");
+        let lasts = match fault {
+            Fault::Kill => schedule.kill_for,
+            Fault::Pause | Fault::Partition | Fault::Clock => schedule.pause_for,
+        };
+        let stopped = if fault == Fault::Clock && clock_shape == "strobe" {
+            strobe(&cluster, &target, lasts, &mut stop).await?
+        } else {
+            sleep_or_stop(lasts, &mut stop).await
+        };
+        history.record(NEMESIS, OpType::Invoke, "heal", value.clone(), None);
+        {
+            let mut c = cluster.lock().await;
+            match fault {
+                Fault::Kill => c.restart(&target)?,
+                Fault::Pause => {
+                    c.resume(&target);
+                }
+                Fault::Partition => {
+                    if let Some(net) = c.net() {
+                        net.heal()?;
+                    }
+                }
+                Fault::Clock => c.set_clock_offset(&target, 0)?,
+            }
+        }
+        let end_ns = history
+            .record(NEMESIS, OpType::Info, "heal", value.clone(), None)
+            .time_ns;
+        tracing::info!(%value, "nemesis: healed");
+        let targets = match fault {
+            Fault::Partition => vec![shape.to_string()],
+            Fault::Clock => vec![format!("{name} {clock_shape}")],
+            _ => vec![name],
+        };
+        windows.push(Window {
+            fault,
+            targets,
+            start_ns,
+            end_ns,
+        });
+        if stopped {
+            break;
+        }
+    }
+    heal_all(&cluster, &history).await?;
+    Ok(windows)
+}
+
+/// Resumes every paused process and restarts every killed one.
+pub async fn heal_all(cluster: &Arc<Mutex<LocalCluster>>, history: &Recorder) -> Result<()> {
+    history.record(NEMESIS, OpType::Invoke, "heal-all", json!(null), None);
+    let mut c = cluster.lock().await;
+    if let Some(net) = c.net() {
+        net.heal()?;
+    }
+    for t in c.targets() {
+        if c.has_clock_control() {
+            c.set_clock_offset(&t, 0)?;
+        }
+        c.resume(&t);
+        c.restart(&t)?;
+    }
+    history.record(NEMESIS, OpType::Info, "heal-all", json!(null), None);
+    Ok(())
+}
+
+/// Who cannot reach whom, for a partition of `shape` over `nodes`.
+fn partition(
+    shape: &str,
+    nodes: &[String],
+    leader: Option<&str>,
+    rng: &mut StdRng,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    use crate::netns::{grudges, ring};
+    use rand::seq::SliceRandom;
+    let mut shuffled = nodes.to_vec();
+    shuffled.shuffle(rng);
+    let alone = |one: &str| {
+        let rest: Vec<String> = nodes.iter().filter(|n| *n != one).cloned().collect();
+        grudges(&[vec![one.to_string()], rest], None)
+    };
+    match shape {
+        "isolate-leader" => alone(leader.unwrap_or(&shuffled[0])),
+        "halves" => {
+            let (a, b) = shuffled.split_at(shuffled.len() / 2);
+            grudges(&[a.to_vec(), b.to_vec()], None)
+        }
+        "ring" => ring(&shuffled),
+        "bridge" => {
+            let bridge = shuffled[0].clone();
+            let rest = &shuffled[1..];
+            let (a, b) = rest.split_at(rest.len() / 2);
+            let mut a = a.to_vec();
+            let mut b = b.to_vec();
+            a.push(bridge.clone());
+            b.push(bridge.clone());
+            grudges(&[a, b], Some(&bridge))
+        }
+        _ => alone(&shuffled[0]),
+    }
+}
+
+/// Flips `target`'s clock between true time and +shift every 200 ms, for
+/// `lasts`; true if asked to stop meanwhile.
+async fn strobe(
+    cluster: &Arc<Mutex<LocalCluster>>,
+    target: &Target,
+    lasts: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool> {
+    let until = tokio::time::Instant::now() + lasts;
+    let mut shifted = true;
+    while tokio::time::Instant::now() < until {
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            return Ok(true);
+        }
+        shifted = !shifted;
+        let offset = if shifted { CLOCK_SHIFT_MS } else { 0 };
+        cluster.lock().await.set_clock_offset(target, offset)?;
+    }
+    Ok(false)
+}

@@ -1,0 +1,190 @@
+//! The harness's view of a `raft-rm` node over HTTP (the same endpoints an
+//! operator uses), on the project's one HTTP client.
+
+use std::time::Duration;
+
+use common::http::{HttpClient, HttpError};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The fields of `GET /v1/health` the harness reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Health {
+    pub node_id: u64,
+    pub role: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    pub staleness_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CanaryWritten {
+    pub served_by: u64,
+    pub index: u64,
+    pub applied: bool,
+}
+
+/// The answer to an acquire.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Acquired {
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub fencing_token: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct RmClient {
+    http: HttpClient,
+}
+
+impl RmClient {
+    pub fn new(http: HttpClient) -> Self {
+        Self { http }
+    }
+
+    /// `GET /v1/resource-groups?max_staleness_ms=0`: the groups' counters,
+    /// read linearizably.
+    pub async fn resource_groups(&self, addr: &str) -> Result<serde_json::Value, HttpError> {
+        self.http
+            .get_json(
+                &format!("http://{addr}/v1/resource-groups?max_staleness_ms=0"),
+                1,
+            )
+            .await
+    }
+
+    /// `GET /v1/memory`: the memory view, the episode and recent kills.
+    pub async fn memory(&self, addr: &str) -> Result<serde_json::Value, HttpError> {
+        self.http
+            .get_json(&format!("http://{addr}/v1/memory"), 3)
+            .await
+    }
+
+    pub async fn health(&self, addr: &str) -> Result<Health, HttpError> {
+        self.http
+            .get_json(&format!("http://{addr}/v1/health"), 1)
+            .await
+    }
+
+    pub async fn canary(
+        &self,
+        addr: &str,
+        client: &str,
+        seq: u64,
+    ) -> Result<CanaryWritten, HttpError> {
+        self.http
+            .post_json(
+                &format!("http://{addr}/v1/canary"),
+                &json!({"client": client, "seq": seq}),
+            )
+            .await
+    }
+
+    /// Registers a coordinator session; returns its id.
+    pub async fn register_session(&self, addr: &str, coordinator: &str) -> Result<u64, HttpError> {
+        let v: serde_json::Value = self
+            .http
+            .post_json(
+                &format!("http://{addr}/v1/sessions"),
+                &json!({"coordinator": coordinator}),
+            )
+            .await?;
+        v["session"].as_u64().ok_or_else(|| HttpError::Decode {
+            url: addr.to_string(),
+            message: format!("no session in {v}"),
+        })
+    }
+
+    /// Waits until the cluster has a resource-group configuration.
+    pub async fn wait_config(&self, addr: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let url = format!("http://{addr}/v1/admin/config");
+            if self
+                .http
+                .get_json::<serde_json::Value>(&url, 1)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Acquires `query_id` in `group`: the RM's answer (`status`:
+    /// `admitted`, `queued` or `rejected`; `reason`; `fencing_token`).
+    pub async fn acquire(
+        &self,
+        addr: &str,
+        query_id: &str,
+        group: &str,
+        session: u64,
+    ) -> Result<Acquired, HttpError> {
+        let body = json!({"query_id": query_id, "group": group, "coordinator": "jepsen", "session": session});
+        self.http
+            .post_json(&format!("http://{addr}/v1/admission/acquire"), &body)
+            .await
+    }
+
+    /// Releases `query_id`: `released`, `cancelled` (it was queued) or
+    /// `unknown` (it held nothing).
+    pub async fn release(&self, addr: &str, query_id: &str) -> Result<String, HttpError> {
+        let v: serde_json::Value = self
+            .http
+            .post_json(
+                &format!("http://{addr}/v1/admission/release"),
+                &json!({"query_id": query_id}),
+            )
+            .await?;
+        Ok(v["outcome"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Renews a session: `false` if it expired.
+    pub async fn renew_session(&self, addr: &str, session: u64) -> Result<bool, HttpError> {
+        match self
+            .http
+            .post_json::<_, serde_json::Value>(
+                &format!("http://{addr}/v1/sessions/renew"),
+                &json!({"session": session}),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(410) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The leader as reported by the first of `addrs` that names one the
+    /// others do not contradict; `None` while there is no agreed leader.
+    pub async fn agreed_leader(&self, addrs: &[String]) -> Option<u64> {
+        let mut seen = None;
+        for addr in addrs {
+            let h = self.health(addr).await.ok()?;
+            match (seen, h.leader_id) {
+                (_, None) => return None,
+                (None, l) => seen = l,
+                (Some(a), Some(b)) if a != b => return None,
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    /// Polls until `addrs` agree on a leader, or `timeout`.
+    pub async fn wait_leader(&self, addrs: &[String], timeout: Duration) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(l) = self.agreed_leader(addrs).await {
+                return Some(l);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+}

@@ -1,0 +1,289 @@
+//! Workloads: client processes that drive the cluster and record every
+//! operation in the history.
+//!
+//! - `semaphore`: acquire and release straight against random RMs, for a
+//!   few groups with small limits and no queue (a permit model);
+//! - `queries`: simulated queries through random coordinators over Trino's
+//!   protocol, followed to the end;
+//! - `queue`: longer queries, so the groups' queues stay full, followed
+//!   through a load balancer's eyes: a poll whose coordinator died moves to
+//!   another, which adopts the queued query (or says how it ended).
+//!
+//! A client whose op ends `info` continues as a new process (its number
+//! plus the concurrency), as in Jepsen.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::http::HttpError;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::history::{OpType, Process, Recorder};
+use crate::rm_client::RmClient;
+use crate::trino::TrinoClient;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    Semaphore,
+    Queries,
+    Queue,
+    /// Memory-heavy queries on small worker pools, under the low-memory
+    /// killer (delay 1 s).
+    Oom,
+}
+
+/// What every client shares.
+#[derive(Clone)]
+pub struct Ctx {
+    pub history: Arc<Recorder>,
+    pub stop: watch::Receiver<bool>,
+    pub concurrency: u64,
+    /// Ops invoked and not completed, by process (completed as `info` if
+    /// the run ends under them).
+    pub open: Arc<Mutex<HashMap<u64, (String, Value)>>>,
+}
+
+impl Ctx {
+    fn invoke(&self, p: u64, f: &str, value: Value) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p, (f.to_string(), value.clone()));
+        self.history
+            .record(Process::Client(p), OpType::Invoke, f, value, None);
+    }
+
+    fn complete(&self, p: u64, kind: OpType, f: &str, value: Value, error: Option<String>) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p);
+        self.history
+            .record(Process::Client(p), kind, f, value, error);
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Completes every open op as `info` (the run ended under it).
+    pub fn close_open(&self) {
+        let open: Vec<(u64, (String, Value))> = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (p, (f, v)) in open {
+            self.history.record(
+                Process::Client(p),
+                OpType::Info,
+                &f,
+                v,
+                Some("the run ended before an answer".into()),
+            );
+        }
+    }
+}
+
+/// 4xx: the request was refused and changed nothing. Anything else (a
+/// timeout, a lost connection, 5xx) may or may not have taken effect.
+fn definite(e: &HttpError) -> bool {
+    e.status().is_some_and(|s| (400..500).contains(&s))
+}
+
+/// The semaphore's groups: name -> limit. No queue, so an acquire is
+/// admitted or rejected.
+pub const SEMAPHORE_GROUPS: [(&str, u32); 3] = [("s0", 1), ("s1", 2), ("s2", 3)];
+
+pub fn semaphore_groups_json() -> String {
+    let roots: Vec<Value> = SEMAPHORE_GROUPS
+        .iter()
+        .map(|(g, l)| json!({"name": g, "hardConcurrencyLimit": l, "maxQueued": 0}))
+        .collect();
+    json!({"rootGroups": roots, "selectors": [{"group": "s0"}]}).to_string()
+}
+
+pub struct SemaphoreClient {
+    pub ctx: Ctx,
+    pub rm: RmClient,
+    pub rms: Vec<String>,
+    /// The harness's session (replaced if it ever expires).
+    pub session: Arc<std::sync::atomic::AtomicU64>,
+    pub seed: u64,
+}
+
+impl SemaphoreClient {
+    pub async fn run(self, first_process: u64) {
+        let mut rng = StdRng::seed_from_u64(self.seed ^ first_process);
+        let mut p = first_process;
+        let mut n = 0u64;
+        while !self.ctx.stopped() {
+            n += 1;
+            let (group, _) = SEMAPHORE_GROUPS[rng.gen_range(0..SEMAPHORE_GROUPS.len())];
+            let q = format!("p{p}-{n}");
+            let addr = &self.rms[rng.gen_range(0..self.rms.len())];
+            let v = json!({"group": group, "query_id": q});
+            self.ctx.invoke(p, "acquire", v.clone());
+            let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
+            let admitted = match self.rm.acquire(addr, &q, group, session).await {
+                Ok(a) => {
+                    let admitted = a.status == "admitted";
+                    self.ctx.complete(
+                        p,
+                        OpType::Ok,
+                        "acquire",
+                        json!({"group": group, "query_id": q, "status": a.status, "reason": a.reason}),
+                        None,
+                    );
+                    admitted
+                }
+                Err(e) if definite(&e) => {
+                    self.ctx
+                        .complete(p, OpType::Fail, "acquire", v.clone(), Some(e.to_string()));
+                    false
+                }
+                Err(e) => {
+                    self.ctx
+                        .complete(p, OpType::Info, "acquire", v.clone(), Some(e.to_string()));
+                    p += self.ctx.concurrency;
+                    // It may hold a permit: give it back.
+                    true
+                }
+            };
+            if !admitted {
+                continue;
+            }
+            let hold = Duration::from_millis(rng.gen_range(0..50));
+            tokio::time::sleep(hold).await;
+            // Release until an answer says what happened.
+            loop {
+                let addr = &self.rms[rng.gen_range(0..self.rms.len())];
+                self.ctx.invoke(p, "release", v.clone());
+                match self.rm.release(addr, &q).await {
+                    Ok(outcome) => {
+                        self.ctx.complete(
+                            p,
+                            OpType::Ok,
+                            "release",
+                            json!({"group": group, "query_id": q, "outcome": outcome}),
+                            None,
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        let kind = if definite(&e) {
+                            OpType::Fail
+                        } else {
+                            OpType::Info
+                        };
+                        self.ctx
+                            .complete(p, kind, "release", v.clone(), Some(e.to_string()));
+                        if kind == OpType::Info {
+                            p += self.ctx.concurrency;
+                        }
+                        if self.ctx.stopped() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The queries workload's groups: `q` (limit 4) over `q.a` and `q.b`
+/// (limit 2 each), 20 queued each; `consistency` for the whole tree.
+pub fn query_groups_json(consistency: &Value) -> String {
+    json!({
+        "rootGroups": [{
+            "name": "q", "hardConcurrencyLimit": 4, "maxQueued": 40, "consistency": consistency,
+            "subGroups": [
+                {"name": "a", "hardConcurrencyLimit": 2, "maxQueued": 20},
+                {"name": "b", "hardConcurrencyLimit": 2, "maxQueued": 20}
+            ]
+        }],
+        "selectors": [{"user": "alice", "group": "q.a"}, {"user": "bob", "group": "q.b"}]
+    })
+    .to_string()
+}
+
+/// The oom workload's one group: wide, so memory is what limits.
+pub fn oom_groups_json(consistency: &Value) -> String {
+    json!({
+        "rootGroups": [{"name": "m", "hardConcurrencyLimit": 16, "maxQueued": 50, "consistency": consistency}],
+        "selectors": [{"group": "m"}]
+    })
+    .to_string()
+}
+
+pub struct QueryClient {
+    pub ctx: Ctx,
+    pub trino: TrinoClient,
+    pub coordinators: Vec<String>,
+    pub seed: u64,
+    /// How long each simulated query runs, in ms.
+    pub duration_ms: std::ops::Range<u64>,
+    /// How much memory each reserves, in bytes: one of these.
+    pub memory_bytes: Vec<u64>,
+    /// (user, the group its selector picks), chosen at random per query.
+    pub users: Vec<(&'static str, &'static str)>,
+}
+
+impl QueryClient {
+    pub async fn run(self, first_process: u64) {
+        let mut rng = StdRng::seed_from_u64(self.seed ^ (first_process << 8));
+        let mut p = first_process;
+        let history = self.ctx.history.clone();
+        let now = move || history.now_ns();
+        while !self.ctx.stopped() {
+            let (user, group) = self.users[rng.gen_range(0..self.users.len())];
+            let coordinator = &self.coordinators[rng.gen_range(0..self.coordinators.len())];
+            let ms: u64 = rng.gen_range(self.duration_ms.clone());
+            let v = json!({"user": user, "group": group, "coordinator": coordinator, "duration_ms": ms});
+            self.ctx.invoke(p, "query", v.clone());
+            let session = [
+                ("simulate_duration_ms", ms.to_string()),
+                (
+                    "simulate_memory_bytes",
+                    self.memory_bytes[rng.gen_range(0..self.memory_bytes.len())].to_string(),
+                ),
+            ];
+            match self
+                .trino
+                .run_timed(coordinator, user, "SELECT simulated", &session, &now)
+                .await
+            {
+                Ok(e) => {
+                    let mut value = json!({"group": group, "query_id": e.id, "coordinator": coordinator,
+                        "running_from_ns": e.running_from_ns, "running_until_ns": e.running_until_ns,
+                        "was_queued": e.was_queued});
+                    let kind = if e.state == "FINISHED" {
+                        OpType::Ok
+                    } else {
+                        value["error_name"] = json!(e.error_name());
+                        value["message"] = e
+                            .error
+                            .as_ref()
+                            .map_or(Value::Null, |x| x["message"].clone());
+                        OpType::Fail
+                    };
+                    self.ctx.complete(p, kind, "query", value, None);
+                }
+                Err(e) => {
+                    self.ctx
+                        .complete(p, OpType::Info, "query", v, Some(format!("{e:#}")));
+                    p += self.ctx.concurrency;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Coordinator-facing writes: sessions, acquire, release, adopt, usage
+//! reports. Every one is a command in the log; any node accepts it and
+//! relays it to the leader. A rejection is an answer (200), not an error.
+//!
+//! - `POST /v1/sessions {"coordinator"}` -> `{"session","lease_ms","expires_at_ms"}`
+//! - `POST /v1/sessions/renew {"session"}` -> the same, or 410 if it expired
+//! - `POST /v1/admission/acquire {"query_id","group","coordinator","session","priority"?,"payload"?}`
+//!   -> `{"status","reason","fencing_token","position"}`
+//! - `POST /v1/admission/release {"query_id"}` -> `{"outcome"}`
+//! - `POST /v1/admission/adopt {"query_id","coordinator","session"}`
+//! - `POST /v1/usage {"coordinator","seq","groups":{"id":{"running","queued"}}}`
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::json_body;
+use super::forward::or_forward;
+use super::{ApiError, AppState};
+use crate::machine::{Command, Decision, RejectReason, ReleaseOutcome, Response as Answer};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions", post(register))
+        .route("/v1/sessions/renew", post(renew))
+        .route("/v1/admission/acquire", post(acquire))
+        .route("/v1/admission/release", post(release))
+        .route("/v1/admission/adopt", post(adopt))
+        .route("/v1/usage", post(usage))
+}
+
+/// Names a coordinator or query: non-empty, bounded, printable.
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "{field}: must be 1 to 256 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Proposes the command decoded from `body` by `build`, relaying to the
+/// leader when this node is not it, and shapes the answer with `shape`.
+async fn write<Req: serde::de::DeserializeOwned>(
+    state: AppState,
+    headers: HeaderMap,
+    path: &'static str,
+    body: Bytes,
+    build: impl FnOnce(Req) -> Result<Command, ApiError>,
+    shape: impl FnOnce(u64, Answer) -> Result<Response, ApiError>,
+) -> Response {
+    let result = async {
+        let command = build(json_body(&body)?)?;
+        let (index, answer) = state.propose(command).await?;
+        shape(index, answer)
+    }
+    .await;
+    or_forward(&state, &headers, Method::POST, path, body.to_vec(), result).await
+}
+
+fn unexpected(answer: Answer) -> ApiError {
+    ApiError::Internal(format!("unexpected state machine answer {answer:?}"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Register {
+    coordinator: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Renew {
+    session: u64,
+}
+
+fn session_answer(state: &AppState, answer: Answer) -> Result<Response, ApiError> {
+    match answer {
+        Answer::Session {
+            session,
+            expires_at_ms,
+        } => {
+            let lease_ms = state
+                .applied
+                .read()
+                .state
+                .admission
+                .settings
+                .session_lease_ms;
+            Ok(Json(
+                json!({"session": session, "lease_ms": lease_ms, "expires_at_ms": expires_at_ms}),
+            )
+            .into_response())
+        }
+        Answer::SessionExpired => Ok((
+            StatusCode::GONE,
+            Json(json!({"error": "session expired or unknown; register a new one"})),
+        )
+            .into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = state.clone();
+    write(
+        state,
+        headers,
+        "/v1/sessions",
+        body,
+        |r: Register| {
+            check_name("coordinator", &r.coordinator)?;
+            Ok(Command::RegisterSession {
+                coordinator: r.coordinator,
+            })
+        },
+        move |_, answer| session_answer(&s, answer),
+    )
+    .await
+}
+
+async fn renew(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = state.clone();
+    write(
+        state,
+        headers,
+        "/v1/sessions/renew",
+        body,
+        |r: Renew| Ok(Command::RenewSession { session: r.session }),
+        move |_, answer| session_answer(&s, answer),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Acquire {
+    query_id: String,
+    group: String,
+    coordinator: String,
+    session: u64,
+    #[serde(default)]
+    priority: i32,
+    /// Opaque; kept with the ledger entry for whoever adopts the query.
+    #[serde(default)]
+    payload: String,
+}
+
+/// Largest acquire payload (a statement and its client context).
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// The wire form of an admission decision.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcquireAnswer {
+    /// `admitted`, `queued` or `rejected`.
+    pub status: String,
+    /// For rejections: Trino's error name where one exists.
+    pub reason: Option<String>,
+    pub fencing_token: Option<u64>,
+    pub position: Option<u32>,
+}
+
+pub fn reason_name(reason: &RejectReason) -> &'static str {
+    match reason {
+        RejectReason::QueueFull => "QUERY_QUEUE_FULL",
+        RejectReason::NoSuchGroup => "NO_SUCH_GROUP",
+        RejectReason::NotALeaf => "NOT_A_LEAF_GROUP",
+        RejectReason::EventualGroup => "EVENTUAL_GROUP",
+        RejectReason::SessionExpired => "SESSION_EXPIRED",
+        RejectReason::NoConfiguration => "NO_CONFIGURATION",
+        RejectReason::AlreadyFinished => "QUERY_ALREADY_FINISHED",
+        RejectReason::GroupMismatch => "GROUP_MISMATCH",
+    }
+}
+
+pub fn answer_of(d: &Decision) -> AcquireAnswer {
+    match d {
+        Decision::Admitted { fencing_token } => AcquireAnswer {
+            status: "admitted".into(),
+            reason: None,
+            fencing_token: Some(*fencing_token),
+            position: None,
+        },
+        Decision::Queued { position } => AcquireAnswer {
+            status: "queued".into(),
+            reason: None,
+            fencing_token: None,
+            position: Some(*position),
+        },
+        Decision::Rejected { reason } => AcquireAnswer {
+            status: "rejected".into(),
+            reason: Some(reason_name(reason).into()),
+            fencing_token: None,
+            position: None,
+        },
+    }
+}
+
+async fn acquire(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    write(
+        state,
+        headers,
+        "/v1/admission/acquire",
+        body,
+        |r: Acquire| {
+            check_name("query_id", &r.query_id)?;
+            check_name("coordinator", &r.coordinator)?;
+            check_name("group", &r.group)?;
+            if r.payload.len() > MAX_PAYLOAD_BYTES {
+                return Err(ApiError::BadRequest(format!(
+                    "payload: at most {MAX_PAYLOAD_BYTES} bytes"
+                )));
+            }
+            Ok(Command::Acquire(crate::machine::AcquireRequest {
+                query_id: r.query_id,
+                group: r.group,
+                coordinator: r.coordinator,
+                session: r.session,
+                priority: r.priority,
+                payload: r.payload,
+            }))
+        },
+        |_, answer| match answer {
+            Answer::Admission(d) => Ok(Json(answer_of(&d)).into_response()),
+            other => Err(unexpected(other)),
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Release {
+    query_id: String,
+}
+
+async fn release(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    write(
+        state,
+        headers,
+        "/v1/admission/release",
+        body,
+        |r: Release| {
+            check_name("query_id", &r.query_id)?;
+            Ok(Command::Release {
+                query_id: r.query_id,
+            })
+        },
+        |_, answer| match answer {
+            Answer::Release(outcome) => {
+                let outcome = match outcome {
+                    ReleaseOutcome::Released => "released",
+                    ReleaseOutcome::Cancelled => "cancelled",
+                    ReleaseOutcome::Unknown => "unknown",
+                };
+                Ok(Json(json!({"outcome": outcome})).into_response())
+            }
+            other => Err(unexpected(other)),
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Adopt {
+    query_id: String,
+    coordinator: String,
+    session: u64,
+}
+
+async fn adopt(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    write(
+        state,
+        headers,
+        "/v1/admission/adopt",
+        body,
+        |r: Adopt| {
+            check_name("query_id", &r.query_id)?;
+            check_name("coordinator", &r.coordinator)?;
+            Ok(Command::Adopt {
+                query_id: r.query_id,
+                coordinator: r.coordinator,
+                session: r.session,
+            })
+        },
+        |_, answer| match answer {
+            Answer::Adopted(Some(d)) => Ok(Json(answer_of(&d)).into_response()),
+            Answer::Adopted(None) => {
+                Err(ApiError::NotFound("no such queued or running query".into()))
+            }
+            other => Err(unexpected(other)),
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupUsage {
+    running: u32,
+    queued: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Usage {
+    coordinator: String,
+    seq: u64,
+    groups: BTreeMap<String, GroupUsage>,
+}
+
+async fn usage(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    write(
+        state,
+        headers,
+        "/v1/usage",
+        body,
+        |r: Usage| {
+            check_name("coordinator", &r.coordinator)?;
+            if r.groups.len() > 10_000 {
+                return Err(ApiError::BadRequest("groups: at most 10000 entries".into()));
+            }
+            for id in r.groups.keys() {
+                check_name("groups", id)?;
+            }
+            Ok(Command::Report {
+                coordinator: r.coordinator,
+                seq: r.seq,
+                groups: r
+                    .groups
+                    .into_iter()
+                    .map(|(k, v)| (k, (v.running, v.queued)))
+                    .collect(),
+            })
+        },
+        |_, answer| match answer {
+            Answer::Reported { applied } => Ok(Json(json!({"applied": applied})).into_response()),
+            other => Err(unexpected(other)),
+        },
+    )
+    .await
+}

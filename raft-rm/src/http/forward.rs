@@ -1,0 +1,70 @@
+//! One-hop forwarding of a request to the leader.
+//!
+//! A handler that gets `ApiError::NotLeader` passes the request here; the
+//! leader's answer is relayed unchanged. The `x-rm-forwarded` header stops a
+//! request from bouncing between nodes that disagree about the leader
+//! (during an election): the second node answers `NotLeader` itself.
+
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use common::http::{HttpError, CONTENT_JSON};
+
+use super::{ApiError, AppState};
+
+pub const FORWARDED_HEADER: &str = "x-rm-forwarded";
+
+pub fn was_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+/// Answers with `result`, or relays the request to the leader when `result`
+/// says this node is not it and the request has not been forwarded yet.
+pub async fn or_forward<T: IntoResponse>(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: Method,
+    path_and_query: &str,
+    body: Vec<u8>,
+    result: Result<T, ApiError>,
+) -> Response {
+    match result {
+        Err(ApiError::NotLeader {
+            leader_id: Some(leader),
+            leader_addr: Some(addr),
+        }) if !was_forwarded(headers) && leader != state.id => {
+            relay(state, method, &addr, path_and_query, body)
+                .await
+                .into_response()
+        }
+        Err(ApiError::NotLeader {
+            leader_id: None, ..
+        }) => ApiError::Unavailable("no leader known (election in progress?); retry".into())
+            .into_response(),
+        other => other.into_response(),
+    }
+}
+
+pub(super) async fn relay(
+    state: &AppState,
+    method: Method,
+    addr: &str,
+    path_and_query: &str,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let url = format!("http://{addr}{path_and_query}");
+    let me = state.id.to_string();
+    let headers = [(FORWARDED_HEADER, me.as_str())];
+    let answer = if method == Method::GET {
+        state.http.get_bytes(&url, &headers).await
+    } else {
+        state
+            .http
+            .post_bytes(&url, CONTENT_JSON, body, None, &headers)
+            .await
+    };
+    match answer {
+        Ok(bytes) => Ok(([("content-type", CONTENT_JSON)], bytes).into_response()),
+        Err(HttpError::Status { status, body, .. }) => Err(ApiError::Relayed { status, body }),
+        Err(e) => Err(ApiError::Unavailable(format!("cannot reach leader: {e}"))),
+    }
+}

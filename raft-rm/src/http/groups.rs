@@ -1,0 +1,382 @@
+//! Reads of the admission state.
+//!
+//! - `GET /v1/resource-groups?max_staleness_ms=N`: the aggregated view.
+//!   `0` (the default) is a linearizable read. With `N > 0` this replica
+//!   answers from its own state if its staleness (its clock minus the leader
+//!   time of its last applied entry) is at most `N`. Otherwise it relays to
+//!   the leader, and if that fails it answers 503 naming both numbers. Every
+//!   answer states its staleness.
+//! - `GET /v1/admission/queries/{id}`: one queued, running (or, with
+//!   `status: "finished"` and nothing else, recently ended) query's ledger
+//!   entry, including the payload its coordinator stored (for adoption).
+//! - `GET /v1/watch?after=INDEX[&coordinator=NAME][&timeout_ms=N]`: long
+//!   poll for admission events (promotions, revocations, failures) after a
+//!   log index, from this replica. `truncated: true` means events after
+//!   `INDEX` were already dropped: resynchronise from the view.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use common::resource_groups::{Consistency, GroupSpec};
+use serde::{Deserialize, Serialize};
+
+use super::forward::{relay, was_forwarded};
+use super::{ApiError, AppState};
+use crate::machine::admission::{Admission, EventKind};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/resource-groups", get(view))
+        .route("/v1/watch", get(watch))
+        .route("/v1/admission/queries/{id}", get(query))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewParams {
+    max_staleness_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct GroupView {
+    pub id: String,
+    /// `linearizable` or `eventual`.
+    pub mode: String,
+    pub max_staleness_ms: Option<u64>,
+    pub running: u32,
+    pub queued: u32,
+    pub hard_concurrency_limit: u32,
+    pub max_queued: u32,
+    pub draining: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct View {
+    pub served_by: u64,
+    /// Leader time of the last applied entry.
+    pub as_of_ms: u64,
+    pub staleness_ms: u64,
+    pub last_applied: Option<u64>,
+    pub config_version: Option<u64>,
+    pub groups: Vec<GroupView>,
+}
+
+async fn view(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<ViewParams>,
+) -> Response {
+    let bound = p.max_staleness_ms.unwrap_or(0);
+    let path = format!("/v1/resource-groups?max_staleness_ms={bound}");
+    if bound == 0 {
+        let result = match state.linearizable_barrier().await {
+            Ok(()) => Ok(Json(build_view(&state))),
+            Err(e) => Err(e),
+        };
+        return super::forward::or_forward(
+            &state,
+            &headers,
+            Method::GET,
+            &path,
+            Vec::new(),
+            result,
+        )
+        .await;
+    }
+    let staleness = staleness_ms(&state);
+    let never_stamped = state.applied.read().state.log_time_ms == 0;
+    if staleness <= bound {
+        return Json(build_view(&state)).into_response();
+    }
+    let detail = match state.leader() {
+        Some((leader, addr)) if leader != state.id && !was_forwarded(&headers) => {
+            match relay(&state, Method::GET, &addr, &path, Vec::new()).await {
+                Ok(answer) => return answer,
+                Err(e) => format!("and the leader (node {leader}) did not answer: {e}"),
+            }
+        }
+        Some((leader, _)) if leader == state.id => {
+            "even on the leader (is it cut off from the others?)".to_string()
+        }
+        _ => "and no leader is known".to_string(),
+    };
+    let detail = if never_stamped {
+        format!("this replica has applied no leader time yet, {detail}")
+    } else {
+        detail
+    };
+    ApiError::TooStale {
+        bound_ms: bound,
+        staleness_ms: staleness,
+        detail,
+    }
+    .into_response()
+}
+
+fn staleness_ms(state: &AppState) -> u64 {
+    let log_time = state.applied.read().state.log_time_ms;
+    state.clock.now_ms().saturating_sub(log_time)
+}
+
+/// Configured literal groups (templates have no fixed id) plus every live
+/// group, with ledger counts and, for eventual groups, what coordinators
+/// with live sessions report.
+pub fn build_view(state: &AppState) -> View {
+    let applied = state.applied.read();
+    let adm = &applied.state.admission;
+    let mut groups: BTreeMap<String, GroupView> = BTreeMap::new();
+    if let Some(config) = &adm.config {
+        let mut stack: Vec<(String, &GroupSpec)> =
+            config.roots.iter().map(|s| (s.name.clone(), s)).collect();
+        while let Some((id, spec)) = stack.pop() {
+            if spec.is_template() {
+                continue;
+            }
+            groups.insert(id.clone(), group_view(&id, spec));
+            stack.extend(
+                spec.sub_groups
+                    .iter()
+                    .map(|c| (format!("{id}.{}", c.name), c)),
+            );
+        }
+    }
+    for (id, g) in &adm.groups {
+        let entry = groups.entry(id.clone()).or_insert_with(|| {
+            let spec = adm
+                .config
+                .as_ref()
+                .and_then(|c| common::resource_groups::resolve(&c.roots, id))
+                .and_then(|chain| chain.last().copied());
+            match spec {
+                Some(spec) => group_view(id, spec),
+                None => GroupView {
+                    id: id.clone(),
+                    mode: if g.limits.linearizable {
+                        "linearizable"
+                    } else {
+                        "eventual"
+                    }
+                    .into(),
+                    max_staleness_ms: None,
+                    running: 0,
+                    queued: 0,
+                    hard_concurrency_limit: g.limits.hard_concurrency_limit,
+                    max_queued: g.limits.max_queued,
+                    draining: true,
+                },
+            }
+        });
+        entry.running += g.running;
+        entry.queued += g.queued;
+        entry.draining = g.draining;
+    }
+    add_reports(adm, &mut groups);
+    View {
+        served_by: state.id,
+        as_of_ms: applied.state.log_time_ms,
+        staleness_ms: state
+            .clock
+            .now_ms()
+            .saturating_sub(applied.state.log_time_ms),
+        last_applied: applied.last_applied.map(|l| l.index),
+        config_version: adm.config.as_ref().map(|c| c.version),
+        groups: groups.into_values().collect(),
+    }
+}
+
+fn group_view(id: &str, spec: &GroupSpec) -> GroupView {
+    let (mode, bound) = match spec.consistency {
+        Consistency::Linearizable => ("linearizable", None),
+        Consistency::Eventual { max_staleness_ms } => ("eventual", Some(max_staleness_ms)),
+    };
+    GroupView {
+        id: id.to_string(),
+        mode: mode.into(),
+        max_staleness_ms: bound,
+        running: 0,
+        queued: 0,
+        hard_concurrency_limit: spec.hard_concurrency_limit,
+        max_queued: spec.max_queued,
+        draining: false,
+    }
+}
+
+/// Adds eventual-mode usage reported by coordinators that hold a live
+/// session, to the reported group and each of its ancestors.
+fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) {
+    let live: BTreeSet<&str> = adm
+        .sessions
+        .values()
+        .map(|s| s.coordinator.as_str())
+        .collect();
+    for (coordinator, report) in &adm.reports {
+        if !live.contains(coordinator.as_str()) {
+            continue;
+        }
+        for (group, (running, queued)) in &report.groups {
+            for id in common::resource_groups::chain_ids(group) {
+                if let Some(g) = groups.get_mut(&id) {
+                    g.running += running;
+                    g.queued += queued;
+                }
+            }
+        }
+    }
+}
+
+/// One query's ledger entry (linearizable read; any node relays).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueryEntry {
+    pub query_id: String,
+    pub group: String,
+    pub coordinator: String,
+    pub session: u64,
+    /// False once the session expired: the query waits for adoption.
+    pub session_alive: bool,
+    /// `running` or `queued`.
+    pub status: String,
+    pub fencing_token: Option<u64>,
+    pub payload: String,
+}
+
+async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let result = async {
+        state.linearizable_barrier().await?;
+        let applied = state.applied.read();
+        let adm = &applied.state.admission;
+        let Some(q) = adm.queries.get(&id) else {
+            // Ended (released, revoked with its session, timed out): a
+            // coordinator that is asked about it can say it ended, when
+            // the one that ran it cannot any more.
+            if adm.finished.iter().any(|f| *f == id) {
+                return Ok(Json(QueryEntry {
+                    query_id: id.clone(),
+                    group: String::new(),
+                    coordinator: String::new(),
+                    session: 0,
+                    session_alive: false,
+                    status: "finished".into(),
+                    fencing_token: None,
+                    payload: String::new(),
+                }));
+            }
+            return Err(ApiError::NotFound(format!(
+                "no queued or running query {id}"
+            )));
+        };
+        let (status, fencing_token) = match q.status {
+            crate::machine::admission::QueryStatus::Running { fencing_token } => {
+                ("running", Some(fencing_token))
+            }
+            crate::machine::admission::QueryStatus::Queued { .. } => ("queued", None),
+        };
+        Ok::<_, ApiError>(Json(QueryEntry {
+            query_id: id.clone(),
+            group: q.group.clone(),
+            coordinator: q.coordinator.clone(),
+            session: q.session,
+            session_alive: adm.sessions.contains_key(&q.session),
+            status: status.into(),
+            fencing_token,
+            payload: q.payload.clone(),
+        }))
+    }
+    .await;
+    let path = format!("/v1/admission/queries/{id}");
+    super::forward::or_forward(&state, &headers, Method::GET, &path, Vec::new(), result).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchParams {
+    after: u64,
+    coordinator: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+pub use common::wire::{WatchAnswer, WatchEvent};
+
+/// Longest a watch may wait.
+const MAX_WATCH: Duration = Duration::from_secs(30);
+
+async fn watch(State(state): State<AppState>, Query(p): Query<WatchParams>) -> Response {
+    let wait = Duration::from_millis(p.timeout_ms.unwrap_or(10_000)).min(MAX_WATCH);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut metrics = state.raft.metrics();
+    loop {
+        let answer = collect(&state, p.after, p.coordinator.as_deref());
+        if !answer.events.is_empty() || answer.truncated {
+            return Json(answer).into_response();
+        }
+        // Wake when something new is applied, or at the deadline.
+        match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return Json(collect(&state, p.after, p.coordinator.as_deref())).into_response(),
+        }
+    }
+}
+
+fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnswer {
+    let applied = state.applied.read();
+    let adm = &applied.state.admission;
+    let events: Vec<WatchEvent> = adm
+        .events
+        .iter()
+        .filter(|e| {
+            // Kills go to every coordinator: an eventual-mode query's owner
+            // is not in the ledger, so each checks whether it runs it.
+            e.index > after
+                && (coordinator.is_none_or(|c| e.coordinator == c)
+                    || matches!(e.kind, EventKind::Killed { .. }))
+        })
+        .map(|e| {
+            let (kind, fencing_token, reason, error_name) = match &e.kind {
+                EventKind::Promoted { fencing_token } => {
+                    ("promoted", Some(*fencing_token), None, None)
+                }
+                EventKind::Revoked { fencing_token } => {
+                    ("revoked", Some(*fencing_token), None, None)
+                }
+                EventKind::Failed { reason } => ("failed", None, Some(reason.clone()), None),
+                EventKind::Killed {
+                    error_name,
+                    message,
+                } => (
+                    "killed",
+                    None,
+                    Some(message.clone()),
+                    Some(error_name.clone()),
+                ),
+            };
+            WatchEvent {
+                index: e.index,
+                query_id: e.query_id.clone(),
+                group: e.group.clone(),
+                coordinator: e.coordinator.clone(),
+                session: e.session,
+                kind: kind.into(),
+                fencing_token,
+                reason,
+                error_name,
+            }
+        })
+        .collect();
+    let applied_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+    WatchAnswer {
+        next_after: events
+            .last()
+            .map(|e| e.index)
+            .unwrap_or(applied_index.max(after)),
+        truncated: after < adm.events_dropped_through,
+        events,
+    }
+}

@@ -1,0 +1,162 @@
+//! Health, cluster view and metrics: open routes for load balancers,
+//! scrapers and operators.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::NodeId;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/health/leader", get(health_leader))
+        .route("/v1/cluster", get(cluster))
+        .route("/metrics", get(metrics))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub node_id: NodeId,
+    pub role: String,
+    pub leader_id: Option<NodeId>,
+    pub leader_addr: Option<String>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    /// Now (this node's clock) minus the leader time of the last applied
+    /// entry; the leader stamps its time into the log every tick. `None`
+    /// before the first stamped entry is applied.
+    pub staleness_ms: Option<u64>,
+    /// False until this node has a vote or a log entry: only an
+    /// uninitialized node may bootstrap a cluster.
+    pub initialized: bool,
+}
+
+fn role(state: ServerState, is_voter: bool) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Candidate => "candidate",
+        ServerState::Follower if is_voter => "follower",
+        ServerState::Follower | ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+pub fn health_of(state: &AppState) -> Health {
+    let m = state.raft.metrics().borrow().clone();
+    let is_voter = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .any(|v| v == m.id);
+    let log_time = state.applied.read().state.log_time_ms;
+    Health {
+        node_id: state.id,
+        role: role(m.state, is_voter).to_string(),
+        leader_id: m.current_leader,
+        leader_addr: state.leader().map(|(_, a)| a),
+        term: m.current_term,
+        last_log_index: m.last_log_index,
+        last_applied: m.last_applied.map(|l| l.index),
+        staleness_ms: (log_time > 0).then(|| state.clock.now_ms().saturating_sub(log_time)),
+        initialized: m.last_log_index.is_some() || m.vote.leader_id().term > 0,
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(health_of(&state))
+}
+
+/// 200 on the leader, 503 elsewhere naming the leader: what a load balancer
+/// checks to send writes straight to the leader.
+async fn health_leader(State(state): State<AppState>) -> Response {
+    let h = health_of(&state);
+    let status = if h.role == "leader" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "node_id": h.node_id,
+        "leader_id": h.leader_id,
+        "leader_addr": h.leader_addr,
+        "term": h.term,
+    });
+    (status, Json(body)).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+    /// Highest log index known replicated to it (leader only).
+    pub matched: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub cluster_id: Option<String>,
+    pub served_by: NodeId,
+    pub leader_id: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub members: Vec<Member>,
+    /// This node's applied index, its snapshot and a digest of its state:
+    /// replicas at the same `last_applied` must show the same digest.
+    pub last_applied: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub state_digest: String,
+}
+
+pub fn cluster_of(state: &AppState) -> ClusterView {
+    let m = state.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let matched: BTreeMap<NodeId, Option<u64>> = m
+        .replication
+        .as_ref()
+        .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+        .unwrap_or_default();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: voters.contains(id),
+            matched: matched.get(id).copied().flatten(),
+        })
+        .collect();
+    let (last_applied, digest) = state.applied.digest();
+    ClusterView {
+        cluster_id: state.identity.cluster_id(),
+        served_by: state.id,
+        leader_id: m.current_leader,
+        term: m.current_term,
+        last_log_index: m.last_log_index,
+        members,
+        last_applied,
+        snapshot_index: m.snapshot.map(|s| s.index),
+        state_digest: digest,
+    }
+}
+
+async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
+    Json(cluster_of(&state))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(&state.raft),
+    )
+        .into_response()
+}

@@ -1,0 +1,52 @@
+//! `raft-rm`: a resource manager replicated with Raft (openraft 0.9 + sled).
+//!
+//! # Layout
+//! - [`machine`]: the pure, deterministic state machine (`State::apply`).
+//! - [`store`]: durable log, vote, snapshots and identity in sled, and the
+//!   openraft storage traits over them (append acknowledged only after fsync).
+//! - [`network`]: the Raft RPC client side (HTTP + bincode).
+//! - [`http`]: the server side, one router per concern: Raft RPC, admin,
+//!   health/metrics, canary writes; auth and the error-to-status mapping.
+//! - [`config`]: flags and the TOML config file, validated into [`config::NodeConfig`].
+//! - [`node`]: wires the above into a running node ([`node::start`]).
+//! - [`admin_cli`]: the `raft-rm admin ...` command-line client.
+//! - [`inspect`]: `raft-rm inspect`, what a stopped node's data dir holds.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`soft`]: soft state (discovery, worker heartbeats, the memory view),
+//!   per RM and not replicated.
+//! - [`log_clock`]: the time a leader stamps into the log, kept to the rate
+//!   of its monotonic clock so a jumping wall clock cannot expire sessions.
+//! - [`killer`]: the leader's low-memory killer and per-query memory limits,
+//!   deciding through the log.
+
+use std::io::Cursor;
+
+pub mod admin_cli;
+pub mod config;
+pub mod http;
+pub mod inspect;
+pub mod killer;
+pub mod log_clock;
+pub mod machine;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod soft;
+pub mod store;
+
+pub use common::NodeId;
+
+/// Where a node can be reached: `host:port` of its HTTP listener.
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// Types of this project's Raft group.
+    pub TypeConfig:
+        D = machine::Request,
+        R = machine::Response,
+        NodeId = NodeId,
+        Node = Node,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;

@@ -1,0 +1,563 @@
+//! Admission: scenario tests for each rule, and property tests over random
+//! command sequences for the invariants.
+
+use std::collections::BTreeMap;
+
+use common::resource_groups::{self, Consistency};
+use proptest::prelude::*;
+
+use super::admission::{AcquireRequest, GroupsConfig, QueryStatus};
+use super::*;
+
+const CONFIG: &str = r#"{"rootGroups":[
+  {"name":"r","hardConcurrencyLimit":3,"maxQueued":5,"subGroups":[
+    {"name":"a","hardConcurrencyLimit":2,"maxQueued":3},
+    {"name":"b","hardConcurrencyLimit":2,"maxQueued":3},
+    {"name":"${USER}","hardConcurrencyLimit":1,"maxQueued":2},
+    {"name":"ev","hardConcurrencyLimit":1,"maxQueued":1,"consistency":{"mode":"eventual","maxStalenessMs":500}}]},
+  {"name":"w","hardConcurrencyLimit":1,"maxQueued":100,"schedulingPolicy":"weighted","subGroups":[
+    {"name":"light","hardConcurrencyLimit":100,"maxQueued":100,"schedulingWeight":1},
+    {"name":"heavy","hardConcurrencyLimit":100,"maxQueued":100,"schedulingWeight":3}]},
+  {"name":"p","hardConcurrencyLimit":1,"maxQueued":100,"schedulingPolicy":"query_priority"}]}"#;
+
+fn config(version: u64, text: &str) -> GroupsConfig {
+    let rg = resource_groups::parse(text, &Consistency::Linearizable).unwrap();
+    GroupsConfig {
+        version,
+        roots: rg.roots,
+        source: text.to_string(),
+        settings: Default::default(),
+    }
+}
+
+/// A state machine fed entries with increasing indices and a test clock.
+struct Machine {
+    state: State,
+    index: u64,
+    now: u64,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let mut m = Machine {
+            state: State::default(),
+            index: 0,
+            now: 1_000,
+        };
+        m.run(Command::SetConfig(config(1, CONFIG)));
+        m
+    }
+
+    fn run(&mut self, command: Command) -> Response {
+        self.index += 1;
+        self.state.apply(
+            self.index,
+            &Request {
+                leader_time_ms: self.now,
+                command,
+            },
+        )
+    }
+
+    fn session(&mut self, coordinator: &str) -> u64 {
+        match self.run(Command::RegisterSession {
+            coordinator: coordinator.into(),
+        }) {
+            Response::Session { session, .. } => session,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn acquire(&mut self, q: &str, group: &str, session: u64) -> Decision {
+        self.acquire_p(q, group, session, 0)
+    }
+
+    fn acquire_p(&mut self, q: &str, group: &str, session: u64, priority: i32) -> Decision {
+        match self.run(Command::Acquire(AcquireRequest {
+            query_id: q.into(),
+            group: group.into(),
+            coordinator: "c1".into(),
+            session,
+            priority,
+            payload: format!("payload of {q}"),
+        })) {
+            Response::Admission(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn release(&mut self, q: &str) -> ReleaseOutcome {
+        match self.run(Command::Release { query_id: q.into() }) {
+            Response::Release(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn counts(&self, group: &str) -> (u32, u32) {
+        self.state
+            .admission
+            .groups
+            .get(group)
+            .map(|g| (g.running, g.queued))
+            .unwrap_or((0, 0))
+    }
+
+    fn running(&self, q: &str) -> bool {
+        matches!(
+            self.state.admission.queries.get(q).map(|r| &r.status),
+            Some(QueryStatus::Running { .. })
+        )
+    }
+}
+
+fn admitted(d: &Decision) -> bool {
+    matches!(d, Decision::Admitted { .. })
+}
+
+#[test]
+fn limits_hold_over_the_whole_chain() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    assert!(admitted(&m.acquire("a1", "r.a", s)));
+    assert!(admitted(&m.acquire("a2", "r.a", s)));
+    // r.a is full (2): queue.
+    assert_eq!(m.acquire("a3", "r.a", s), Decision::Queued { position: 1 });
+    assert!(admitted(&m.acquire("b1", "r.b", s)));
+    // r is full (3) although r.b has room: queue.
+    assert_eq!(m.acquire("b2", "r.b", s), Decision::Queued { position: 1 });
+    assert_eq!(
+        (m.counts("r"), m.counts("r.a"), m.counts("r.b")),
+        ((3, 2), (2, 1), (1, 1))
+    );
+    for i in 0..3 {
+        m.acquire(&format!("b-more{i}"), "r.b", s);
+    }
+    // r can queue 5 in all: a3, b2 and three more; the next is refused.
+    assert_eq!(
+        m.acquire("b-over", "r.b", s),
+        Decision::Rejected {
+            reason: RejectReason::QueueFull
+        }
+    );
+}
+
+#[test]
+fn release_promotes_and_tokens_only_grow() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    let Decision::Admitted { fencing_token: t1 } = m.acquire("a1", "r.a", s) else {
+        panic!()
+    };
+    m.acquire("a2", "r.a", s);
+    m.acquire("a3", "r.a", s);
+    m.acquire("a4", "r.a", s);
+    assert_eq!(m.release("a1"), ReleaseOutcome::Released);
+    assert!(
+        m.running("a3") && !m.running("a4"),
+        "first come, first served within a leaf"
+    );
+    let Some(QueryStatus::Running { fencing_token: t3 }) = m
+        .state
+        .admission
+        .queries
+        .get("a3")
+        .map(|q| q.status.clone())
+    else {
+        panic!()
+    };
+    assert!(t3 > t1);
+    let ev = m.state.admission.events.back().unwrap();
+    assert_eq!(
+        (ev.query_id.as_str(), &ev.kind),
+        ("a3", &admission::EventKind::Promoted { fencing_token: t3 })
+    );
+    assert_eq!(m.release("a4"), ReleaseOutcome::Cancelled);
+    assert_eq!(m.counts("r.a"), (2, 0));
+}
+
+#[test]
+fn retries_are_idempotent_and_ids_are_not_reused() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    let first = m.acquire("q", "r.a", s);
+    assert_eq!(m.acquire("q", "r.a", s), first);
+    assert_eq!(m.counts("r.a"), (1, 0));
+    assert_eq!(
+        m.acquire("q", "r.b", s),
+        Decision::Rejected {
+            reason: RejectReason::GroupMismatch
+        }
+    );
+    assert_eq!(m.release("q"), ReleaseOutcome::Released);
+    assert_eq!(m.release("q"), ReleaseOutcome::Unknown);
+    assert_eq!(m.release("never"), ReleaseOutcome::Unknown);
+    assert_eq!(m.counts("r.a"), (0, 0));
+    assert_eq!(
+        m.acquire("q", "r.a", s),
+        Decision::Rejected {
+            reason: RejectReason::AlreadyFinished
+        }
+    );
+    // An acquire that arrives after its query's release (one whose answer
+    // its client never got) does not take a slot.
+    assert_eq!(
+        m.acquire("never", "r.a", s),
+        Decision::Rejected {
+            reason: RejectReason::AlreadyFinished
+        }
+    );
+}
+
+#[test]
+fn bad_requests_are_rejected_with_a_reason() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    let reason = |d| match d {
+        Decision::Rejected { reason } => reason,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reason(m.acquire("x", "nope", s)), RejectReason::NoSuchGroup);
+    assert_eq!(reason(m.acquire("x", "r", s)), RejectReason::NotALeaf);
+    assert_eq!(
+        reason(m.acquire("x", "r.ev", s)),
+        RejectReason::EventualGroup
+    );
+    assert_eq!(
+        reason(m.acquire("x", "r.a", 999)),
+        RejectReason::SessionExpired
+    );
+    assert!(
+        !m.state.admission.groups.contains_key("r"),
+        "refusals leave no groups behind"
+    );
+}
+
+#[test]
+fn expired_sessions_lose_admissions_but_queued_queries_wait_for_adoption() {
+    let mut m = Machine::new();
+    let dead = m.session("c1");
+    m.acquire("run", "r.a", dead);
+    m.acquire("run2", "r.a", dead);
+    m.acquire("wait", "r.a", dead);
+    m.now += 11_000; // past the 10 s lease
+    let alive = m.session("c2");
+    m.run(Command::Tick);
+    // Revoked, with a record for workers; the queued one is an orphan now.
+    assert!(!m.state.admission.queries.contains_key("run"));
+    let kinds: Vec<_> = m
+        .state
+        .admission
+        .events
+        .iter()
+        .map(|e| (e.query_id.as_str(), &e.kind))
+        .collect();
+    assert!(kinds
+        .iter()
+        .any(|(q, k)| *q == "run" && matches!(k, admission::EventKind::Revoked { .. })));
+    assert!(!m.running("wait"), "an orphan is not promoted");
+    // A live query in the same leaf does not wait behind the orphan.
+    assert!(admitted(&m.acquire("fresh", "r.a", alive)));
+    match m.run(Command::Adopt {
+        query_id: "wait".into(),
+        coordinator: "c2".into(),
+        session: alive,
+    }) {
+        Response::Adopted(Some(Decision::Queued { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    m.run(Command::Tick);
+    assert!(m.running("wait"), "adopted and promoted");
+    assert_eq!(m.state.admission.queries["wait"].coordinator, "c2");
+    // Renewing an expired session fails; a live one is extended.
+    assert_eq!(
+        m.run(Command::RenewSession { session: dead }),
+        Response::SessionExpired
+    );
+    assert!(matches!(
+        m.run(Command::RenewSession { session: alive }),
+        Response::Session { .. }
+    ));
+}
+
+#[test]
+fn queued_queries_fail_after_the_queue_timeout() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    m.acquire("a1", "r.a", s);
+    m.acquire("a2", "r.a", s);
+    m.acquire("a3", "r.a", s);
+    for _ in 0..35 {
+        m.now += 9_000;
+        m.run(Command::RenewSession { session: s });
+    }
+    m.run(Command::Tick);
+    assert!(!m.state.admission.queries.contains_key("a3"));
+    assert!(matches!(
+        m.state.admission.events.back().map(|e| &e.kind),
+        Some(admission::EventKind::Failed { .. })
+    ));
+    assert_eq!(m.counts("r.a"), (2, 0));
+}
+
+#[test]
+fn template_groups_come_and_go() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    assert!(admitted(&m.acquire("q", "r.alice", s)));
+    assert_eq!(m.counts("r.alice"), (1, 0));
+    assert_eq!(
+        m.acquire("q2", "r.alice", s),
+        Decision::Queued { position: 1 }
+    );
+    m.release("q");
+    m.release("q2");
+    assert!(!m.state.admission.groups.contains_key("r.alice"));
+    assert!(!m.state.admission.groups.contains_key("r"));
+}
+
+#[test]
+fn removed_groups_drain_and_stale_configs_are_refused() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    m.acquire("l1", "w.light", s);
+    // (A group beside a ${USER} template would still resolve: use w.light.)
+    let light =
+        r#"{"name":"light","hardConcurrencyLimit":100,"maxQueued":100,"schedulingWeight":1},"#;
+    assert!(CONFIG.contains(light));
+    let without = CONFIG.replace(light, "");
+    assert!(matches!(
+        m.run(Command::SetConfig(config(2, &without))),
+        Response::ConfigApplied { version: 2 }
+    ));
+    assert!(m.state.admission.groups["w.light"].draining);
+    assert!(m.running("l1"), "draining keeps running queries");
+    assert_eq!(
+        m.acquire("l2", "w.light", s),
+        Decision::Rejected {
+            reason: RejectReason::NoSuchGroup
+        }
+    );
+    m.release("l1");
+    assert!(!m.state.admission.groups.contains_key("w.light"));
+    assert!(matches!(
+        m.run(Command::SetConfig(config(2, CONFIG))),
+        Response::ConfigRejected { .. }
+    ));
+}
+
+#[test]
+fn weighted_parents_share_by_weight_and_priority_parents_by_priority() {
+    let mut m = Machine::new();
+    let s = m.session("c1");
+    m.acquire("hold", "w.light", s);
+    for i in 0..40 {
+        m.acquire(&format!("l{i}"), "w.light", s);
+        m.acquire(&format!("h{i}"), "w.heavy", s);
+    }
+    let mut started = Vec::new();
+    let mut current = "hold".to_string();
+    for _ in 0..40 {
+        m.release(&current);
+        current = m
+            .state
+            .admission
+            .queries
+            .iter()
+            .find(|(_, q)| {
+                matches!(q.status, QueryStatus::Running { .. }) && q.group.starts_with("w.")
+            })
+            .map(|(id, _)| id.clone())
+            .unwrap();
+        started.push(current.clone());
+    }
+    let heavy = started.iter().filter(|q| q.starts_with('h')).count();
+    assert_eq!(heavy, 30, "weights 1:3 give 30 of 40 to heavy: {started:?}");
+
+    m.acquire_p("p-low", "p", s, 1);
+    m.acquire_p("p-mid", "p", s, 5);
+    m.acquire_p("p-high", "p", s, 9);
+    m.acquire_p("p-high2", "p", s, 9);
+    m.release("p-low");
+    assert!(m.running("p-high"), "highest priority, then first come");
+    m.release("p-high");
+    assert!(m.running("p-high2"));
+}
+
+// ---- properties ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Acquire { q: u8, leaf: u8, session: u8 },
+    Release { q: u8 },
+    Register,
+    Advance { ms: u16 },
+    Tick,
+    Kill { q: u8, low_memory: bool },
+    Settle { nth: u8 },
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..40u8, 0..6u8, 0..4u8).prop_map(|(q, leaf, session)| Op::Acquire { q, leaf, session }),
+        4 => (0..40u8).prop_map(|q| Op::Release { q }),
+        1 => Just(Op::Register),
+        1 => (0..6000u16).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Tick),
+        1 => (0..40u8, any::<bool>()).prop_map(|(q, low_memory)| Op::Kill { q, low_memory }),
+        1 => (0..8u8).prop_map(|nth| Op::Settle { nth }),
+    ]
+}
+
+const LEAVES: [&str; 6] = ["r.a", "r.b", "r.alice", "r.bob", "w.light", "w.heavy"];
+
+fn run_ops(ops: &[Op]) -> Machine {
+    let mut m = Machine::new();
+    let mut sessions = vec![m.session("c0")];
+    for op in ops {
+        let before = common::codec::encode(&m.state.admission).unwrap();
+        match op {
+            Op::Acquire { q, leaf, session } => {
+                let s = sessions[*session as usize % sessions.len()];
+                m.acquire(&format!("q{q}"), LEAVES[*leaf as usize], s);
+            }
+            Op::Release { q } => {
+                let known = m.state.admission.queries.contains_key(&format!("q{q}"));
+                m.release(&format!("q{q}"));
+                if !known {
+                    // Only the tombstone that refuses a late acquire.
+                    let mut after = m.state.admission.clone();
+                    assert_eq!(after.finished.pop_back(), Some(format!("q{q}")));
+                    assert_eq!(
+                        common::codec::encode(&after).unwrap(),
+                        before,
+                        "release of an unknown query changed more than its tombstone"
+                    );
+                }
+            }
+            Op::Register => sessions.push(m.session("c")),
+            Op::Advance { ms } => m.now += u64::from(*ms),
+            Op::Tick => {
+                m.run(Command::Tick);
+            }
+            Op::Kill { q, low_memory } => {
+                let reason = if *low_memory {
+                    super::memory::KillReason::LowMemory {
+                        policy: super::memory::KillerPolicy::TotalReservation,
+                    }
+                } else {
+                    super::memory::KillReason::ExceededGlobalLimit { limit_bytes: 1 }
+                };
+                m.run(Command::Kill(super::memory::KillProposal {
+                    query_id: format!("q{q}"),
+                    reason,
+                    figures: Default::default(),
+                    leak_timeout_ms: 3_000,
+                }));
+            }
+            Op::Settle { nth } => {
+                let decisions = &m.state.memory.decisions;
+                if !decisions.is_empty() {
+                    let index = decisions[*nth as usize % decisions.len()].index;
+                    m.run(Command::SettleKill { index });
+                }
+            }
+        }
+        check_invariants(&m);
+    }
+    m
+}
+
+/// Counters match a recount from the ledger, every group is within its
+/// limits, each query is in exactly one place, and tokens are unique.
+fn check_invariants(m: &Machine) {
+    let adm = &m.state.admission;
+    let mut recount: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut tokens = std::collections::BTreeSet::new();
+    for (id, q) in &adm.queries {
+        let mut prefix = String::new();
+        for seg in q.group.split('.') {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(seg);
+            let e = recount.entry(prefix.clone()).or_default();
+            match q.status {
+                QueryStatus::Running { .. } => e.0 += 1,
+                QueryStatus::Queued { .. } => e.1 += 1,
+            }
+        }
+        let in_queue = adm.groups[&q.group]
+            .queue
+            .iter()
+            .filter(|x| *x == id)
+            .count();
+        match q.status {
+            QueryStatus::Running { fencing_token } => {
+                assert_eq!(in_queue, 0, "{id} is running and queued");
+                assert!(
+                    tokens.insert(fencing_token),
+                    "token {fencing_token} given twice"
+                );
+            }
+            QueryStatus::Queued { .. } => assert_eq!(in_queue, 1, "{id} queued {in_queue} times"),
+        }
+    }
+    for (id, g) in &adm.groups {
+        let (running, queued) = recount.get(id).copied().unwrap_or_default();
+        assert_eq!((g.running, g.queued), (running, queued), "counters of {id}");
+        assert!(
+            g.running <= g.limits.hard_concurrency_limit,
+            "{id} runs {} > {}",
+            g.running,
+            g.limits.hard_concurrency_limit
+        );
+        assert!(
+            g.queued <= g.limits.max_queued,
+            "{id} queues {} > {}",
+            g.queued,
+            g.limits.max_queued
+        );
+    }
+    for id in recount.keys() {
+        assert!(adm.groups.contains_key(id), "query in missing group {id}");
+    }
+    // Memory kills: one unsettled low-memory kill at most, a query killed
+    // at most once, an episode number per low-memory kill.
+    let decisions = &m.state.memory.decisions;
+    let unsettled_low = decisions
+        .iter()
+        .filter(|d| d.is_low_memory() && d.outcome.is_none())
+        .count();
+    assert!(
+        unsettled_low <= 1,
+        "{unsettled_low} unsettled low-memory kills"
+    );
+    let killed: std::collections::BTreeSet<&str> =
+        decisions.iter().map(|d| d.query_id.as_str()).collect();
+    assert_eq!(killed.len(), decisions.len(), "a query killed twice");
+    let episodes: Vec<u64> = decisions
+        .iter()
+        .filter(|d| d.is_low_memory())
+        .map(|d| d.episode)
+        .collect();
+    assert!(
+        episodes.windows(2).all(|w| w[0] < w[1]),
+        "episodes out of order: {episodes:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn invariants_hold_after_every_command(ops in proptest::collection::vec(arb_op(), 1..150)) {
+        run_ops(&ops);
+    }
+
+    #[test]
+    fn replay_gives_byte_identical_state(ops in proptest::collection::vec(arb_op(), 1..150)) {
+        let a = run_ops(&ops);
+        let b = run_ops(&ops);
+        prop_assert_eq!(common::codec::encode(&a.state).unwrap(), common::codec::encode(&b.state).unwrap());
+    }
+}

@@ -1,0 +1,226 @@
+//! The replicated state machine: a pure function of the committed log.
+//!
+//! `State::apply(index, request) -> Response` does no I/O, reads no clock and
+//! draws no random numbers, so replaying the same log always yields the same
+//! state, byte for byte (see `State::digest`). The only notion of time is the
+//! time the leader stamped into each entry, kept monotonic here.
+//!
+//! This module imports only serde and std: the boundary is visible. The
+//! openraft glue in `store::state_machine` does log ids, membership and
+//! snapshots, and delegates every application command here.
+//!
+//! Commands:
+//! - admission ([`admission`]): sessions, acquire, release, adopt, usage
+//!   reports, configuration, and `Tick`, the leader's clock in the log, which
+//!   expires sessions and fails queued queries past the queue timeout;
+//! - memory kills ([`memory`]): the low-memory killer's decisions (one per
+//!   episode) and per-query memory-limit kills, proposed by the leader;
+//! - `Canary`: a deduplicated counter increment per client. It exercises the
+//!   whole durable write path and is what operators and the crash tests use
+//!   to prove that every acknowledged write is applied exactly once.
+
+pub mod admission;
+pub mod memory;
+mod scheduling;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use admission::{
+    AcquireRequest, Admission, Decision, GroupsConfig, RejectReason, ReleaseOutcome,
+};
+
+/// An application command as it travels through the log, with the leader's
+/// wall-clock time (ms since epoch) at proposal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub leader_time_ms: u64,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Increment `client`'s canary counter if `seq` is newer than the last
+    /// one applied for that client. Retries of an applied `seq` are no-ops.
+    Canary {
+        client: String,
+        seq: u64,
+    },
+    /// The leader's clock in the log: advances log time (so replicas can
+    /// tell how stale they are), expires sessions, fails queued queries past
+    /// the queue timeout.
+    Tick,
+    RegisterSession {
+        coordinator: String,
+    },
+    RenewSession {
+        session: u64,
+    },
+    Acquire(AcquireRequest),
+    Release {
+        query_id: String,
+    },
+    Adopt {
+        query_id: String,
+        coordinator: String,
+        session: u64,
+    },
+    Report {
+        coordinator: String,
+        seq: u64,
+        groups: BTreeMap<String, (u32, u32)>,
+    },
+    SetConfig(GroupsConfig),
+    /// Kill a query for memory (see [`memory`]).
+    Kill(memory::KillProposal),
+    /// The leader saw the memory of kill decision `index` gone.
+    SettleKill {
+        index: u64,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to a log entry that carries no command (blank or membership).
+    #[default]
+    None,
+    Canary(CanaryOutcome),
+    Session {
+        session: u64,
+        expires_at_ms: u64,
+    },
+    SessionExpired,
+    Admission(Decision),
+    Release(ReleaseOutcome),
+    /// `None`: no such query.
+    Adopted(Option<Decision>),
+    Reported {
+        applied: bool,
+    },
+    ConfigApplied {
+        version: u64,
+    },
+    ConfigRejected {
+        reason: String,
+    },
+    Kill(memory::KillAnswer),
+    KillSettled {
+        settled: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryOutcome {
+    /// False when `seq` was not newer than the last applied one (a retry).
+    pub applied: bool,
+    /// Increments applied for this client so far.
+    pub count: u64,
+    /// Highest `seq` applied for this client.
+    pub last_seq: u64,
+    /// Log index at which this client's last increment was applied.
+    pub last_index: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryCounter {
+    pub count: u64,
+    pub last_seq: u64,
+    pub last_index: u64,
+}
+
+/// Everything the log has decided. Ordered maps only: iteration order (and
+/// so the encoded bytes) depends on content, never on insertion history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Highest leader time seen in the log (ms). Never moves backwards, even
+    /// if a new leader's clock is behind the old one's.
+    pub log_time_ms: u64,
+    pub canaries: BTreeMap<String, CanaryCounter>,
+    pub admission: Admission,
+    pub memory: memory::MemoryState,
+}
+
+impl State {
+    /// Applies one committed command at log `index`.
+    pub fn apply(&mut self, index: u64, request: &Request) -> Response {
+        self.log_time_ms = self.log_time_ms.max(request.leader_time_ms);
+        let now = self.log_time_ms;
+        // Orders the admissions one entry makes (fencing tokens).
+        let mut rank = 0;
+        let adm = &mut self.admission;
+        match &request.command {
+            Command::Canary { client, seq } => self.apply_canary(index, client, *seq),
+            Command::Tick => {
+                adm.tick(index, now, &mut rank);
+                self.memory.tick(now);
+                Response::None
+            }
+            Command::RegisterSession { coordinator } => {
+                let (session, expires_at_ms) = adm.register_session(index, coordinator, now);
+                Response::Session {
+                    session,
+                    expires_at_ms,
+                }
+            }
+            Command::RenewSession { session } => match adm.renew_session(*session, now) {
+                Some(expires_at_ms) => Response::Session {
+                    session: *session,
+                    expires_at_ms,
+                },
+                None => Response::SessionExpired,
+            },
+            Command::Acquire(req) => Response::Admission(adm.acquire(index, req, now, &mut rank)),
+            Command::Release { query_id } => {
+                Response::Release(adm.release(index, query_id, &mut rank))
+            }
+            Command::Adopt {
+                query_id,
+                coordinator,
+                session,
+            } => Response::Adopted(adm.adopt(query_id, coordinator, *session, now)),
+            Command::Report {
+                coordinator,
+                seq,
+                groups,
+            } => Response::Reported {
+                applied: adm.report(coordinator, *seq, groups.clone(), now),
+            },
+            Command::SetConfig(config) => match adm.set_config(index, config.clone(), &mut rank) {
+                Ok(version) => Response::ConfigApplied { version },
+                Err(reason) => Response::ConfigRejected { reason },
+            },
+            Command::Kill(proposal) => {
+                let answer = self.memory.kill(index, proposal, now);
+                if matches!(answer, memory::KillAnswer::Decided { .. }) {
+                    adm.push_kill_event(index, &proposal.query_id, &proposal.reason);
+                }
+                Response::Kill(answer)
+            }
+            Command::SettleKill { index: decision } => Response::KillSettled {
+                settled: self.memory.settle_freed(*decision, now),
+            },
+        }
+    }
+
+    fn apply_canary(&mut self, index: u64, client: &str, seq: u64) -> Response {
+        let counter = self.canaries.entry(client.to_string()).or_default();
+        let applied = seq > counter.last_seq;
+        if applied {
+            counter.count += 1;
+            counter.last_seq = seq;
+            counter.last_index = index;
+        }
+        Response::Canary(CanaryOutcome {
+            applied,
+            count: counter.count,
+            last_seq: counter.last_seq,
+            last_index: counter.last_index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod admission_tests;
+#[cfg(test)]
+mod tests;

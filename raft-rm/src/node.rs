@@ -1,0 +1,300 @@
+//! A running node: storage, Raft, HTTP server, the leader's log ticker and
+//! cluster bootstrap, wired together. [`start`] returns a handle whose
+//! [`RunningNode::shutdown`] stops all of it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::SharedClock;
+use common::http::HttpClient;
+use openraft::error::{InitializeError, RaftError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::http::AppState;
+use crate::machine::Command;
+use crate::metrics::Metrics;
+use crate::network::{LinkFaults, NetworkFactory};
+use crate::store::{self, ClusterIdentity, OpenError};
+use crate::{Node, NodeId, Raft};
+
+/// Timeout of one internal HTTP call (forwarding, admin); Raft RPCs use
+/// openraft's own per-RPC deadline.
+const INTERNAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error("invalid Raft configuration: {0}")]
+    RaftConfig(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start Raft: {0}")]
+    Raft(String),
+}
+
+/// Things tests and the harness inject; production uses the defaults.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub clock: SharedClock,
+    pub faults: LinkFaults,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            clock: common::clock::SystemClock::shared(),
+            faults: LinkFaults::default(),
+        }
+    }
+}
+
+pub struct RunningNode {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub raft: Raft,
+    pub state: AppState,
+    pub faults: LinkFaults,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds `config.listen` and starts the node.
+pub async fn start(config: NodeConfig, options: NodeOptions) -> Result<RunningNode, StartError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    start_with_listener(config, listener, options).await
+}
+
+/// Starts the node on an already bound listener (tests bind port 0 first).
+pub async fn start_with_listener(
+    config: NodeConfig,
+    listener: tokio::net::TcpListener,
+    options: NodeOptions,
+) -> Result<RunningNode, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let stores = store::open(&config.data_dir, config.id, metrics.clone())?;
+    let pristine = stores
+        .log
+        .is_pristine()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    // Read from storage, not from openraft's metrics, which may not have
+    // reported yet right after `Raft::new`.
+    let mut log_store = stores.log;
+    let startup_log = {
+        use openraft::storage::RaftLogStorage;
+        let to_err = |e: openraft::StorageError<NodeId>| StartError::Raft(e.to_string());
+        let vote = log_store.read_vote().await.map_err(to_err)?;
+        let log = log_store.get_log_state().await.map_err(to_err)?;
+        crate::http::StartupLog {
+            term: vote.map(|v| v.leader_id().term).unwrap_or(0),
+            last_log_index: log.last_log_id.map(|l| l.index),
+        }
+    };
+    let http = HttpClient::new(config.secret.clone(), INTERNAL_TIMEOUT);
+    let raft_config = config
+        .raft_config()
+        .validate()
+        .map_err(|e| StartError::RaftConfig(e.to_string()))?;
+    let network = NetworkFactory::new(
+        http.clone(),
+        stores.identity.clone(),
+        options.faults.clone(),
+    );
+    let applied = stores.state_machine.reader();
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        stores.state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let state = AppState {
+        id: config.id,
+        raft: raft.clone(),
+        applied,
+        identity: stores.identity.clone(),
+        http: http.clone(),
+        metrics,
+        secret: config.secret.clone(),
+        clock: options.clock.clone(),
+        timings: config.timings.clone(),
+        transferring: Arc::new(AtomicBool::new(false)),
+        startup_log,
+        admission: Arc::new(config.admission.clone()),
+        soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
+        killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
+        log_clock: Arc::default(),
+    };
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let app =
+        crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let mut server_stop = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    tasks.push(tokio::spawn(run_ticker(state.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::killer::run(
+        state.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    let lowest = config.peers.keys().next().copied();
+    if pristine && lowest == Some(config.id) {
+        tasks.push(tokio::spawn(bootstrap(
+            raft.clone(),
+            stores.identity,
+            http,
+            config.id,
+            config.peers.clone(),
+        )));
+    } else if pristine {
+        tracing::info!("empty data dir; waiting for the leader to replicate to this node");
+    }
+    tracing::info!(id = config.id, %addr, "node started");
+    Ok(RunningNode {
+        id: config.id,
+        addr,
+        raft,
+        state,
+        faults: options.faults,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// Stops Raft, the ticker and the HTTP server, and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// The leader stamps its time into the log every `tick`, so replicas can
+/// tell how stale their state is even when no client writes.
+async fn run_ticker(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(state.timings.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = interval.tick() => {}
+        }
+        let is_leader = state.raft.metrics().borrow().current_leader == Some(state.id);
+        if !is_leader || state.transferring.load(Ordering::Acquire) {
+            continue;
+        }
+        if let Err(e) = state.propose(Command::Tick).await {
+            tracing::debug!(error = %e, "tick not committed");
+        }
+        propose_initial_config(&state).await;
+    }
+}
+
+/// On a leader, when the log holds no resource-group configuration yet,
+/// proposes the one from `--resource-groups` (version 1). A later file is
+/// not pushed automatically: `POST /v1/admin/config` replaces it.
+async fn propose_initial_config(state: &AppState) {
+    let Some((text, rg)) = &state.admission.resource_groups else {
+        return;
+    };
+    if state.applied.read().state.admission.config.is_some() {
+        return;
+    }
+    let command = Command::SetConfig(crate::machine::GroupsConfig {
+        version: 1,
+        roots: rg.roots.clone(),
+        source: text.clone(),
+        settings: state.admission.settings.clone(),
+    });
+    match state.propose(command).await {
+        Ok(_) => {
+            for w in &rg.warnings {
+                tracing::warn!("resource groups: {w}");
+            }
+            tracing::info!("proposed the initial resource-group configuration");
+        }
+        Err(e) => tracing::warn!(error = %e, "initial resource-group configuration not committed"),
+    }
+}
+
+/// Initializes the cluster once: only on the lowest-id peer, only with a
+/// pristine data dir, and only if no peer reports an initialized cluster
+/// (so a node whose disk was wiped cannot found a second cluster next to
+/// the running one; it must be re-added with the admin API instead).
+async fn bootstrap(
+    raft: Raft,
+    identity: ClusterIdentity,
+    http: HttpClient,
+    id: NodeId,
+    peers: BTreeMap<NodeId, String>,
+) {
+    for (peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
+        let url = format!("http://{addr}/v1/health");
+        if let Ok(h) = http.get_json::<crate::http::health::Health>(&url, 1).await {
+            if h.initialized {
+                tracing::warn!(
+                    peer,
+                    addr = %addr,
+                    "peer already belongs to an initialized cluster; not initializing. \
+                     Re-add this node with `raft-rm admin add-learner` instead"
+                );
+                return;
+            }
+        }
+    }
+    let cluster_id = match identity.get_or_create().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create cluster id; not initializing");
+            return;
+        }
+    };
+    let members: BTreeMap<NodeId, Node> = peers
+        .into_iter()
+        .map(|(id, addr)| (id, Node::new(addr)))
+        .collect();
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!(cluster_id, "initialized cluster"),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+            tracing::info!("cluster already initialized")
+        }
+        Err(e) => tracing::error!(error = %e, "cannot initialize cluster"),
+    }
+}

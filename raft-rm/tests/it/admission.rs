@@ -1,0 +1,403 @@
+//! Linearizable admission across a real 3-node cluster under faults, and
+//! staleness-bounded views on a partitioned follower.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::http::HttpClient;
+use raft_rm::http::admission::AcquireAnswer;
+use raft_rm::http::groups::View;
+use serde_json::{json, Value};
+
+use crate::harness::{max_overlap, Settings, TestCluster};
+
+const T: Duration = Duration::from_secs(10);
+const LIMIT: usize = 3;
+
+fn groups_file(dir: &Path) -> PathBuf {
+    let path = dir.join("resource-groups.json");
+    let text = json!({"rootGroups": [
+        {"name": "hot", "hardConcurrencyLimit": LIMIT, "maxQueued": 1000},
+        {"name": "cool", "hardConcurrencyLimit": 10, "maxQueued": 10,
+         "consistency": {"mode": "eventual", "maxStalenessMs": 500}}]});
+    std::fs::write(&path, text.to_string()).unwrap();
+    path
+}
+
+/// A 3-node cluster whose initial resource-group configuration is committed.
+async fn start(dir: &Path) -> TestCluster {
+    let c = TestCluster::start(
+        3,
+        Settings {
+            resource_groups: Some(groups_file(dir)),
+            session_lease_ms: Some(60_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let deadline = Instant::now() + T;
+    while c
+        .http
+        .get_json::<Value>(&c.url(1, "/v1/admin/config"), 1)
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "no configuration committed");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    c
+}
+
+/// POSTs to the nodes in turn until one answers (all these calls are
+/// idempotent, so a retry after an unknown outcome is safe). Returns the
+/// answer and how many attempts it took.
+async fn post_any_counted(
+    http: &HttpClient,
+    addrs: &[String],
+    path: &str,
+    body: &Value,
+) -> (Value, usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        let url = format!("http://{}{path}", addrs[i % addrs.len()]);
+        match http.post_json(&url, body).await {
+            Ok(v) => return (v, i + 1),
+            Err(e) => assert!(Instant::now() < deadline, "{path} {body}: {e}"),
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// The standing of a queued query, via adopt; `None` if the cluster does
+/// not know it (404).
+async fn poll_queued(http: &HttpClient, addrs: &[String], q: &str, session: u64) -> Option<Value> {
+    let body = json!({"query_id": q, "coordinator": "co", "session": session});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        let url = format!("http://{}/v1/admission/adopt", addrs[i % addrs.len()]);
+        match http.post_json(&url, &body).await {
+            Ok(v) => return Some(v),
+            Err(e) if e.status() == Some(404) => return None,
+            Err(e) => assert!(Instant::now() < deadline, "adopt {q}: {e}"),
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn post_any(http: &HttpClient, addrs: &[String], path: &str, body: &Value) -> Value {
+    post_any_counted(http, addrs, path, body).await.0
+}
+
+#[derive(Default)]
+struct Log {
+    /// Intervals in which a query was certainly admitted.
+    held: Vec<(Instant, Instant)>,
+    tokens: Vec<u64>,
+    /// Releases of queries acknowledged as admitted that the cluster no
+    /// longer knew on the first attempt: a lost admission. (After a failed
+    /// attempt, "unknown" may just mean that attempt went through.)
+    lost: Vec<String>,
+    rejected: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_group_never_runs_more_than_its_limit_through_a_partition_and_a_leader_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    c.wait_applied(&[1, 2, 3], 3, T).await;
+    let addrs: Vec<String> = c.addrs.values().cloned().collect();
+    let http = c.http.clone();
+    let session = post_any(&http, &addrs, "/v1/sessions", &json!({"coordinator": "co"})).await
+        ["session"]
+        .as_u64()
+        .unwrap();
+
+    let log = Arc::new(Mutex::new(Log::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for k in 0..8 {
+        let (http, addrs, log, stop) = (http.clone(), addrs.clone(), log.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let q = format!("c{k}-{n}");
+                let req =
+                    json!({"query_id": q, "group": "hot", "coordinator": "co", "session": session});
+                // Acquire; while queued, poll with adopt (same session, so
+                // harmless), which answers 404 if the cluster lost the query
+                // (an acquire would silently enqueue it afresh).
+                let mut v = post_any(&http, &addrs, "/v1/admission/acquire", &req).await;
+                let (start, token) = loop {
+                    let a: AcquireAnswer = serde_json::from_value(v).unwrap();
+                    match a.status.as_str() {
+                        "admitted" => break (Instant::now(), a.fencing_token.unwrap()),
+                        "queued" => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            match poll_queued(&http, &addrs, &q, session).await {
+                                Some(next) => v = next,
+                                None => {
+                                    log.lock().unwrap().lost.push(format!("{q} (queued)"));
+                                    break (Instant::now(), 0);
+                                }
+                            }
+                        }
+                        _ => {
+                            log.lock().unwrap().rejected += 1;
+                            break (Instant::now(), 0);
+                        }
+                    }
+                };
+                if token == 0 {
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(15 + (n % 4) * 10)).await;
+                let end = Instant::now();
+                let (v, attempts) = post_any_counted(
+                    &http,
+                    &addrs,
+                    "/v1/admission/release",
+                    &json!({"query_id": q}),
+                )
+                .await;
+                let mut l = log.lock().unwrap();
+                l.held.push((start, end));
+                l.tokens.push(token);
+                if v["outcome"] == "unknown" && attempts == 1 {
+                    l.lost.push(q.clone());
+                }
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let follower = if leader == 3 { 2 } else { 3 };
+    c.isolate(follower);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.heal();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    c.stop(leader).await;
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+    c.wait_leader(&rest, T).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let l = std::mem::take(&mut *log.lock().unwrap());
+    assert!(
+        l.held.len() > 50,
+        "too little progress: {} admissions",
+        l.held.len()
+    );
+    assert_eq!(l.rejected, 0);
+    let distinct: BTreeSet<u64> = l.tokens.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        l.tokens.len(),
+        "a fencing token was given twice"
+    );
+    let peak = max_overlap(l.held.iter().copied());
+    assert!(
+        peak as usize <= LIMIT,
+        "{peak} queries certainly ran at once; the limit is {LIMIT}"
+    );
+    let view: View = c
+        .http
+        .get_json(&c.url(rest[0], "/v1/resource-groups"), 5)
+        .await
+        .unwrap();
+    let hot = view.groups.iter().find(|g| g.id == "hot").unwrap();
+    assert_eq!(
+        (hot.running, hot.queued),
+        (0, 0),
+        "leaked admissions: {hot:?}"
+    );
+    assert!(
+        l.lost.is_empty(),
+        "admissions acknowledged, then unknown at their first release: {:?}",
+        l.lost
+    );
+    eprintln!(
+        "hot group: {} admissions, peak {peak} of {LIMIT}",
+        l.held.len()
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_follower_serves_views_within_the_bound_and_not_beyond() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let view = |id: u64, bound: u64| {
+        let url = c.url(id, &format!("/v1/resource-groups?max_staleness_ms={bound}"));
+        let http = c.http.clone();
+        async move { http.get_json::<View>(&url, 3).await }
+    };
+    // Healthy (once the leader's first ticks are applied): the follower
+    // answers itself, fresh.
+    let deadline = Instant::now() + T;
+    let v = loop {
+        match view(follower, 1000).await {
+            Ok(v) => break v,
+            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v.served_by, follower);
+    assert!(v.staleness_ms < 1000, "{}", v.staleness_ms);
+    assert_eq!(v.config_version, Some(1));
+
+    c.isolate(follower);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Within a generous bound it still answers, and says how stale it is.
+    let v = view(follower, 60_000).await.unwrap();
+    assert_eq!(v.served_by, follower);
+    assert!(v.staleness_ms >= 700, "{}", v.staleness_ms);
+    // Beyond a tight bound it never answers from its own state: it relays
+    // to the leader (fresh), or, once it has started campaigning and knows
+    // no leader, refuses naming both numbers.
+    match view(follower, 400).await {
+        Ok(v) => {
+            assert_eq!(v.served_by, leader);
+            assert!(v.staleness_ms <= 400, "{}", v.staleness_ms);
+        }
+        Err(common::http::HttpError::Status { status, body, .. }) => {
+            assert_eq!(status, 503);
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["max_staleness_ms"], 400);
+            assert!(body["staleness_ms"].as_u64().unwrap() >= 700, "{body}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+    // When it may not relay, it refuses, naming both numbers.
+    let refused = c
+        .http
+        .get_bytes(
+            &c.url(follower, "/v1/resource-groups?max_staleness_ms=400"),
+            &[("x-rm-forwarded", "9")],
+        )
+        .await
+        .unwrap_err();
+    let common::http::HttpError::Status { status, body, .. } = refused else {
+        panic!("{refused}")
+    };
+    assert_eq!(status, 503);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["max_staleness_ms"], 400);
+    assert!(body["staleness_ms"].as_u64().unwrap() >= 700, "{body}");
+
+    // After healing, the follower (which campaigned while cut off: openraft
+    // 0.9 has no pre-vote) may briefly disturb the leadership; it serves
+    // fresh views itself once caught up.
+    c.heal();
+    let deadline = Instant::now() + T;
+    loop {
+        if view(follower, 400)
+            .await
+            .is_ok_and(|v| v.served_by == follower)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the follower never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_wakes_on_a_promotion_and_times_out_when_quiet() {
+    use raft_rm::http::groups::WatchAnswer;
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let addrs: Vec<String> = c.addrs.values().cloned().collect();
+    let http = c.http.clone();
+    let session = post_any(&http, &addrs, "/v1/sessions", &json!({"coordinator": "co"})).await
+        ["session"]
+        .as_u64()
+        .unwrap();
+    let acquire =
+        |q: &str| json!({"query_id": q, "group": "hot", "coordinator": "co", "session": session});
+    for q in ["w1", "w2", "w3"] {
+        post_any(&http, &addrs, "/v1/admission/acquire", &acquire(q)).await;
+    }
+    let v = post_any(&http, &addrs, "/v1/admission/acquire", &acquire("w4")).await;
+    assert_eq!(v["status"], "queued");
+    let applied: View = http
+        .get_json(&c.url(follower, "/v1/resource-groups"), 3)
+        .await
+        .unwrap();
+    let after = applied.last_applied.unwrap();
+
+    // Quiet: an empty answer after the timeout, pointing at where to go on.
+    let t0 = Instant::now();
+    let quiet: WatchAnswer = http
+        .get_json(
+            &c.url(
+                follower,
+                &format!("/v1/watch?after={after}&coordinator=co&timeout_ms=300"),
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(quiet.events.is_empty() && !quiet.truncated);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // A release promotes w4; a watcher waiting on a follower wakes with it.
+    let url = c.url(
+        follower,
+        &format!("/v1/watch?after={after}&coordinator=co&timeout_ms=5000"),
+    );
+    let waiter = {
+        let http = http.clone();
+        tokio::spawn(async move { http.get_json::<WatchAnswer>(&url, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t1 = Instant::now();
+    post_any(
+        &http,
+        &addrs,
+        "/v1/admission/release",
+        &json!({"query_id": "w1"}),
+    )
+    .await;
+    let woke = waiter.await.unwrap().unwrap();
+    assert!(
+        t1.elapsed() < Duration::from_secs(2),
+        "the watch did not wake promptly"
+    );
+    let e = &woke.events[0];
+    assert_eq!((e.query_id.as_str(), e.kind.as_str()), ("w4", "promoted"));
+    assert!(e.fencing_token.is_some() && e.index > after && woke.next_after >= e.index);
+    // Another coordinator's watch does not see it.
+    let other: WatchAnswer = http
+        .get_json(
+            &c.url(
+                follower,
+                &format!("/v1/watch?after={after}&coordinator=else&timeout_ms=100"),
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(other.events.is_empty());
+    c.shutdown().await;
+}

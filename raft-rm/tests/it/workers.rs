@@ -1,0 +1,203 @@
+//! A worker against a 3-RM cluster: discovery and the memory view on every
+//! RM, and fencing: a revoked admission stops the worker's task.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use raft_rm::soft::{ClusterMemory, NodeView};
+use serde_json::{json, Value};
+use worker::config::WorkerArgs;
+
+use crate::harness::{secret_file, Settings, TestCluster};
+
+const T: Duration = Duration::from_secs(10);
+
+/// A worker `w1` reporting to `rms` every 100 ms.
+async fn start_worker(rms: Vec<String>, dir: &Path) -> worker::node::RunningWorker {
+    let args = WorkerArgs {
+        id: "w1".into(),
+        listen: "127.0.0.1:0".into(),
+        advertise: None,
+        rm: rms,
+        memory_bytes: 1000,
+        shared_secret_file: Some(secret_file(dir)),
+        heartbeat_ms: 100,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    worker::node::start(
+        args.validate().unwrap(),
+        listener,
+        common::clock::SystemClock::shared(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Polls `check` until it holds or `T` passes.
+async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, check: F) {
+    let deadline = Instant::now() + T;
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = dir.path().join("groups.json");
+    std::fs::write(
+        &groups,
+        r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":5,"maxQueued":5}]}"#,
+    )
+    .unwrap();
+    let c = TestCluster::start(
+        3,
+        Settings {
+            resource_groups: Some(groups),
+            session_lease_ms: Some(1500),
+            ..Default::default()
+        },
+    )
+    .await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let w = start_worker(c.addrs.values().cloned().collect(), dir.path()).await;
+    let http = c.http.clone();
+
+    // Discovery and the memory view, on every RM.
+    for id in [1, 2, 3] {
+        let url = c.url(id, "/v1/discovery/nodes?role=worker");
+        eventually("the worker is discovered", || async {
+            let nodes: Vec<NodeView> = http.get_json(&url, 1).await.unwrap_or_default();
+            nodes.iter().any(|n| {
+                n.announcement.node_id == "w1" && n.announcement.addr == w.addr.to_string()
+            })
+        })
+        .await;
+    }
+    eventually("the configuration is committed", || async {
+        http.get_json::<Value>(&c.url(leader, "/v1/admin/config"), 1)
+            .await
+            .is_ok()
+    })
+    .await;
+    let session: Value = http
+        .post_json(
+            &c.url(leader, "/v1/sessions"),
+            &json!({"coordinator": "co"}),
+        )
+        .await
+        .unwrap();
+    let session = session["session"].as_u64().unwrap();
+    let admitted: Value = http
+        .post_json(
+            &c.url(leader, "/v1/admission/acquire"),
+            &json!({"query_id": "q1", "group": "g", "coordinator": "co", "session": session}),
+        )
+        .await
+        .unwrap();
+    let token = admitted["fencing_token"].as_u64().unwrap();
+    // Renew like a live coordinator until the memory checks are done.
+    let renewer = {
+        let (http, url) = (http.clone(), c.url(leader, "/v1/sessions/renew"));
+        tokio::spawn(async move {
+            loop {
+                let _ = http
+                    .post_json::<_, Value>(&url, &json!({"session": session}))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let task = json!({"task_id": "t1", "query_id": "q1", "fencing_token": token, "duration_ms": 60_000, "memory_bytes": 300});
+    let worker_url = |p: &str| format!("http://{}{p}", w.addr);
+    let _: Value = http
+        .post_json(&worker_url("/v1/tasks"), &task)
+        .await
+        .unwrap();
+    for id in [1, 2, 3] {
+        let url = c.url(id, "/v1/memory");
+        eventually("every RM sees the reservation", || async {
+            let m: Option<ClusterMemory> = http.get_json(&url, 1).await.ok();
+            m.is_some_and(|m| {
+                m.reserved_bytes == 300 && m.queries.get("q1") == Some(&300) && m.workers == 1
+            })
+        })
+        .await;
+    }
+
+    // The coordinator goes silent: its session expires by log time, the RMs
+    // revoke the admission, and the worker stops the task on its own.
+    renewer.abort();
+    let t0 = Instant::now();
+    eventually("the task is revoked", || async {
+        let t: Value = http.get_json(&worker_url("/v1/tasks/t1"), 1).await.unwrap();
+        t["state"] == "revoked"
+    })
+    .await;
+    eprintln!(
+        "task revoked {:?} after the last renewal (lease 1.5 s)",
+        t0.elapsed()
+    );
+    let again = http.post_json::<_, Value>(&worker_url("/v1/tasks"), &json!({"task_id": "t2", "query_id": "q1", "fencing_token": token, "duration_ms": 1, "memory_bytes": 1})).await;
+    assert_eq!(
+        again.err().and_then(|e| e.status()),
+        Some(409),
+        "a task under a revoked token is refused"
+    );
+    eventually("the memory is free again", || async {
+        let m: Option<ClusterMemory> = http.get_json(&c.url(1, "/v1/memory"), 1).await.ok();
+        m.is_some_and(|m| m.reserved_bytes == 0)
+    })
+    .await;
+
+    // A stopped worker ages out of discovery after its TTL (3 intervals).
+    w.shutdown().await;
+    eventually("the worker is forgotten", || async {
+        let nodes: Vec<NodeView> = http
+            .get_json(&c.url(2, "/v1/discovery/nodes"), 1)
+            .await
+            .unwrap_or_default();
+        nodes.is_empty()
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// An RM that accepts connections and never answers (as a paused process
+/// does) must not delay the worker's reports to the others: its entry
+/// there would expire and coordinators would see no worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_rm_does_not_stall_reports_to_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = TestCluster::start(1, Settings::default()).await;
+    c.wait_leader(&[1], T).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    // Accept and hold every connection, answering nothing.
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let w = start_worker(vec![silent_addr, c.addrs[&1].clone()], dir.path()).await;
+    // For 3 s (ten TTLs of 300 ms) the healthy RM always knows the worker.
+    eventually("the worker is known", || async {
+        let m: ClusterMemory = c.http.get_json(&c.url(1, "/v1/memory"), 1).await.unwrap();
+        m.workers == 1
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let m: ClusterMemory = c.http.get_json(&c.url(1, "/v1/memory"), 1).await.unwrap();
+        assert_eq!(
+            m.workers, 1,
+            "the worker dropped out of the healthy RM's view"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.shutdown().await;
+    hold.abort();
+    c.shutdown().await;
+}

@@ -1,0 +1,71 @@
+//! Worker flags, validated into a [`WorkerConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use common::auth::SharedSecret;
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// This worker's name, unique in the cluster.
+    #[arg(long)]
+    pub id: String,
+    /// Address to listen on, HOST:PORT.
+    #[arg(long)]
+    pub listen: String,
+    /// Address the others use for this worker [default: --listen].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Every resource manager, HOST:PORT,...
+    #[arg(long, value_delimiter = ',')]
+    pub rm: Vec<String>,
+    /// Size of the general memory pool in bytes.
+    #[arg(long)]
+    pub memory_bytes: u64,
+    /// File holding the internal shared secret (required unless the worker
+    /// listens on loopback only).
+    #[arg(long)]
+    pub shared_secret_file: Option<PathBuf>,
+    /// Heartbeat and announcement interval in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub rms: Vec<String>,
+    pub memory_bytes: u64,
+    pub secret: Option<SharedSecret>,
+    pub heartbeat: Duration,
+}
+
+impl WorkerArgs {
+    pub fn validate(self) -> Result<WorkerConfig, String> {
+        if self.id.is_empty() || self.id.len() > 256 || self.id.chars().any(char::is_control) {
+            return Err("id: must be 1 to 256 printable characters".into());
+        }
+        let listen = common::cli::listen_addr(&self.listen)?;
+        let rms = common::cli::rm_list(self.rm)?;
+        if self.memory_bytes == 0 {
+            return Err("memory-bytes: must be positive".into());
+        }
+        if self.heartbeat_ms == 0 {
+            return Err("heartbeat-ms: must be positive".into());
+        }
+        let secret = common::cli::internal_secret(self.shared_secret_file.as_deref(), listen)?;
+        Ok(WorkerConfig {
+            id: self.id,
+            advertise: self.advertise.unwrap_or_else(|| listen.to_string()),
+            listen,
+            rms,
+            memory_bytes: self.memory_bytes,
+            secret,
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+        })
+    }
+}

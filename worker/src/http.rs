@@ -1,0 +1,214 @@
+//! The worker's HTTP API.
+//!
+//! | route | auth | |
+//! |---|---|---|
+//! | `POST /v1/tasks` (a [`TaskSpec`]) | secret | start a task (idempotent per `task_id`) |
+//! | `GET /v1/tasks`, `GET /v1/tasks/{id}` | secret | task state |
+//! | `DELETE /v1/tasks/{id}` | secret | cancel |
+//! | `POST /v1/tasks/{id}/kill {"reason"}` | secret | kill (the low-memory killer) |
+//! | `GET /v1/info`, `/v1/health`, `/metrics` | open | |
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::auth::{SharedSecret, AUTHORIZATION};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::tasks::{TaskError, TaskSpec, TaskState, TaskStop, Tasks};
+
+#[derive(Clone)]
+pub struct WorkerState {
+    pub node_id: String,
+    pub tasks: Arc<Tasks>,
+    pub secret: Option<SharedSecret>,
+    pub metrics: Arc<WorkerMetrics>,
+}
+
+pub fn router(state: WorkerState) -> Router {
+    let protected = Router::new()
+        .route("/v1/tasks", post(create).get(list))
+        .route("/v1/tasks/{id}", get(get_task).delete(cancel))
+        .route("/v1/tasks/{id}/kill", post(kill))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_secret,
+        ));
+    Router::new()
+        .route("/v1/info", get(info))
+        .route(
+            "/v1/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(metrics))
+        .merge(protected)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+fn task_error(e: TaskError) -> Response {
+    let status = match e {
+        TaskError::NotFound(_) => StatusCode::NOT_FOUND,
+        TaskError::Conflict(_) | TaskError::Revoked { .. } => StatusCode::CONFLICT,
+        TaskError::TooLarge { .. } => StatusCode::BAD_REQUEST,
+    };
+    error(status, e)
+}
+
+async fn require_secret(
+    State(state): State<WorkerState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(secret) = &state.secret else {
+        return next.run(request).await;
+    };
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if secret.verify_header(header) {
+        return next.run(request).await;
+    }
+    tracing::warn!(path = %request.uri().path(), "refused request: missing or wrong shared secret");
+    error(StatusCode::UNAUTHORIZED, "missing or wrong shared secret")
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(format!("{field}: must be 1 to 256 printable characters"));
+    }
+    Ok(())
+}
+
+async fn create(State(state): State<WorkerState>, body: Bytes) -> Response {
+    let spec: TaskSpec = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+    };
+    if let Err(problem) =
+        check_id("task_id", &spec.task_id).and(check_id("query_id", &spec.query_id))
+    {
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
+    match state.tasks.create(spec) {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => task_error(e),
+    }
+}
+
+async fn list(State(state): State<WorkerState>) -> Response {
+    Json(state.tasks.list()).into_response()
+}
+
+async fn get_task(State(state): State<WorkerState>, Path(id): Path<String>) -> Response {
+    match state.tasks.get(&id) {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => task_error(e),
+    }
+}
+
+async fn cancel(State(state): State<WorkerState>, Path(id): Path<String>) -> Response {
+    match state.tasks.stop(
+        &id,
+        TaskStop::new(TaskState::Cancelled, "cancelled by the coordinator"),
+    ) {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => task_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kill {
+    reason: String,
+    /// Trino's error name for the query's failure.
+    #[serde(default)]
+    error_name: Option<String>,
+}
+
+async fn kill(State(state): State<WorkerState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let k: Kill = match serde_json::from_slice(&body) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+    };
+    let why = TaskStop {
+        state: TaskState::Killed,
+        reason: k.reason,
+        error_name: k.error_name,
+    };
+    match state.tasks.stop(&id, why) {
+        Ok(info) => Json(info).into_response(),
+        Err(e) => task_error(e),
+    }
+}
+
+async fn info(State(state): State<WorkerState>) -> Response {
+    Json(json!({
+        "node_id": state.node_id,
+        "starting": false,
+        "memory": state.tasks.pool().snapshot(),
+        "running_tasks": state.tasks.running(),
+    }))
+    .into_response()
+}
+
+pub struct WorkerMetrics {
+    registry: Registry,
+    total: Gauge,
+    reserved: Gauge,
+    blocked: Gauge,
+    running: Gauge,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("worker");
+        let mut gauge = |name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let total = gauge("memory_total_bytes", "Size of the general memory pool");
+        let reserved = gauge("memory_reserved_bytes", "Bytes reserved by tasks");
+        let blocked = gauge("blocked_tasks", "Tasks waiting for memory");
+        let running = gauge("running_tasks", "Tasks running");
+        Self {
+            registry,
+            total,
+            reserved,
+            blocked,
+            running,
+        }
+    }
+}
+
+async fn metrics(State(state): State<WorkerState>) -> Response {
+    let m = &state.metrics;
+    let pool = state.tasks.pool().snapshot();
+    m.total.set(pool.total_bytes as i64);
+    m.reserved.set(pool.reserved_bytes as i64);
+    m.blocked.set(i64::from(pool.blocked_tasks));
+    m.running.set(i64::from(state.tasks.running()));
+    let mut out = String::new();
+    let _ = encode(&mut out, &m.registry);
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+        .into_response()
+}

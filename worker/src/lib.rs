@@ -1,0 +1,22 @@
+//! The worker: runs tasks under a memory pool, reports to every resource
+//! manager, and stops tasks whose admission the RMs revoked.
+//!
+//! # Layout
+//! - [`pool`]: the general memory pool; a task that does not fit waits (the
+//!   node counts as blocked, as in Presto), first come first served.
+//! - [`tasks`]: task lifecycle (blocked, running, finished, cancelled,
+//!   killed, revoked); simulated tasks hold their reservation for their
+//!   duration.
+//! - [`report`]: announcements and heartbeats to every RM.
+//! - [`fencing`]: watches the RMs for revoked admissions and stops the tasks
+//!   that run on them.
+//! - [`http`]: the task API, info, health and metrics.
+//! - [`config`]: flags; [`node`]: wiring.
+
+pub mod config;
+pub mod fencing;
+pub mod http;
+pub mod node;
+pub mod pool;
+pub mod report;
+pub mod tasks;

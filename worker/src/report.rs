@@ -1,0 +1,180 @@
+//! Every interval, announce this worker and send its heartbeat to every RM
+//! (each RM builds its own view; no Raft traffic). An RM that does not
+//! answer is logged once per outage and retried next interval. Each answer
+//! lists the memory kills the RMs decided; the worker stops those queries'
+//! tasks itself, so a kill holds even when the query's coordinator is dead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http::HttpClient;
+use common::wire::{Announcement, HeartbeatAnswer, WorkerHeartbeat};
+use tokio::sync::watch;
+
+use crate::tasks::Tasks;
+
+pub struct Reporter {
+    pub node_id: String,
+    pub advertise: String,
+    pub rms: Vec<String>,
+    pub interval: Duration,
+    pub http: HttpClient,
+    pub tasks: Arc<Tasks>,
+}
+
+impl Reporter {
+    /// Reports to every RM, each on its own loop: a paused or cut-off RM
+    /// delays only its own reports, never the others' (which would let
+    /// this worker's entry expire on healthy RMs).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let cpu = Arc::new(AtomicU64::new(0f64.to_bits()));
+        let mut loops = tokio::task::JoinSet::new();
+        for rm in this.rms.clone() {
+            loops.spawn(this.clone().report_to(rm, cpu.clone(), stop.clone()));
+        }
+        let mut meter = CpuMeter::new();
+        let mut tick = tokio::time::interval(this.interval);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tick.tick() => cpu.store(meter.cores_since_last().to_bits(), Ordering::Relaxed),
+            }
+        }
+        loops.shutdown().await;
+    }
+
+    async fn report_to(
+        self: Arc<Self>,
+        rm: String,
+        cpu: Arc<AtomicU64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        // Three missed intervals and an RM forgets this worker; a report
+        // slower than that is of no use.
+        let ttl = self.interval * 3;
+        let ttl_ms = ttl.as_millis() as u64;
+        let mut down = false;
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+            }
+            let announcement = Announcement {
+                node_id: self.node_id.clone(),
+                role: "worker".into(),
+                addr: self.advertise.clone(),
+                ttl_ms,
+            };
+            let heartbeat = WorkerHeartbeat {
+                node_id: self.node_id.clone(),
+                memory: self.tasks.pool().snapshot(),
+                cpu_cores: f64::from_bits(cpu.load(Ordering::Relaxed)),
+                running_tasks: self.tasks.running(),
+                ttl_ms,
+            };
+            let sent = async {
+                self.http
+                    .post_json::<_, serde_json::Value>(
+                        &format!("http://{rm}/v1/announce"),
+                        &announcement,
+                    )
+                    .await?;
+                self.http
+                    .post_json::<_, HeartbeatAnswer>(
+                        &format!("http://{rm}/v1/heartbeat/worker"),
+                        &heartbeat,
+                    )
+                    .await
+            };
+            let answer = match tokio::time::timeout(ttl, sent).await {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", ttl_ms)),
+            };
+            match answer {
+                Ok(a) => {
+                    for k in &a.kills {
+                        carry_out(&self.tasks, k);
+                    }
+                    if std::mem::take(&mut down) {
+                        tracing::info!(rm = %rm, "reporting to RM again");
+                    }
+                }
+                Err(e) if !down => {
+                    down = true;
+                    tracing::warn!(rm = %rm, error = %e, "cannot report to RM");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Stops the tasks of a query the RMs killed (a no-op if none runs here).
+pub fn carry_out(tasks: &Tasks, k: &common::wire::KillOrder) {
+    let stopped = tasks.kill_query(&k.query_id, &k.error_name, &k.message);
+    if stopped > 0 {
+        tracing::warn!(query = %k.query_id, error = %k.error_name, decision = k.decision, stopped, "query killed for memory; tasks stopped");
+    }
+}
+
+/// This process's CPU use, from `/proc/self/stat` (0 where unavailable).
+struct CpuMeter {
+    last_ticks: Option<u64>,
+    last_at: std::time::Instant,
+}
+
+impl CpuMeter {
+    fn new() -> Self {
+        Self {
+            last_ticks: process_cpu_ticks(),
+            last_at: std::time::Instant::now(),
+        }
+    }
+
+    fn cores_since_last(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let ticks = process_cpu_ticks();
+        // SAFETY: sysconf has no memory effects.
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cores = match (self.last_ticks, ticks) {
+            (Some(a), Some(b)) if b >= a => {
+                let secs = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
+                (b - a) as f64 / per_sec / secs
+            }
+            _ => 0.0,
+        };
+        self.last_ticks = ticks;
+        self.last_at = now;
+        cores
+    }
+}
+
+/// utime + stime of this process, in clock ticks.
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_this_process_cpu_time() {
+        let before = super::process_cpu_ticks().expect("/proc/self/stat");
+        let mut x = 0u64;
+        for i in 0..30_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(super::process_cpu_ticks().unwrap() >= before);
+    }
+}

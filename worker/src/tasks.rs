@@ -1,0 +1,403 @@
+//! Tasks. A simulated task reserves its memory (waiting while the pool is
+//! full), holds it for its duration, then finishes. A task stops early when
+//! cancelled (the coordinator), killed (the low-memory killer) or revoked
+//! (the RMs revoked its query's admission: fencing).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::clock::SharedClock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::pool::Pool;
+
+/// Finished tasks remembered for `GET`, oldest forgotten first.
+pub const FINISHED_KEPT: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub task_id: String,
+    pub query_id: String,
+    /// The admission's fencing token; tasks under a revoked token stop.
+    pub fencing_token: u64,
+    pub duration_ms: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for memory.
+    Blocked,
+    Running,
+    Finished,
+    Cancelled,
+    Killed,
+    Revoked,
+}
+
+impl TaskState {
+    pub fn is_done(self) -> bool {
+        !matches!(self, TaskState::Blocked | TaskState::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    #[serde(flatten)]
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub reason: Option<String>,
+    /// Killed: Trino's error name for the query's failure
+    /// (`CLUSTER_OUT_OF_MEMORY`, `EXCEEDED_LOCAL_MEMORY_LIMIT`, ...).
+    pub error_name: Option<String>,
+}
+
+/// Why a task stopped early.
+#[derive(Debug)]
+pub struct TaskStop {
+    pub state: TaskState,
+    pub reason: String,
+    pub error_name: Option<String>,
+}
+
+impl TaskStop {
+    pub fn new(state: TaskState, reason: impl Into<String>) -> TaskStop {
+        TaskStop {
+            state,
+            reason: reason.into(),
+            error_name: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TaskError {
+    #[error("task {0} exists with a different spec")]
+    Conflict(String),
+    #[error("memory_bytes {wanted} exceeds this worker's pool of {total} bytes")]
+    TooLarge { wanted: u64, total: u64 },
+    #[error("the admission of query {query} (fencing token {token}) was revoked")]
+    Revoked { query: String, token: u64 },
+    #[error("no task {0}")]
+    NotFound(String),
+}
+
+struct Task {
+    info: TaskInfo,
+    stop: Option<oneshot::Sender<TaskStop>>,
+}
+
+pub struct Tasks {
+    pool: Arc<Pool>,
+    clock: SharedClock,
+    state: Mutex<TasksState>,
+}
+
+#[derive(Default)]
+struct TasksState {
+    tasks: BTreeMap<String, Task>,
+    finished_order: VecDeque<String>,
+    /// query id -> highest revoked fencing token.
+    revoked: BTreeMap<String, u64>,
+}
+
+impl Tasks {
+    pub fn new(pool: Arc<Pool>, clock: SharedClock) -> Arc<Tasks> {
+        Arc::new(Tasks {
+            pool,
+            clock,
+            state: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TasksState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Starts a task; the same spec again answers its current info.
+    pub fn create(self: &Arc<Self>, spec: TaskSpec) -> Result<TaskInfo, TaskError> {
+        if spec.memory_bytes > self.pool.total_bytes() {
+            return Err(TaskError::TooLarge {
+                wanted: spec.memory_bytes,
+                total: self.pool.total_bytes(),
+            });
+        }
+        let mut s = self.lock();
+        if let Some(t) = s.tasks.get(&spec.task_id) {
+            return if t.info.spec == spec {
+                Ok(t.info.clone())
+            } else {
+                Err(TaskError::Conflict(spec.task_id))
+            };
+        }
+        if let Some(&token) = s.revoked.get(&spec.query_id) {
+            if spec.fencing_token <= token {
+                return Err(TaskError::Revoked {
+                    query: spec.query_id,
+                    token,
+                });
+            }
+        }
+        let (stop, stopped) = oneshot::channel();
+        let info = TaskInfo {
+            spec: spec.clone(),
+            state: TaskState::Blocked,
+            started_ms: None,
+            finished_ms: None,
+            reason: None,
+            error_name: None,
+        };
+        s.tasks.insert(
+            spec.task_id.clone(),
+            Task {
+                info: info.clone(),
+                stop: Some(stop),
+            },
+        );
+        drop(s);
+        tokio::spawn(self.clone().run(spec, stopped));
+        Ok(info)
+    }
+
+    async fn run(self: Arc<Self>, spec: TaskSpec, mut stopped: oneshot::Receiver<TaskStop>) {
+        let reservation = tokio::select! {
+            r = self.pool.reserve(&spec.query_id, spec.memory_bytes) => r,
+            end = &mut stopped => return self.finish(&spec.task_id, end.ok()),
+        };
+        self.update(&spec.task_id, |i| {
+            i.state = TaskState::Running;
+            i.started_ms = Some(self.clock.now_ms());
+        });
+        let end = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(spec.duration_ms)) => None,
+            end = &mut stopped => end.ok(),
+        };
+        drop(reservation);
+        self.finish(&spec.task_id, end);
+    }
+
+    fn update(&self, task_id: &str, f: impl FnOnce(&mut TaskInfo)) {
+        if let Some(t) = self.lock().tasks.get_mut(task_id) {
+            f(&mut t.info);
+        }
+    }
+
+    /// Records the end: `None` means it ran to completion.
+    fn finish(&self, task_id: &str, end: Option<TaskStop>) {
+        let now = self.clock.now_ms();
+        let mut s = self.lock();
+        if let Some(t) = s.tasks.get_mut(task_id) {
+            match end {
+                None => t.info.state = TaskState::Finished,
+                Some(stop) => {
+                    t.info.state = stop.state;
+                    t.info.reason = Some(stop.reason);
+                    t.info.error_name = stop.error_name;
+                }
+            }
+            t.info.finished_ms = Some(now);
+            t.stop = None;
+        }
+        s.finished_order.push_back(task_id.to_string());
+        while s.finished_order.len() > FINISHED_KEPT {
+            if let Some(old) = s.finished_order.pop_front() {
+                s.tasks.remove(&old);
+            }
+        }
+    }
+
+    /// Stops a task that is still going; answers its info either way.
+    pub fn stop(&self, task_id: &str, why: TaskStop) -> Result<TaskInfo, TaskError> {
+        let mut s = self.lock();
+        let t = s
+            .tasks
+            .get_mut(task_id)
+            .ok_or_else(|| TaskError::NotFound(task_id.to_string()))?;
+        if let Some(stop) = t.stop.take() {
+            let _ = stop.send(why);
+        }
+        Ok(t.info.clone())
+    }
+
+    /// The RMs killed `query_id` for memory: stop its tasks that still run
+    /// or wait here. Answers how many were stopped (0 on a repeat).
+    pub fn kill_query(&self, query_id: &str, error_name: &str, message: &str) -> usize {
+        let mut s = self.lock();
+        let mut stopped = 0;
+        for t in s.tasks.values_mut() {
+            if t.info.spec.query_id != query_id {
+                continue;
+            }
+            if let Some(stop) = t.stop.take() {
+                let _ = stop.send(TaskStop {
+                    state: TaskState::Killed,
+                    reason: message.to_string(),
+                    error_name: Some(error_name.to_string()),
+                });
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// The RMs revoked `query_id`'s admission with `token`: stop its tasks
+    /// holding that token or an older one, and refuse such tasks from now on.
+    pub fn revoke(&self, query_id: &str, token: u64) -> usize {
+        let mut s = self.lock();
+        let highest = s.revoked.entry(query_id.to_string()).or_default();
+        *highest = (*highest).max(token);
+        let mut stopped = 0;
+        for t in s.tasks.values_mut() {
+            if t.info.spec.query_id == query_id && t.info.spec.fencing_token <= token {
+                if let Some(stop) = t.stop.take() {
+                    let _ = stop.send(TaskStop::new(
+                        TaskState::Revoked,
+                        format!("admission revoked (fencing token {token})"),
+                    ));
+                    stopped += 1;
+                }
+            }
+        }
+        stopped
+    }
+
+    pub fn get(&self, task_id: &str) -> Result<TaskInfo, TaskError> {
+        self.lock()
+            .tasks
+            .get(task_id)
+            .map(|t| t.info.clone())
+            .ok_or_else(|| TaskError::NotFound(task_id.to_string()))
+    }
+
+    pub fn list(&self) -> Vec<TaskInfo> {
+        self.lock().tasks.values().map(|t| t.info.clone()).collect()
+    }
+
+    pub fn running(&self) -> u32 {
+        self.lock()
+            .tasks
+            .values()
+            .filter(|t| t.info.state == TaskState::Running)
+            .count() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::clock::SystemClock;
+
+    fn spec(id: &str, query: &str, token: u64, ms: u64, bytes: u64) -> TaskSpec {
+        TaskSpec {
+            task_id: id.into(),
+            query_id: query.into(),
+            fencing_token: token,
+            duration_ms: ms,
+            memory_bytes: bytes,
+        }
+    }
+
+    async fn wait_state(tasks: &Tasks, id: &str, want: TaskState) -> TaskInfo {
+        for _ in 0..200 {
+            let i = tasks.get(id).unwrap();
+            if i.state == want {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{id} never reached {want:?}: {:?}", tasks.get(id));
+    }
+
+    #[tokio::test]
+    async fn tasks_hold_memory_for_their_duration_and_queue_when_full() {
+        let tasks = Tasks::new(Pool::new(100), SystemClock::shared());
+        tasks.create(spec("t1", "q1", 1, 150, 80)).unwrap();
+        wait_state(&tasks, "t1", TaskState::Running).await;
+        tasks.create(spec("t2", "q2", 2, 10, 50)).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(tasks.get("t2").unwrap().state, TaskState::Blocked);
+        assert_eq!(tasks.pool().snapshot().blocked_tasks, 1);
+        let done = wait_state(&tasks, "t1", TaskState::Finished).await;
+        assert!(done.finished_ms.unwrap() - done.started_ms.unwrap() >= 140);
+        wait_state(&tasks, "t2", TaskState::Finished).await;
+        assert_eq!(tasks.pool().snapshot().reserved_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn create_is_idempotent_and_checks_its_input() {
+        let tasks = Tasks::new(Pool::new(100), SystemClock::shared());
+        let a = tasks.create(spec("t", "q", 1, 1000, 10)).unwrap();
+        assert_eq!(
+            tasks.create(spec("t", "q", 1, 1000, 10)).unwrap().spec,
+            a.spec
+        );
+        assert_eq!(
+            tasks.create(spec("t", "q", 1, 999, 10)),
+            Err(TaskError::Conflict("t".into()))
+        );
+        assert_eq!(
+            tasks.create(spec("big", "q", 1, 1, 101)),
+            Err(TaskError::TooLarge {
+                wanted: 101,
+                total: 100
+            })
+        );
+        assert!(matches!(
+            tasks.stop("nope", TaskStop::new(TaskState::Cancelled, "x")),
+            Err(TaskError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancel_kill_and_revoke_stop_tasks_and_free_memory() {
+        let tasks = Tasks::new(Pool::new(100), SystemClock::shared());
+        tasks.create(spec("a", "q1", 5, 60_000, 40)).unwrap();
+        tasks.create(spec("b", "q2", 6, 60_000, 40)).unwrap();
+        tasks.create(spec("c", "q3", 7, 60_000, 40)).unwrap(); // blocked
+        wait_state(&tasks, "b", TaskState::Running).await;
+        tasks
+            .stop("a", TaskStop::new(TaskState::Cancelled, "client cancelled"))
+            .unwrap();
+        assert_eq!(
+            wait_state(&tasks, "a", TaskState::Cancelled)
+                .await
+                .reason
+                .as_deref(),
+            Some("client cancelled")
+        );
+        wait_state(&tasks, "c", TaskState::Running).await;
+        // Revocation stops tasks at or under the token, and refuses new ones.
+        assert_eq!(tasks.revoke("q2", 6), 1);
+        wait_state(&tasks, "b", TaskState::Revoked).await;
+        assert!(matches!(
+            tasks.create(spec("b2", "q2", 6, 1, 1)),
+            Err(TaskError::Revoked { .. })
+        ));
+        assert!(
+            tasks.create(spec("b3", "q2", 7, 1, 1)).is_ok(),
+            "a newer admission may run"
+        );
+        assert_eq!(
+            tasks.kill_query("q3", "CLUSTER_OUT_OF_MEMORY", "low memory"),
+            1
+        );
+        assert_eq!(tasks.kill_query("q3", "CLUSTER_OUT_OF_MEMORY", "again"), 0);
+        let killed = wait_state(&tasks, "c", TaskState::Killed).await;
+        assert_eq!(
+            (killed.reason.as_deref(), killed.error_name.as_deref()),
+            (Some("low memory"), Some("CLUSTER_OUT_OF_MEMORY"))
+        );
+        wait_state(&tasks, "b3", TaskState::Finished).await;
+        assert_eq!(tasks.pool().snapshot().reserved_bytes, 0);
+    }
+}
