@@ -1,8 +1,11 @@
 //! Prometheus metrics of one node. Raft gauges (term, role, leader, indices)
 //! are read from openraft's metrics at scrape time; latency histograms and
-//! counters are recorded where things happen.
+//! counters are recorded where things happen. What a scrape cannot see
+//! (every change of leader, when openraft last reported a quorum ack) is
+//! followed by [`follow_raft`], a task on openraft's metrics channel.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -10,8 +13,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 
-use crate::Raft;
+use crate::{NodeId, Raft};
 
 pub struct Metrics {
     registry: Registry,
@@ -25,7 +29,29 @@ pub struct Metrics {
     last_log_index: Gauge,
     applied_index: Gauge,
     snapshot_index: Gauge,
+    leader_changes: Counter,
+    leader_contact_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    admission_errors: Family<Vec<(String, String)>, Counter>,
+    /// What [`Metrics::leader_contact_age`] is computed from.
+    contact: Mutex<LeaderContact>,
     pub memory: MemoryMetrics,
+}
+
+/// This node's evidence that a leader is alive, for
+/// `raft_rm_leader_changes_total` and `raft_rm_leader_contact_age_seconds`.
+struct LeaderContact {
+    /// The last leader openraft reported (`None` reports are skipped, so a
+    /// leader that comes back after an election gap is not a change).
+    last_leader: Option<NodeId>,
+    /// While this node leads: openraft's `millis_since_quorum_ack` and
+    /// when that report was seen. openraft computes the figure when it
+    /// reports, so the age at a later scrape adds the time since then.
+    quorum_ack: Option<(u64, Instant)>,
+    /// When this node last accepted an AppendEntries (or snapshot chunk)
+    /// from a leader.
+    last_append: Option<Instant>,
+    /// Process start: the age before any contact at all.
+    started: Instant,
 }
 
 /// The memory killer's figures (see [`crate::killer`]).
@@ -154,6 +180,24 @@ impl Metrics {
             "raft_snapshot_index",
             "Index covered by the latest snapshot",
         );
+        let leader_changes = Counter::default();
+        registry.register(
+            "leader_changes",
+            "Times the leader this node knows changed to a different node (the first leader it learns counts)",
+            leader_changes.clone(),
+        );
+        let leader_contact_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "leader_contact_age_seconds",
+            "Leader: time since a quorum last acknowledged it; otherwise: time since it last accepted AppendEntries from a leader (since process start if never)",
+            leader_contact_age.clone(),
+        );
+        let admission_errors = Family::default();
+        registry.register(
+            "admission_errors",
+            "Error answers of coordinator-facing routes, by route and kind, counted on the node the client called",
+            admission_errors.clone(),
+        );
         let memory = MemoryMetrics::register(&mut registry);
         Self {
             registry,
@@ -167,8 +211,61 @@ impl Metrics {
             last_log_index,
             applied_index,
             snapshot_index,
+            leader_changes,
+            leader_contact_age,
+            admission_errors,
+            contact: Mutex::new(LeaderContact {
+                last_leader: None,
+                quorum_ack: None,
+                last_append: None,
+                started: Instant::now(),
+            }),
             memory,
         }
+    }
+
+    fn contact(&self) -> std::sync::MutexGuard<'_, LeaderContact> {
+        // The data stays consistent whatever a panicking holder did.
+        self.contact.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One report from openraft, seen at `now`: counts a change of leader
+    /// and keeps the leader's quorum-ack age.
+    pub fn raft_reported(&self, leader: Option<NodeId>, quorum_ack_ms: Option<u64>, now: Instant) {
+        let mut c = self.contact();
+        if leader.is_some() && leader != c.last_leader {
+            c.last_leader = leader;
+            self.leader_changes.inc();
+        }
+        c.quorum_ack = quorum_ack_ms.map(|ms| (ms, now));
+    }
+
+    /// This node accepted an AppendEntries or snapshot chunk from a leader.
+    pub fn leader_contacted(&self, now: Instant) {
+        self.contact().last_append = Some(now);
+    }
+
+    /// The leader contact age at `now`: on a leader with a quorum ack, the
+    /// time since that ack; otherwise the time since this node last
+    /// accepted a leader's AppendEntries, or since the process started.
+    /// Always a number (Prometheus has no "unknown"), and never smaller
+    /// than the truth, so an alert on it cannot miss a silent leader.
+    pub fn leader_contact_age(&self, is_leader: bool, now: Instant) -> Duration {
+        let c = self.contact();
+        if let (true, Some((ms, seen))) = (is_leader, c.quorum_ack) {
+            return Duration::from_millis(ms) + now.saturating_duration_since(seen);
+        }
+        now.saturating_duration_since(c.last_append.unwrap_or(c.started))
+    }
+
+    /// An error answer of a coordinator-facing route.
+    pub fn admission_error(&self, route: &str, kind: &str) {
+        self.admission_errors
+            .get_or_create(&vec![
+                ("route".to_string(), route.to_string()),
+                ("kind".to_string(), kind.to_string()),
+            ])
+            .inc();
     }
 
     /// One fsync that completed `waiters` durability requests.
@@ -198,6 +295,11 @@ impl Metrics {
         self.applied_index
             .set(idx(rm.last_applied.map(|l| l.index)));
         self.snapshot_index.set(idx(rm.snapshot.map(|l| l.index)));
+        let is_leader = rm.current_leader == Some(rm.id);
+        self.leader_contact_age.set(
+            self.leader_contact_age(is_leader, Instant::now())
+                .as_secs_f64(),
+        );
         self.render_registry()
     }
 
@@ -207,5 +309,120 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Follows openraft's metrics channel until `stop`: every report goes to
+/// [`Metrics::raft_reported`]. openraft reports once per turn of its event
+/// loop (at least every 1.5 heartbeat intervals); a scrape only sees the
+/// latest, so a leader change between two scrapes would be missed there.
+pub async fn follow_raft(
+    metrics: std::sync::Arc<Metrics>,
+    raft: Raft,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut reports = raft.metrics();
+    loop {
+        {
+            let m = reports.borrow_and_update();
+            metrics.raft_reported(m.current_leader, m.millis_since_quorum_ack, Instant::now());
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            changed = reports.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line that starts with `series ` in `text`.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn leader_changes_count_new_leaders_only() {
+        let m = Metrics::new();
+        let t = Instant::now();
+        let changes = |m: &Metrics| sample(&m.render_registry(), "raft_rm_leader_changes_total");
+        assert_eq!(changes(&m), Some(0.0));
+        m.raft_reported(None, None, t);
+        assert_eq!(changes(&m), Some(0.0), "no leader yet is not a change");
+        m.raft_reported(Some(1), None, t);
+        m.raft_reported(Some(1), None, t);
+        assert_eq!(
+            changes(&m),
+            Some(1.0),
+            "the first leader learned counts once"
+        );
+        m.raft_reported(None, None, t);
+        m.raft_reported(Some(1), None, t);
+        assert_eq!(
+            changes(&m),
+            Some(1.0),
+            "an election that re-elects 1 is no change"
+        );
+        m.raft_reported(None, None, t);
+        m.raft_reported(Some(2), None, t);
+        m.raft_reported(Some(3), None, t);
+        assert_eq!(changes(&m), Some(3.0));
+    }
+
+    #[test]
+    fn leader_contact_age_follows_appends_on_a_follower_and_quorum_acks_on_a_leader() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        // Never contacted: counts from process start.
+        assert!(m.leader_contact_age(false, t0 + secs(7)) >= secs(7));
+        m.leader_contacted(t0 + secs(10));
+        assert_eq!(m.leader_contact_age(false, t0 + secs(12)), secs(2));
+        // A leader without a quorum ack yet falls back to its last append.
+        assert_eq!(m.leader_contact_age(true, t0 + secs(13)), secs(3));
+        // Reported as leader 250 ms after its last ack, seen at t0 + 20 s.
+        m.raft_reported(Some(1), Some(250), t0 + secs(20));
+        assert_eq!(
+            m.leader_contact_age(true, t0 + secs(21)),
+            Duration::from_millis(1250)
+        );
+        // Demoted: the follower figure again.
+        m.raft_reported(Some(2), None, t0 + secs(22));
+        assert_eq!(m.leader_contact_age(false, t0 + secs(22)), secs(12));
+        m.leader_contacted(t0 + secs(22));
+        assert_eq!(m.leader_contact_age(false, t0 + secs(22)), secs(0));
+    }
+
+    #[test]
+    fn admission_errors_are_counted_by_route_and_kind() {
+        let m = Metrics::new();
+        m.admission_error("/v1/admission/acquire", "bad_request");
+        m.admission_error("/v1/admission/acquire", "bad_request");
+        m.admission_error("/v1/sessions/renew", "session_expired");
+        let text = m.render_registry();
+        assert_eq!(
+            sample(
+                &text,
+                r#"raft_rm_admission_errors_total{route="/v1/admission/acquire",kind="bad_request"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"raft_rm_admission_errors_total{route="/v1/sessions/renew",kind="session_expired"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
     }
 }

@@ -163,6 +163,11 @@ pub async fn start_with_listener(
         }
     }));
     tasks.push(tokio::spawn(run_ticker(state.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::metrics::follow_raft(
+        state.metrics.clone(),
+        raft.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::killer::run(
         state.clone(),
         shutdown_rx.clone(),

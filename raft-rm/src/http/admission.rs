@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -99,11 +99,7 @@ fn session_answer(state: &AppState, answer: Answer) -> Result<Response, ApiError
             )
             .into_response())
         }
-        Answer::SessionExpired => Ok((
-            StatusCode::GONE,
-            Json(json!({"error": "session expired or unknown; register a new one"})),
-        )
-            .into_response()),
+        Answer::SessionExpired => Err(ApiError::SessionExpired),
         other => Err(unexpected(other)),
     }
 }

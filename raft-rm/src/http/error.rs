@@ -1,6 +1,10 @@
-//! The one error type of the HTTP layer; it owns the status mapping.
+//! The one error type of the HTTP layer; it owns the status mapping and
+//! names the kind of every error answer ([`ErrorKind`]), which
+//! [`count_admission_errors`] counts for the coordinator-facing routes.
 
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openraft::error::{ClientWriteError, RaftError};
@@ -24,7 +28,14 @@ pub enum ApiError {
         leader_id: Option<NodeId>,
         leader_addr: Option<String>,
     },
-    /// Temporarily unable (no quorum, election, transfer): retry.
+    /// No leader is known (an election is under way): retry.
+    #[error("no leader known (election in progress?); retry")]
+    NoLeader,
+    /// A leader is known but relaying the request to it failed (it may
+    /// have died, or be cut off from this node): retry.
+    #[error("cannot reach leader: {0}")]
+    LeaderUnreachable(String),
+    /// Temporarily unable (no quorum, transfer): retry.
     #[error("{0}")]
     Unavailable(String),
     /// This replica is staler than the caller allows, and the leader could
@@ -35,6 +46,9 @@ pub enum ApiError {
         staleness_ms: u64,
         detail: String,
     },
+    /// The coordinator session expired or never existed: register anew.
+    #[error("session expired or unknown; register a new one")]
+    SessionExpired,
     /// The outcome is unknown: the request may still take effect.
     #[error("{0}")]
     Timeout(String),
@@ -45,8 +59,89 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The kind of an error answer, as a response extension: the
+/// `kind` label of `raft_rm_admission_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorKind(pub &'static str);
+
+impl ApiError {
+    /// The `kind` label of this error in `raft_rm_admission_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::NotLeader { .. } => "not_leader",
+            ApiError::NoLeader => "no_leader",
+            ApiError::LeaderUnreachable(_) => "leader_unreachable",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooStale { .. } => "too_stale",
+            ApiError::SessionExpired => "session_expired",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Relayed { status, .. } => kind_of_status(*status),
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The kind of an error answer known only by its status: one relayed from
+/// the leader, or an axum rejection (body too large, bad query string).
+pub fn kind_of_status(status: u16) -> &'static str {
+    match status {
+        401 => "unauthorized",
+        404 => "not_found",
+        409 => "conflict",
+        410 => "session_expired",
+        503 => "unavailable",
+        504 => "timeout",
+        400..=499 => "bad_request",
+        _ => "internal",
+    }
+}
+
+/// Middleware of the coordinator-facing routes: counts every error answer
+/// in `raft_rm_admission_errors_total{route,kind}`. A request relayed from
+/// another RM is not counted here: the RM the client called counts it,
+/// with the kind the leader answered, so the sum over RMs is what clients
+/// saw.
+pub async fn count_admission_errors(
+    State(state): State<super::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let relayed_to_me = super::forward::was_forwarded(request.headers());
+    let response = next.run(request).await;
+    let status = response.status();
+    if relayed_to_me || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let kind = response
+        .extensions()
+        .get::<ErrorKind>()
+        .map(|k| k.0)
+        .unwrap_or_else(|| kind_of_status(status.as_u16()));
+    state
+        .metrics
+        .admission_error(route.as_deref().unwrap_or("unmatched"), kind);
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let kind = ErrorKind(self.kind());
+        let mut response = self.response();
+        response.extensions_mut().insert(kind);
+        response
+    }
+}
+
+impl ApiError {
+    fn response(self) -> Response {
         let (status, extra) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, json!({})),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({})),
@@ -59,7 +154,10 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"leader_id": leader_id, "leader_addr": leader_addr}),
             ),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, json!({})),
+            ApiError::NoLeader | ApiError::LeaderUnreachable(_) | ApiError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({}))
+            }
+            ApiError::SessionExpired => (StatusCode::GONE, json!({})),
             ApiError::TooStale {
                 bound_ms,
                 staleness_ms,
@@ -103,4 +201,59 @@ impl From<RaftError<NodeId, ClientWriteError<NodeId, crate::Node>>> for ApiError
 pub fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(e: ApiError) -> (u16, Option<ErrorKind>, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status().as_u16();
+        let kind = r.extensions().get::<ErrorKind>().copied();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, kind, body)
+    }
+
+    #[tokio::test]
+    async fn every_error_answer_names_its_kind_and_keeps_its_wire_form() {
+        let cases = [
+            (ApiError::BadRequest("x".into()), 400, "bad_request", "x"),
+            (
+                ApiError::NoLeader,
+                503,
+                "no_leader",
+                "no leader known (election in progress?); retry",
+            ),
+            (
+                ApiError::LeaderUnreachable("refused".into()),
+                503,
+                "leader_unreachable",
+                "cannot reach leader: refused",
+            ),
+            (
+                ApiError::SessionExpired,
+                410,
+                "session_expired",
+                "session expired or unknown; register a new one",
+            ),
+            (ApiError::Timeout("t".into()), 504, "timeout", "t"),
+            (ApiError::Internal("i".into()), 500, "internal", "i"),
+        ];
+        for (e, status, kind, text) in cases {
+            let (s, k, body) = answer(e).await;
+            assert_eq!((s, k), (status, Some(ErrorKind(kind))));
+            assert_eq!(body["error"], text);
+        }
+        let relayed = ApiError::Relayed {
+            status: 410,
+            body: r#"{"error":"gone"}"#.into(),
+        };
+        let (s, k, body) = answer(relayed).await;
+        assert_eq!((s, k), (410, Some(ErrorKind("session_expired"))));
+        assert_eq!(body["error"], "gone");
+    }
 }

@@ -38,8 +38,7 @@ pub async fn or_forward<T: IntoResponse>(
         }
         Err(ApiError::NotLeader {
             leader_id: None, ..
-        }) => ApiError::Unavailable("no leader known (election in progress?); retry".into())
-            .into_response(),
+        }) => ApiError::NoLeader.into_response(),
         other => other.into_response(),
     }
 }
@@ -65,6 +64,6 @@ pub(super) async fn relay(
     match answer {
         Ok(bytes) => Ok(([("content-type", CONTENT_JSON)], bytes).into_response()),
         Err(HttpError::Status { status, body, .. }) => Err(ApiError::Relayed { status, body }),
-        Err(e) => Err(ApiError::Unavailable(format!("cannot reach leader: {e}"))),
+        Err(e) => Err(ApiError::LeaderUnreachable(e.to_string())),
     }
 }

@@ -11,7 +11,8 @@
 //! | [`discovery`] | `/v1/announce`, `/v1/heartbeat/worker`, `/v1/discovery/nodes`, `/v1/memory`: soft state | secret |
 //!
 //! Handlers extract, call the node, and map the result; [`error::ApiError`]
-//! owns every status code. Writes that reach a follower are forwarded to the
+//! owns every status code, and the error answers of the admission and
+//! groups routes are counted in one middleware ([`error::count_admission_errors`]). Writes that reach a follower are forwarded to the
 //! leader (one hop, marked with `x-rm-forwarded`).
 
 pub mod admin;
@@ -179,8 +180,12 @@ pub fn router(state: AppState) -> Router {
         .merge(
             admin::router()
                 .merge(canary::router())
-                .merge(admission::router())
-                .merge(groups::router())
+                .merge(admission::router().merge(groups::router()).layer(
+                    axum::middleware::from_fn_with_state(
+                        state.clone(),
+                        error::count_admission_errors,
+                    ),
+                ))
                 .merge(discovery::router())
                 .layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         )

@@ -2,6 +2,8 @@
 //! codec encoding of `Result<Response, RaftError>`, so a Raft-level refusal
 //! reaches the caller's openraft as a `RemoteError`.
 
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -9,12 +11,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use common::http::CONTENT_BINCODE;
+use openraft::raft::{AppendEntriesResponse, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::network::{APPEND_PATH, CLUSTER_HEADER, SNAPSHOT_PATH, VOTE_PATH};
 use crate::store::IdentityError;
+use crate::TypeConfig;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -51,7 +55,20 @@ fn bincode_reply<T: Serialize>(value: &T) -> Response {
 
 async fn append(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match admit(&state, &headers, &body).await {
-        Ok(req) => bincode_reply(&state.raft.append_entries(req).await),
+        Ok(req) => {
+            let answer = state.raft.append_entries(req).await;
+            // Contact from a leader this node accepts as one: a sender with
+            // a stale vote (HigherVote) is not a leader any more.
+            if matches!(
+                answer,
+                Ok(AppendEntriesResponse::Success
+                    | AppendEntriesResponse::PartialSuccess(_)
+                    | AppendEntriesResponse::Conflict)
+            ) {
+                state.metrics.leader_contacted(Instant::now());
+            }
+            bincode_reply(&answer)
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -65,7 +82,16 @@ async fn vote(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
 
 async fn snapshot(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match admit(&state, &headers, &body).await {
-        Ok(req) => bincode_reply(&state.raft.install_snapshot(req).await),
+        Ok(req) => {
+            let req: InstallSnapshotRequest<TypeConfig> = req;
+            let vote = req.vote;
+            let answer = state.raft.install_snapshot(req).await;
+            // Accepted when this node's vote is no newer than the sender's.
+            if matches!(&answer, Ok(r) if r.vote <= vote) {
+                state.metrics.leader_contacted(Instant::now());
+            }
+            bincode_reply(&answer)
+        }
         Err(e) => e.into_response(),
     }
 }

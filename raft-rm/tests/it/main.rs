@@ -4,6 +4,8 @@
 //!   snapshot catch-up, membership changes, partitions);
 //! - `admission`: linearizable admission under faults, staleness-bounded views;
 //! - `http_api`: auth and bad input on every endpoint;
+//! - `metrics`: the failover-drill metrics (leader changes, leader contact
+//!   age, admission errors by kind) move when they should;
 //! - `e2e`: RMs, workers and coordinators together, through Trino's
 //!   client protocol;
 //! - `workers`: a real worker against the RMs: discovery, the memory view,
@@ -18,6 +20,7 @@ mod admission;
 mod cluster;
 mod e2e;
 mod http_api;
+mod metrics;
 mod oom;
 mod processes;
 mod store_suite;

@@ -1,0 +1,152 @@
+//! The metrics an SRE watches during a failover drill move when they
+//! should: leader changes, leader contact age, admission errors by kind.
+
+use std::time::{Duration, Instant};
+
+use common::http::CONTENT_JSON;
+use raft_rm::NodeId;
+
+use crate::harness::{Settings, TestCluster};
+
+const T: Duration = Duration::from_secs(10);
+
+async fn scrape(c: &TestCluster, id: NodeId) -> String {
+    let bytes = c.http.get_bytes(&c.url(id, "/metrics"), &[]).await.unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The value of `series` (name and labels as rendered) on node `id`, 0 if
+/// the series is absent.
+async fn sample(c: &TestCluster, id: NodeId, series: &str) -> f64 {
+    scrape(c, id)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Polls `series` on node `id` until `ok` holds; returns the value.
+async fn wait_sample(c: &TestCluster, id: NodeId, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + T;
+    loop {
+        let v = sample(c, id, series).await;
+        if ok(v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id}: {series} stuck at {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const CHANGES: &str = "raft_rm_leader_changes_total";
+const AGE: &str = "raft_rm_leader_contact_age_seconds";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_changes_and_contact_age_follow_a_failover() {
+    let c = TestCluster::start(3, Settings::default()).await;
+    let old = c.wait_leader(&[1, 2, 3], T).await;
+    let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|i| *i != old).collect();
+    // Older than the processes' start, so a small age below is contact,
+    // not the fallback to process start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut before = Vec::new();
+    for id in [1, 2, 3] {
+        // Learning the first leader counts; heartbeats (followers) and
+        // quorum acks (leader) keep the contact age well under a second.
+        let changes = wait_sample(&c, id, CHANGES, |v| v >= 1.0).await;
+        wait_sample(&c, id, AGE, |v| v < 0.5).await;
+        before.push((id, changes));
+    }
+    // Cut the leader off: it keeps leading but hears no quorum, so its
+    // contact age grows; the others elect a new leader and count a change.
+    c.isolate(old);
+    wait_sample(&c, old, AGE, |v| v > 1.0).await;
+    let new = c.wait_leader(&rest, T).await;
+    assert_ne!(new, old);
+    for (id, changes) in before.iter().filter(|(id, _)| *id != old) {
+        wait_sample(&c, *id, CHANGES, |v| v > *changes).await;
+        wait_sample(&c, *id, AGE, |v| v < 0.5).await;
+    }
+    // Healed, the old leader learns the new one: a change for it too.
+    c.heal();
+    let old_before = before.iter().find(|(id, _)| *id == old).map(|(_, v)| *v);
+    wait_sample(&c, old, CHANGES, |v| Some(v) > old_before).await;
+    wait_sample(&c, old, AGE, |v| v < 0.5).await;
+    c.shutdown().await;
+}
+
+/// POSTs `body` to `path` on node `id`; the error status, if any.
+async fn post(c: &TestCluster, id: NodeId, path: &str, body: &str) -> Option<u16> {
+    c.http
+        .post_bytes(
+            &c.url(id, path),
+            CONTENT_JSON,
+            body.as_bytes().to_vec(),
+            None,
+            &[],
+        )
+        .await
+        .err()
+        .and_then(|e| e.status())
+}
+
+fn errors(route: &str, kind: &str) -> String {
+    format!(r#"raft_rm_admission_errors_total{{route="{route}",kind="{kind}"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_errors_are_counted_once_by_route_and_kind() {
+    let c = TestCluster::start(3, Settings::default()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let acquire = "/v1/admission/acquire";
+    assert_eq!(
+        post(&c, follower, acquire, r#"{"query_id":"q"}"#).await,
+        Some(400)
+    );
+    assert_eq!(post(&c, follower, acquire, "{").await, Some(400));
+    assert_eq!(
+        sample(&c, follower, &errors(acquire, "bad_request")).await,
+        2.0
+    );
+    // A session renewal relayed to the leader, which answers 410: counted
+    // where the client called, not again on the leader.
+    let renew = "/v1/sessions/renew";
+    assert_eq!(
+        post(&c, follower, renew, r#"{"session":424242}"#).await,
+        Some(410)
+    );
+    assert_eq!(
+        sample(&c, follower, &errors(renew, "session_expired")).await,
+        1.0
+    );
+    assert_eq!(
+        sample(&c, leader, &errors(renew, "session_expired")).await,
+        0.0
+    );
+    // An axum rejection (bad query string) is counted by its status.
+    let bad_view = c
+        .http
+        .get_bytes(
+            &c.url(leader, "/v1/resource-groups?max_staleness_ms=-1"),
+            &[],
+        )
+        .await;
+    assert_eq!(bad_view.err().and_then(|e| e.status()), Some(400));
+    assert_eq!(
+        sample(&c, leader, &errors("/v1/resource-groups", "bad_request")).await,
+        1.0
+    );
+    // Successful answers are not errors.
+    assert_eq!(
+        post(&c, follower, "/v1/sessions", r#"{"coordinator":"c1"}"#).await,
+        None
+    );
+    let text = scrape(&c, follower).await;
+    assert!(!text.contains(r#"route="/v1/sessions","#), "{text}");
+    c.shutdown().await;
+}
