@@ -33,9 +33,10 @@ struct ClusterArgs {
 /// The nemesis schedule's flags.
 #[derive(clap::Args, Debug, Clone)]
 struct NemesisArgs {
-    /// Fault families, comma-separated: kill, pause, partition, clock; or
-    /// `none`. Clock faults need libfaketime (Debian package faketime).
-    /// Partitions need network namespaces (root); without them they are
+    /// Fault families, comma-separated: kill, pause, partition, clock,
+    /// packet, membership; or `none`. Clock faults need libfaketime (Debian
+    /// package faketime). Partitions and packet faults need network
+    /// namespaces (root; packet loss also nftables); without them they are
     /// skipped, and the results say so.
     #[arg(long, default_value = "kill,pause,partition", value_parser = parse_faults)]
     nemesis: Faults,
@@ -79,8 +80,11 @@ fn parse_faults(text: &str) -> Result<Faults, String> {
     }
     text.split(',')
         .map(|f| {
-            jepsen::nemesis::Fault::from_str(f.trim(), true)
-                .map_err(|_| format!("'{f}' is not kill, pause, partition or clock (or none)"))
+            jepsen::nemesis::Fault::from_str(f.trim(), true).map_err(|_| {
+                format!(
+                    "'{f}' is not kill, pause, partition, clock, packet or membership (or none)"
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Faults)

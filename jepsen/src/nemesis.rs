@@ -19,6 +19,8 @@ use tokio::sync::{watch, Mutex};
 use crate::cluster::{LocalCluster, Target};
 use crate::history::{OpType, Recorder, NEMESIS};
 
+pub mod packet;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
@@ -37,6 +39,10 @@ pub enum Fault {
     /// +5 s every 200 ms. Timers stay true: only what reads wall time, such
     /// as the time the RM leader stamps into the log, sees it.
     Clock,
+    /// Packet loss (nftables: 20% or 50% each way) on one targeted node or
+    /// all of them, for as long as a pause (needs network namespaces);
+    /// packet delay instead, half the time, where the kernel has netem.
+    Packet,
 }
 
 /// How far a clock fault shifts.
@@ -81,6 +87,15 @@ fn role_of(t: &Target) -> Role {
         Target::Member(n) if n.starts_with('c') => Role::Coordinator,
         Target::Member(_) => Role::Worker,
     }
+}
+
+/// The names of the processes whose role the schedule targets.
+fn targeted(c: &LocalCluster, roles: &[Role]) -> Vec<String> {
+    c.targets()
+        .iter()
+        .filter(|t| roles.contains(&role_of(t)))
+        .map(|t| t.to_string())
+        .collect()
 }
 
 /// Runs the schedule until `stop`, then heals everything. Answers the
@@ -138,18 +153,16 @@ pub async fn run(
             Fault::Pause => "pause",
             Fault::Partition => "partition",
             Fault::Clock => "clock",
+            Fault::Packet => "packet",
         };
         let clock_shape = ["forward", "backward", "strobe"][pick % 3];
+        // What the fault windows call it, where the target alone says too little.
+        let mut label = name.clone();
         let value = {
             let mut c = cluster.lock().await;
             match fault {
                 Fault::Partition => {
-                    let nodes: Vec<String> = c
-                        .targets()
-                        .iter()
-                        .filter(|t| schedule.roles.contains(&role_of(t)))
-                        .map(|t| t.to_string())
-                        .collect();
+                    let nodes = targeted(&c, &schedule.roles);
                     let leader = c
                         .client
                         .agreed_leader(&c.addr_list())
@@ -162,6 +175,18 @@ pub async fn run(
                         Some(net) => net.partition(&grudges)?,
                         None => anyhow::bail!("a partition needs network namespaces"),
                     }
+                    value
+                }
+                Fault::Packet => {
+                    let Some(net) = c.net() else {
+                        anyhow::bail!("packet faults need network namespaces");
+                    };
+                    let all = targeted(&c, &schedule.roles);
+                    let p = packet::plan(pick, &name, &all, net.packet.delay.is_ok());
+                    let value = json!(p);
+                    label = p.label();
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    packet::apply(net, &p)?;
                     value
                 }
                 Fault::Clock => {
@@ -193,7 +218,7 @@ pub async fn run(
         tracing::info!(fault = f, %value, "nemesis: fault");
         let lasts = match fault {
             Fault::Kill => schedule.kill_for,
-            Fault::Pause | Fault::Partition | Fault::Clock => schedule.pause_for,
+            Fault::Pause | Fault::Partition | Fault::Clock | Fault::Packet => schedule.pause_for,
         };
         let stopped = if fault == Fault::Clock && clock_shape == "strobe" {
             strobe(&cluster, &target, lasts, &mut stop).await?
@@ -214,6 +239,11 @@ pub async fn run(
                     }
                 }
                 Fault::Clock => c.set_clock_offset(&target, 0)?,
+                Fault::Packet => {
+                    if let Some(net) = c.net() {
+                        packet::heal(net)?;
+                    }
+                }
             }
         }
         let end_ns = history
@@ -223,6 +253,7 @@ pub async fn run(
         let targets = match fault {
             Fault::Partition => vec![shape.to_string()],
             Fault::Clock => vec![format!("{name} {clock_shape}")],
+            Fault::Packet => vec![label],
             _ => vec![name],
         };
         windows.push(Window {
@@ -245,6 +276,7 @@ pub async fn heal_all(cluster: &Arc<Mutex<LocalCluster>>, history: &Recorder) ->
     let mut c = cluster.lock().await;
     if let Some(net) = c.net() {
         net.heal()?;
+        packet::heal(net)?;
     }
     for t in c.targets() {
         if c.has_clock_control() {

@@ -6,6 +6,9 @@
 //! is a set of blackhole routes inside the namespaces: packets to a node on
 //! the other side are dropped, on established connections too.
 //!
+//! Packet faults (loss with nftables, delay with netem) live in [`packet`]
+//! and are applied per node here.
+//!
 //! Needs root and `ip` (iproute2). [`Network::probe`] says whether this
 //! machine allows it. Everything created is removed when the `Network` is
 //! dropped, also after an error or Ctrl-C (the runtime drops it).
@@ -15,6 +18,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+pub mod packet;
+
+/// Each node's interface inside its namespace.
+const IFACE: &str = "eth0";
+
 #[derive(Debug)]
 pub struct Network {
     bridge: String,
@@ -23,6 +31,8 @@ pub struct Network {
     subnet: String,
     /// Node name -> (namespace, address).
     nodes: std::sync::Mutex<BTreeMap<String, (String, String)>>,
+    /// Which packet faults work here, probed when the network is made.
+    pub packet: packet::Capabilities,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -65,6 +75,7 @@ impl Network {
             prefix: format!("rrm{pid}-{k}"),
             subnet: format!("10.{}.{}", 250 + pid % 5, (pid / 5 + k * 37) % 256),
             nodes: Default::default(),
+            packet: packet::Capabilities::probe(),
         };
         ip(&["link", "add", &net.bridge, "type", "bridge"])?;
         ip(&[
@@ -93,7 +104,7 @@ impl Network {
         let addr = format!("{}.{i}", self.subnet);
         ip(&["netns", "add", &ns])?;
         ip(&[
-            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            "link", "add", &veth, "type", "veth", "peer", "name", IFACE, "netns", &ns,
         ])?;
         ip(&["link", "set", &veth, "master", &self.bridge, "up"])?;
         ip(&[
@@ -103,9 +114,9 @@ impl Network {
             "add",
             &format!("{addr}/24"),
             "dev",
-            "eth0",
+            IFACE,
         ])?;
-        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "link", "set", IFACE, "up"])?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         nodes.insert(name.to_string(), (ns, addr.clone()));
         Ok(addr)
@@ -156,6 +167,54 @@ impl Network {
             ip(&["-n", ns, "route", "flush", "type", "blackhole"])?;
         }
         Ok(())
+    }
+}
+
+/// Packet faults on nodes' interfaces.
+impl Network {
+    fn namespaces(&self, names: &[String]) -> Vec<String> {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .iter()
+            .filter_map(|n| nodes.get(n).map(|(ns, _)| ns.clone()))
+            .collect()
+    }
+
+    /// `percent`% of packets lost both ways on each of `names`.
+    pub fn packet_loss(&self, names: &[String], percent: u8) -> Result<()> {
+        for ns in self.namespaces(names) {
+            packet::set_loss(&ns, IFACE, percent)?;
+        }
+        Ok(())
+    }
+
+    /// `ms` of delay on each of `names` (needs netem: see `self.packet`).
+    pub fn packet_delay(&self, names: &[String], ms: u64) -> Result<()> {
+        for ns in self.namespaces(names) {
+            packet::set_delay(&ns, IFACE, ms)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every packet fault from every node.
+    pub fn heal_packets(&self) -> Result<()> {
+        let all: Vec<String> = {
+            let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes.keys().cloned().collect()
+        };
+        for ns in self.namespaces(&all) {
+            packet::clear_loss(&ns)?;
+            if self.packet.delay.is_ok() {
+                packet::clear_delay(&ns, IFACE);
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `name`'s loss table as nft lists it, if it has one.
+    pub fn packet_rules(&self, name: &str) -> Option<String> {
+        let ns = self.namespaces(&[name.to_string()]).pop()?;
+        packet::list_loss(&ns)
     }
 }
 
@@ -231,6 +290,43 @@ mod tests {
         let b = grudges(&[names(&["a", "m"]), names(&["m", "c"])], Some("m"));
         assert!(!b.contains_key("m"));
         assert_eq!(b["a"], BTreeSet::from(["c".to_string()]));
+    }
+
+    /// Root only: loss goes on a node's interface, really drops packets,
+    /// and comes off again.
+    #[test]
+    fn packet_loss_goes_on_and_comes_off_a_nodes_interface() {
+        if let Err(why) = Network::probe() {
+            println!("skipped: network namespaces unavailable ({why})");
+            return;
+        }
+        let net = Network::create().expect("a bridge");
+        if let Err(why) = &net.packet.loss {
+            panic!("nftables does not work here ({why}): apt-get install -y nftables");
+        }
+        let addr = net.add_node("a").expect("a node");
+        assert_eq!(net.packet_rules("a"), None);
+        net.packet_loss(&names(&["a"]), 50).expect("loss on");
+        let rules = net.packet_rules("a").expect("a loss table");
+        assert!(rules.contains("numgen random mod 100 < 50"), "{rules}");
+        // 200 datagrams at the node: about half are dropped on the way in.
+        let sock = std::net::UdpSocket::bind(format!("{}.1:0", net.subnet)).expect("udp");
+        for _ in 0..200 {
+            let _ = sock.send_to(b"x", format!("{addr}:9"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let rules = net.packet_rules("a").expect("a loss table");
+        let dropped: u64 = rules
+            .split("counter packets ")
+            .skip(1)
+            .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        assert!((20..=180).contains(&dropped), "dropped {dropped}: {rules}");
+        net.packet_loss(&names(&["a"]), 20).expect("loss changed");
+        let rules = net.packet_rules("a").expect("a loss table");
+        assert_eq!(rules.matches("numgen").count(), 2, "{rules}");
+        net.heal_packets().expect("loss off");
+        assert_eq!(net.packet_rules("a"), None);
     }
 
     #[test]

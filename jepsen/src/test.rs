@@ -142,6 +142,17 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         schedule.faults.retain(|f| *f != nemesis::Fault::Partition);
         println!("partitions skipped: {network}");
     }
+    // Probed in a scratch namespace when the network was made.
+    let packet = match &net {
+        Some(n) => n.packet.clone(),
+        None => crate::netns::packet::Capabilities::none(&network),
+    };
+    if let Err(why) = &packet.loss {
+        if schedule.faults.contains(&nemesis::Fault::Packet) {
+            schedule.faults.retain(|f| *f != nemesis::Fault::Packet);
+            println!("packet faults skipped: {why}");
+        }
+    }
     let faketime = Path::new(crate::cluster::LIBFAKETIME);
     let clock = if faketime.exists() {
         "libfaketime preloaded: the clock nemesis shifts one process's wall clock".to_string()
@@ -367,7 +378,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         "network": network,
         "clock": clock,
         "faults_run": schedule.faults,
-        "packet_faults": "not available: this machine's kernel has no netem qdisc",
+        "packet_faults": packet.report(),
         "checkers": checkers,
         "availability": availability,
         "nemesis": windows,
