@@ -42,6 +42,33 @@ pub fn rm_list(items: Vec<String>) -> Result<Vec<String>, String> {
     Ok(rms)
 }
 
+/// `ID=HOST:PORT,...` (raft-rm's `--peers`, the drills' `--rms`): at
+/// least one, each id once.
+pub fn peer_map(text: &str) -> Result<std::collections::BTreeMap<crate::NodeId, String>, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not ID=HOST:PORT"))?;
+        let id: crate::NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{id}' in '{item}' is not a node id"))?;
+        let addr = addr.trim();
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("'{addr}' is not HOST:PORT")),
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(peers)
+}
+
 /// `--shared-secret-file`: loaded if given; required off loopback.
 pub fn internal_secret(
     path: Option<&std::path::Path>,
@@ -84,6 +111,17 @@ mod tests {
             rm_list(vec!["a".into()]),
             Err("rm: 'a' is not HOST:PORT".into())
         );
+        assert_eq!(peer_map("1=a:1, 2=b:2").map(|m| m.len()), Ok(2));
+        assert_eq!(
+            peer_map("1=a:1,1=b:2"),
+            Err("node 1 is listed twice".into())
+        );
+        assert_eq!(
+            peer_map("x=a:1"),
+            Err("'x' in 'x=a:1' is not a node id".into())
+        );
+        assert_eq!(peer_map("1=a"), Err("'a' is not HOST:PORT".into()));
+        assert_eq!(peer_map(""), Err("no peers given".into()));
         let lo = listen_addr("127.0.0.1:0").unwrap();
         let any = listen_addr("0.0.0.0:0").unwrap();
         assert_eq!(internal_secret(None, lo).map(|s| s.is_none()), Ok(true));

@@ -425,6 +425,27 @@ impl LocalCluster {
         }
     }
 
+    /// SIGTERM one RM and wait for its clean exit (SIGKILL after 5 s): the
+    /// graceful stop of a rolling restart.
+    pub fn stop_node(&mut self, id: u64) {
+        if let Some(mut child) = self.procs.remove(&id) {
+            // SAFETY: kill(2) on a child pid we own; no memory is touched.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM everyone and wait for a clean exit (SIGKILL after 5 s).
     pub fn stop_all(&mut self) {
         for child in self.procs.values() {

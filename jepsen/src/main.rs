@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use jepsen::bench::report_line;
 use jepsen::cluster::{default_bin_dir, ClusterSpec, LocalCluster};
 use jepsen::stats::summarize;
@@ -188,10 +188,11 @@ enum Cmd {
         #[command(subcommand)]
         what: Bench,
     },
-    /// Failover drills.
+    /// Failover drills for SREs: failover rounds and rolling restarts,
+    /// measured, on a local cluster or an existing one.
     Drill {
         #[command(subcommand)]
-        what: Drill,
+        what: jepsen::drill::cli::DrillCmd,
     },
 }
 
@@ -240,25 +241,6 @@ enum Bench {
         /// Seconds per concurrency level.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-    },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum Fault {
-    /// SIGKILL the leader.
-    Kill,
-}
-
-#[derive(Subcommand, Debug)]
-enum Drill {
-    /// Fault the leader, measure re-election and write recovery, repeat.
-    Failover {
-        #[command(flatten)]
-        cluster: ClusterArgs,
-        #[arg(long, value_enum, default_value = "kill")]
-        fault: Fault,
-        #[arg(long, default_value_t = 10)]
-        rounds: usize,
     },
 }
 
@@ -321,7 +303,8 @@ fn main() {
     };
     common::telemetry::init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let handles_ctrl_c = matches!(cli.command, Cmd::Cluster { .. });
+    // A drill heals what it faulted before it exits, so it takes Ctrl-C itself.
+    let handles_ctrl_c = matches!(cli.command, Cmd::Cluster { .. } | Cmd::Drill { .. });
     let result = runtime.block_on(async move {
         if handles_ctrl_c {
             return run(cli.command).await;
@@ -684,44 +667,13 @@ async fn run(cmd: Cmd) -> Result<()> {
             )?;
             Ok(())
         }
-        Cmd::Drill {
-            what:
-                Drill::Failover {
-                    cluster,
-                    fault: Fault::Kill,
-                    rounds,
-                },
-        } => {
-            let dir = run_dir("drill-failover")?;
-            let mut c = LocalCluster::start(spec(&cluster, dir.join("cluster"), 0))?;
-            let mut results = Vec::new();
-            for round in 1..=rounds {
-                let r = jepsen::drill::kill_leader_round(&mut c, round).await?;
-                println!(
-                    "round {:>2}: killed {} -> leader {}  election {:>6.0} ms  writes again after {:>6.0} ms",
-                    r.round, r.killed, r.new_leader, r.election_ms, r.write_recovery_ms
-                );
-                results.push(r);
-            }
-            let ms = |f: fn(&jepsen::drill::Round) -> f64| {
-                summarize(
-                    &results
-                        .iter()
-                        .map(|r| Duration::from_secs_f64(f(r) / 1000.0))
-                        .collect::<Vec<_>>(),
-                )
+        Cmd::Drill { what } => {
+            let name = match what {
+                jepsen::drill::cli::DrillCmd::Failover { .. } => "drill-failover",
+                jepsen::drill::cli::DrillCmd::RollingRestart { .. } => "drill-rolling-restart",
             };
-            let (election, recovery) = (ms(|r| r.election_ms), ms(|r| r.write_recovery_ms));
-            if let (Some(e), Some(w)) = (&election, &recovery) {
-                println!(
-                    "election: median {:.0} ms, max {:.0} ms; write recovery: median {:.0} ms, max {:.0} ms",
-                    e.p50_ms, e.max_ms, w.p50_ms, w.max_ms
-                );
-            }
-            let out = serde_json::json!({"drill": "failover", "fault": "kill", "rounds": results,
-                "election": election, "write_recovery": recovery});
-            save_results(&dir, &out)?;
-            Ok(())
+            let dir = run_dir(name)?;
+            jepsen::drill::cli::run(what, &dir).await
         }
     }
 }

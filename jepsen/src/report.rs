@@ -25,6 +25,24 @@ const BOTTOM: f64 = 40.0;
 /// Fault windows.
 const FAULT: &str = "#f4c7c3";
 
+/// A shaded time span of a chart (a fault), with its tooltip.
+#[derive(Debug, Clone)]
+pub struct Shade {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub label: String,
+}
+
+impl From<&Window> for Shade {
+    fn from(w: &Window) -> Shade {
+        Shade {
+            start_ns: w.start_ns,
+            end_ns: w.end_ns,
+            label: format!("{:?} {}", w.fault, w.targets.join(",")),
+        }
+    }
+}
+
 /// A chart with linear axes: x in seconds, y in the chart's unit.
 struct Chart {
     svg: String,
@@ -33,7 +51,7 @@ struct Chart {
 }
 
 impl Chart {
-    fn new(title: &str, y_label: &str, x_max: f64, y_max: f64, windows: &[Window]) -> Chart {
+    fn new(title: &str, y_label: &str, x_max: f64, y_max: f64, shades: &[Shade]) -> Chart {
         let x_max = x_max.max(1e-9);
         let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
         let mut c = Chart {
@@ -46,15 +64,14 @@ impl Chart {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="18" font-size="13">{}</text>"#,
             escape(title)
         );
-        for w in windows {
+        for w in shades {
             let (x0, x1) = (c.x(w.start_ns as f64 / 1e9), c.x(w.end_ns as f64 / 1e9));
             let _ = write!(
                 c.svg,
-                r#"<rect x="{x0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="{FAULT}" opacity="0.6"><title>{:?} {}</title></rect>"#,
+                r#"<rect x="{x0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="{FAULT}" opacity="0.6"><title>{}</title></rect>"#,
                 (x1 - x0).max(1.0),
                 H - TOP - BOTTOM,
-                w.fault,
-                escape(&w.targets.join(","))
+                escape(&w.label)
             );
         }
         // Axes, with five ticks each.
@@ -148,6 +165,39 @@ impl Chart {
     }
 }
 
+/// Every completed op's latency over time, by outcome, faults shaded.
+pub fn latency_svg(ops: &[Op], shades: &[Shade], end_ns: u64, title: &str) -> String {
+    let secs = end_ns as f64 / 1e9;
+    let ps = pairs(ops);
+    let lat: Vec<(f64, f64, OpType)> = ps
+        .iter()
+        .filter_map(|p| {
+            let c = p.complete?;
+            Some((
+                p.invoke.time_ns as f64 / 1e9,
+                (c.time_ns - p.invoke.time_ns) as f64 / 1e6,
+                c.kind,
+            ))
+        })
+        .collect();
+    let y_max = percentile(lat.iter().map(|l| l.1).collect(), 0.999);
+    let mut c = Chart::new(title, "latency (ms)", secs, y_max, shades);
+    for (x, y, kind) in &lat {
+        let color = match kind {
+            OpType::Ok => "#2ca02c",
+            OpType::Fail => "#d62728",
+            _ => "#ff7f0e",
+        };
+        c.dot(*x, *y, color);
+    }
+    c.legend(&[
+        ("ok", "#2ca02c"),
+        ("fail", "#d62728"),
+        ("info (unknown)", "#ff7f0e"),
+    ]);
+    c.finish()
+}
+
 fn short(v: f64) -> String {
     if v >= 100.0 || v == v.trunc() {
         format!("{v:.0}")
@@ -176,42 +226,13 @@ pub fn write(
     end_ns: u64,
 ) -> Result<()> {
     let secs = end_ns as f64 / 1e9;
-    let ps = pairs(ops);
 
-    // Latency of every completed op, by outcome.
-    let lat: Vec<(f64, f64, OpType)> = ps
-        .iter()
-        .filter_map(|p| {
-            let c = p.complete?;
-            Some((
-                p.invoke.time_ns as f64 / 1e9,
-                (c.time_ns - p.invoke.time_ns) as f64 / 1e6,
-                c.kind,
-            ))
-        })
-        .collect();
-    let y_max = percentile(lat.iter().map(|l| l.1).collect(), 0.999);
-    let mut c = Chart::new(
-        "Latency of every operation",
-        "latency (ms)",
-        secs,
-        y_max,
-        windows,
-    );
-    for (x, y, kind) in &lat {
-        let color = match kind {
-            OpType::Ok => "#2ca02c",
-            OpType::Fail => "#d62728",
-            _ => "#ff7f0e",
-        };
-        c.dot(*x, *y, color);
-    }
-    c.legend(&[
-        ("ok", "#2ca02c"),
-        ("fail", "#d62728"),
-        ("info (unknown)", "#ff7f0e"),
-    ]);
-    save(dir, "latency.svg", c.finish())?;
+    let shades: Vec<Shade> = windows.iter().map(Shade::from).collect();
+    save(
+        dir,
+        "latency.svg",
+        latency_svg(ops, &shades, end_ns, "Latency of every operation"),
+    )?;
 
     // Successful completions per second.
     let buckets = secs.ceil().max(1.0) as usize;
@@ -229,7 +250,7 @@ pub fn write(
         "ok ops/s",
         secs,
         peak,
-        windows,
+        &shades,
     );
     let pts: Vec<(f64, f64)> = per_sec
         .iter()
@@ -263,7 +284,7 @@ pub fn write(
         "running",
         secs,
         peak,
-        windows,
+        &shades,
     );
     let mut legend = Vec::new();
     for (i, (group, pts)) in series.iter().enumerate() {

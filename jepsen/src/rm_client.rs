@@ -83,6 +83,41 @@ impl RmClient {
             .await
     }
 
+    /// `POST /v1/admin/step-down` on the leader at `addr`: hands leadership
+    /// to the most caught-up follower. Answers the RM's report.
+    pub async fn step_down(&self, addr: &str) -> Result<serde_json::Value, HttpError> {
+        self.http
+            .post_json(&format!("http://{addr}/v1/admin/step-down"), &json!({}))
+            .await
+    }
+
+    /// `GET /v1/resource-groups?max_staleness_ms=BOUND`: the eventual-mode
+    /// view, as a coordinator reads it. Answers its `staleness_ms`.
+    pub async fn view_staleness(&self, addr: &str, bound_ms: u64) -> Result<u64, HttpError> {
+        let url = format!("http://{addr}/v1/resource-groups?max_staleness_ms={bound_ms}");
+        let v: serde_json::Value = self.http.get_json(&url, 1).await?;
+        v["staleness_ms"].as_u64().ok_or_else(|| HttpError::Decode {
+            url,
+            message: format!("no staleness_ms in {v}"),
+        })
+    }
+
+    /// `GET /v1/admission/queries/{id}` (linearizable): `running`,
+    /// `queued` or `finished` (it held a slot once and ended); `None` if the
+    /// replicated ledger never had it or has forgotten it.
+    pub async fn query_status(
+        &self,
+        addr: &str,
+        query_id: &str,
+    ) -> Result<Option<String>, HttpError> {
+        let url = format!("http://{addr}/v1/admission/queries/{query_id}");
+        match self.http.get_json::<serde_json::Value>(&url, 1).await {
+            Ok(v) => Ok(v["status"].as_str().map(str::to_string)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Registers a coordinator session; returns its id.
     pub async fn register_session(&self, addr: &str, coordinator: &str) -> Result<u64, HttpError> {
         let v: serde_json::Value = self

@@ -282,24 +282,7 @@ pub fn parse_consistency(text: &str) -> Result<common::resource_groups::Consiste
 }
 
 pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
-    let mut peers = BTreeMap::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (id, addr) = item
-            .split_once('=')
-            .ok_or_else(|| invalid("peers", format!("'{item}' is not ID=HOST:PORT")))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|_| invalid("peers", format!("'{id}' in '{item}' is not a node id")))?;
-        check_host_port("peers", addr.trim())?;
-        if peers.insert(id, addr.trim().to_string()).is_some() {
-            return Err(invalid("peers", format!("node {id} is listed twice")));
-        }
-    }
-    if peers.is_empty() {
-        return Err(invalid("peers", "no peers given"));
-    }
-    Ok(peers)
+    common::cli::peer_map(text).map_err(|m| invalid("peers", m))
 }
 
 fn check_host_port(key: &'static str, addr: &str) -> Result<(), ConfigError> {

@@ -3,7 +3,9 @@
 //! A handler that gets `ApiError::NotLeader` passes the request here; the
 //! leader's answer is relayed unchanged. The `x-rm-forwarded` header stops a
 //! request from bouncing between nodes that disagree about the leader
-//! (during an election): the second node answers `NotLeader` itself.
+//! (during an election): the second node answers `NotLeader` itself. A
+//! relay gives up (504, outcome unknown) as soon as this node learns of a
+//! new leader, so clients retry there instead of waiting on a dead one.
 
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
@@ -32,14 +34,41 @@ pub async fn or_forward<T: IntoResponse>(
             leader_id: Some(leader),
             leader_addr: Some(addr),
         }) if !was_forwarded(headers) && leader != state.id => {
-            relay(state, method, &addr, path_and_query, body)
-                .await
-                .into_response()
+            let relayed = relay(state, method, &addr, path_and_query, body);
+            // Admin requests (step-down, membership) move the leader
+            // themselves: they wait for the leader's own answer.
+            if path_and_query.starts_with("/v1/admin/") {
+                return relayed.await.into_response();
+            }
+            tokio::select! {
+                answer = relayed => answer.into_response(),
+                new = leader_replaced(state, leader) => ApiError::Timeout(format!(
+                    "node {leader} stopped being the leader (now {new}) while this request was relayed to it; its outcome is unknown: retry (admission requests are idempotent)"
+                ))
+                .into_response(),
+            }
         }
         Err(ApiError::NotLeader {
             leader_id: None, ..
         }) => ApiError::NoLeader.into_response(),
         other => other.into_response(),
+    }
+}
+
+/// Resolves once this node follows a leader other than `leader`: a relay
+/// to a frozen or cut-off leader would otherwise hold its client until the
+/// client's own timeout, long after a new leader could have answered.
+async fn leader_replaced(state: &AppState, leader: crate::NodeId) -> crate::NodeId {
+    let mut metrics = state.raft.metrics();
+    let changed = metrics
+        .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
+        .await
+        .ok()
+        .and_then(|m| m.current_leader);
+    match changed {
+        Some(new) => new,
+        // The Raft core is shutting down: the relay decides.
+        None => std::future::pending().await,
     }
 }
 

@@ -197,6 +197,36 @@ async fn a_partitioned_minority_cannot_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_to_a_cut_off_leader_ends_when_a_new_leader_is_elected() {
+    let c = TestCluster::start(3, Settings::default()).await;
+    let old = c.wait_leader(&[1, 2, 3], T).await;
+    let via = if old == 1 { 2 } else { 1 };
+    c.isolate(old);
+    // The follower relays the write to the old leader, which accepts it but
+    // cannot commit it (its own timeout is COMMIT_TIMEOUT, 5 s). Once the
+    // follower learns of the new leader, it stops waiting: outcome unknown.
+    let start = std::time::Instant::now();
+    let relayed = c.canary(via, "relayed", 1).await;
+    let took = start.elapsed();
+    assert_eq!(
+        relayed.as_ref().err().and_then(|e| e.status()),
+        Some(504),
+        "{relayed:?}"
+    );
+    assert!(
+        took < raft_rm::http::COMMIT_TIMEOUT - Duration::from_secs(2),
+        "the relay waited {took:?} on a cut-off leader"
+    );
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != old).collect();
+    let new = c.wait_leader(&rest, T).await;
+    assert_ne!(new, old);
+    // The retry a client makes next succeeds through the same follower.
+    c.canary(via, "relayed", 2).await.unwrap();
+    c.heal();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_down_hands_leadership_to_the_chosen_follower() {
     let c = TestCluster::start(3, Settings::default()).await;
     let old = c.wait_leader(&[1, 2, 3], T).await;
