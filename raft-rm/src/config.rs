@@ -91,6 +91,12 @@ pub struct RawConfig {
     /// one worker, or `none` [default: none].
     #[arg(long)]
     pub query_max_memory_per_node: Option<String>,
+    /// Never initialize a cluster, even with an empty data dir and the
+    /// lowest id in `--peers`: wait to be added with `raft-rm admin
+    /// add-learner` (a new node, or a removed one coming back wiped).
+    #[arg(long)]
+    #[serde(default)]
+    pub join: bool,
 }
 
 impl RawConfig {
@@ -131,6 +137,7 @@ impl RawConfig {
             query_max_memory_per_node: self
                 .query_max_memory_per_node
                 .or(file.query_max_memory_per_node),
+            join: self.join || file.join,
         }
     }
 
@@ -201,6 +208,8 @@ pub struct NodeConfig {
     pub keep_logs_after_snapshot: u64,
     pub admission: AdmissionConfig,
     pub killer: crate::killer::KillerConfig,
+    /// Never initialize a cluster; wait to be added (`--join`).
+    pub join: bool,
 }
 
 /// Admission settings this node proposes (the log holds the ones in force).
@@ -415,6 +424,7 @@ impl NodeConfig {
             timings,
             snapshot_every,
             keep_logs_after_snapshot: raw.keep_logs_after_snapshot.unwrap_or(1000),
+            join: raw.join,
         })
     }
 

@@ -174,7 +174,7 @@ pub async fn start_with_listener(
     )));
 
     let lowest = config.peers.keys().next().copied();
-    if pristine && lowest == Some(config.id) {
+    if pristine && lowest == Some(config.id) && !config.join {
         tasks.push(tokio::spawn(bootstrap(
             raft.clone(),
             stores.identity,

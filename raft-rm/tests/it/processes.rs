@@ -352,3 +352,32 @@ fn a_data_dir_of_another_node_is_refused_at_start() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("belongs to node 1, not node 2"), "{stderr}");
 }
+
+/// `--join`: an empty data dir with the lowest id and no answering peer
+/// would found a cluster; with `--join` it waits to be added instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_never_initializes_even_as_the_lowest_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let _logs = LogsOnPanic(dir.path());
+    let peers: BTreeMap<u64, String> = (1..=2)
+        .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+        .collect();
+    let initialized_within = |addr: String, wait: Duration| async move {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if health(&addr).await.is_some_and(|h| h.initialized) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    // Node 2 never starts, so nobody tells node 1 a cluster exists.
+    let joining = Proc::start_with(dir.path(), 1, &peers, &["--join"]);
+    assert!(!initialized_within(peers[&1].clone(), Duration::from_secs(3)).await);
+    drop(joining);
+    // The same node without --join founds a cluster: the check above can fail.
+    std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
+    let _founding = Proc::start(dir.path(), 1, &peers);
+    assert!(initialized_within(peers[&1].clone(), Duration::from_secs(10)).await);
+}
