@@ -183,6 +183,11 @@ impl LocalCluster {
     }
 
     pub fn launch(&mut self, id: u64) -> Result<()> {
+        self.launch_with(id, &[])
+    }
+
+    /// [`Self::launch`] with extra flags for this start only.
+    fn launch_with(&mut self, id: u64, extra: &[&str]) -> Result<()> {
         let peers = self
             .addrs
             .iter()
@@ -204,6 +209,7 @@ impl LocalCluster {
             .arg("--shared-secret-file")
             .arg(&self.secret_file)
             .args(&self.spec.node_args)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -497,6 +503,59 @@ impl LocalCluster {
                 .map(|s| (m.name.clone(), s.to_string()))
         });
         rms.chain(members).collect()
+    }
+}
+
+/// RM membership changes (the membership nemesis): nodes that join the
+/// running cluster, and nodes that leave it for good.
+impl LocalCluster {
+    /// The RMs the cluster started with.
+    pub fn original_rms(&self) -> std::collections::BTreeSet<u64> {
+        (1..=self.spec.nodes).collect()
+    }
+
+    /// Whether RM `id` has a process (running or paused).
+    pub fn is_running(&self, id: u64) -> bool {
+        self.procs.contains_key(&id)
+    }
+
+    /// Starts RM `id` at `addr` with an empty data dir and `--join`: it never
+    /// founds a cluster, and waits to be added with the admin API. From now
+    /// on it is a target like any other RM.
+    pub fn launch_joining(&mut self, id: u64, addr: &str) -> Result<()> {
+        self.kill(id);
+        self.wipe(id)?;
+        self.addrs.insert(id, addr.to_string());
+        self.launch_with(id, &["--join"])
+    }
+
+    /// Where a new RM `id` would listen: its own address in its namespace,
+    /// or a free loopback port.
+    pub fn new_rm_addr(&self, id: u64) -> Result<String> {
+        let port = if self.spec.net.is_some() {
+            Ok(7000)
+        } else {
+            free_port()
+        };
+        node_addr(self.spec.net.as_deref(), &format!("n{id}"), port)
+    }
+
+    /// SIGKILLs RM `id`, wipes its data dir and forgets it: no other fault
+    /// targets it and no restart brings it back. Answers its address.
+    pub fn retire(&mut self, id: u64) -> Result<Option<String>> {
+        self.kill(id);
+        self.wipe(id)?;
+        Ok(self.addrs.remove(&id))
+    }
+
+    fn wipe(&self, id: u64) -> Result<()> {
+        let data = self.spec.dir.join(format!("n{id}"));
+        match std::fs::remove_dir_all(&data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("wiping {}", data.display()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::{watch, Mutex};
 use crate::cluster::{LocalCluster, Target};
 use crate::history::{OpType, Recorder, NEMESIS};
 
+pub mod membership;
 pub mod packet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -43,7 +44,16 @@ pub enum Fault {
     /// all of them, for as long as a pause (needs network namespaces);
     /// packet delay instead, half the time, where the kernel has netem.
     Packet,
+    /// RM membership, for as long as a pause: shrink (remove a voter,
+    /// sometimes the leader, kill it and wipe its data) or grow (a new
+    /// empty RM joins as learner and is promoted). The heal, and the final
+    /// heal, return to the original voters.
+    Membership,
 }
+
+/// Admin calls of the membership nemesis: adding a learner waits until it
+/// has caught up.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How far a clock fault shifts.
 const CLOCK_SHIFT_MS: i64 = 5_000;
@@ -108,6 +118,7 @@ pub async fn run(
 ) -> Result<Vec<Window>> {
     let mut rng = StdRng::seed_from_u64(schedule.seed);
     let mut windows = Vec::new();
+    let mut retired = membership::Retired::new();
     let sleep_or_stop = |d: Duration, stop: &mut watch::Receiver<bool>| {
         let mut stop = stop.clone();
         async move {
@@ -154,6 +165,7 @@ pub async fn run(
             Fault::Partition => "partition",
             Fault::Clock => "clock",
             Fault::Packet => "packet",
+            Fault::Membership => "membership",
         };
         let clock_shape = ["forward", "backward", "strobe"][pick % 3];
         // What the fault windows call it, where the target alone says too little.
@@ -189,6 +201,26 @@ pub async fn run(
                     packet::apply(net, &p)?;
                     value
                 }
+                Fault::Membership => {
+                    let http = c.internal_http(ADMIN_TIMEOUT)?;
+                    let Some(view) = membership::view(&c, &http).await else {
+                        tracing::warn!("membership fault skipped: no leader");
+                        continue;
+                    };
+                    let victim = match &target {
+                        Target::Rm(id) => Some(*id),
+                        Target::Member(_) => None,
+                    };
+                    let change = membership::plan(pick, &view.voters, victim);
+                    label = change.label();
+                    let mut value = json!(change);
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    if let Err(e) = membership::apply(&mut c, &http, &change, &mut retired).await {
+                        tracing::warn!(error = %format!("{e:#}"), "membership change failed");
+                        value["error"] = json!(format!("{e:#}"));
+                    }
+                    value
+                }
                 Fault::Clock => {
                     let value =
                         json!({"target": name, "shape": clock_shape, "shift_ms": CLOCK_SHIFT_MS});
@@ -218,7 +250,9 @@ pub async fn run(
         tracing::info!(fault = f, %value, "nemesis: fault");
         let lasts = match fault {
             Fault::Kill => schedule.kill_for,
-            Fault::Pause | Fault::Partition | Fault::Clock | Fault::Packet => schedule.pause_for,
+            Fault::Pause | Fault::Partition | Fault::Clock | Fault::Packet | Fault::Membership => {
+                schedule.pause_for
+            }
         };
         let stopped = if fault == Fault::Clock && clock_shape == "strobe" {
             strobe(&cluster, &target, lasts, &mut stop).await?
@@ -244,6 +278,12 @@ pub async fn run(
                         packet::heal(net)?;
                     }
                 }
+                Fault::Membership => {
+                    let http = c.internal_http(ADMIN_TIMEOUT)?;
+                    if let Err(e) = membership::restore(&mut c, &http, &mut retired).await {
+                        tracing::warn!(error = %format!("{e:#}"), "membership not restored");
+                    }
+                }
             }
         }
         let end_ns = history
@@ -253,7 +293,7 @@ pub async fn run(
         let targets = match fault {
             Fault::Partition => vec![shape.to_string()],
             Fault::Clock => vec![format!("{name} {clock_shape}")],
-            Fault::Packet => vec![label],
+            Fault::Packet | Fault::Membership => vec![label],
             _ => vec![name],
         };
         windows.push(Window {
@@ -267,6 +307,22 @@ pub async fn run(
         }
     }
     heal_all(&cluster, &history).await?;
+    if schedule.faults.contains(&Fault::Membership) {
+        history.record(
+            NEMESIS,
+            OpType::Invoke,
+            "heal-membership",
+            json!(null),
+            None,
+        );
+        let mut c = cluster.lock().await;
+        let http = c.internal_http(ADMIN_TIMEOUT)?;
+        let voters = match membership::restore(&mut c, &http, &mut retired).await {
+            Ok(v) => json!(v),
+            Err(e) => json!({"error": format!("{e:#}")}),
+        };
+        history.record(NEMESIS, OpType::Info, "heal-membership", voters, None);
+    }
     Ok(windows)
 }
 

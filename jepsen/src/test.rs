@@ -337,6 +337,16 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     )
     .await;
     let tasks = worker_tasks(&internal, &workers).await;
+    let voters = if schedule.faults.contains(&nemesis::Fault::Membership) {
+        let c = cluster.lock().await;
+        let view = nemesis::membership::view(&c, &internal).await;
+        Some(checker::membership::VotersAtEnd {
+            original: c.original_rms(),
+            voters: view.map(|v| v.voters),
+        })
+    } else {
+        None
+    };
     let ops = history.ops();
 
     let end_state = EndState {
@@ -346,6 +356,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         still_held: leaked,
         windows: windows.iter().map(|w| (w.start_ns, w.end_ns)).collect(),
         memory: memory_view(&rm, &rms).await,
+        voters,
     };
     std::fs::write(dir.join("end-state.json"), serde_json::to_vec(&end_state)?)?;
     let checked = check_all(spec.workload, &ops, &limits, &end_state);
@@ -427,6 +438,9 @@ pub struct EndState {
     /// The RMs' `GET /v1/memory` (kill decisions) at the end.
     #[serde(default)]
     pub memory: Value,
+    /// With the membership nemesis: the voters at the start and the end.
+    #[serde(default)]
+    pub voters: Option<checker::membership::VotersAtEnd>,
 }
 
 pub struct Checked {
@@ -502,6 +516,9 @@ pub fn check_all(
             successes = completions(ops, "query", |c| c.kind == OpType::Ok);
             admission = query_admission(ops);
         }
+    }
+    if let Some(v) = &end.voters {
+        checkers.insert("membership_restored", checker::membership::check(v));
     }
     checkers.insert(
         "no_leaked_admissions",
