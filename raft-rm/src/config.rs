@@ -172,8 +172,9 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 
 /// Raft timings. Defaults give sub-second failover on loopback: a follower
 /// campaigns after `election_max` (the leader lease openraft 0.9 honours)
-/// plus a random timeout in `election_min..election_max`, i.e. 450-600 ms
-/// after the last heartbeat.
+/// plus a random timeout in `election_min..election_max`, drawn afresh for
+/// every wait ([`crate::election`]), i.e. 450-600 ms after the last
+/// heartbeat.
 #[derive(Clone, Debug)]
 pub struct Timings {
     pub heartbeat: Duration,
@@ -441,6 +442,10 @@ impl NodeConfig {
             // route's body limit even with maximal entries.
             max_payload_entries: 64,
             snapshot_max_chunk_size: 1024 * 1024,
+            // openraft draws its election timeout once per process, which
+            // splits votes round after round; crate::election runs the
+            // timer instead, with a fresh draw per wait.
+            enable_elect: false,
             ..Default::default()
         }
     }

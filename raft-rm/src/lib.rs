@@ -23,6 +23,7 @@ use std::io::Cursor;
 
 pub mod admin_cli;
 pub mod config;
+pub mod election;
 pub mod http;
 pub mod inspect;
 pub mod killer;

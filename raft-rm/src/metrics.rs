@@ -245,6 +245,12 @@ impl Metrics {
         self.contact().last_append = Some(now);
     }
 
+    /// When this node last accepted an AppendEntries or snapshot chunk
+    /// from a leader (the election timer restarts from it).
+    pub fn last_leader_contact(&self) -> Option<Instant> {
+        self.contact().last_append
+    }
+
     /// The leader contact age at `now`: on a leader with a quorum ack, the
     /// time since that ack; otherwise the time since this node last
     /// accepted a leader's AppendEntries, or since the process started.

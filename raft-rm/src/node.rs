@@ -108,10 +108,12 @@ pub async fn start_with_listener(
         .raft_config()
         .validate()
         .map_err(|e| StartError::RaftConfig(e.to_string()))?;
+    let elections = Arc::new(crate::election::Signals::default());
     let network = NetworkFactory::new(
         http.clone(),
         stores.identity.clone(),
         options.faults.clone(),
+        elections.clone(),
     );
     let applied = stores.state_machine.reader();
     let raft = Raft::new(
@@ -163,6 +165,14 @@ pub async fn start_with_listener(
         }
     }));
     tasks.push(tokio::spawn(run_ticker(state.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::election::run(
+        config.id,
+        raft.clone(),
+        config.timings.clone(),
+        state.metrics.clone(),
+        elections,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::metrics::follow_raft(
         state.metrics.clone(),
         raft.clone(),

@@ -10,6 +10,7 @@
 
 mod faults;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::http::{HttpClient, HttpError, CONTENT_BINCODE};
@@ -41,13 +42,21 @@ pub struct NetworkFactory {
     http: HttpClient,
     identity: ClusterIdentity,
     faults: LinkFaults,
+    /// What vote answers tell the election timer.
+    elections: Arc<crate::election::Signals>,
 }
 
 impl NetworkFactory {
-    pub fn new(http: HttpClient, identity: ClusterIdentity, faults: LinkFaults) -> Self {
+    pub fn new(
+        http: HttpClient,
+        identity: ClusterIdentity,
+        faults: LinkFaults,
+        elections: Arc<crate::election::Signals>,
+    ) -> Self {
         Self {
             http,
             identity,
+            elections,
             faults,
         }
     }
@@ -156,6 +165,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        self.call(VOTE_PATH, &rpc, option.hard_ttl()).await
+        let candidate_log = rpc.last_log_id;
+        let answer: VoteResponse<NodeId> = self.call(VOTE_PATH, &rpc, option.hard_ttl()).await?;
+        if !answer.vote_granted && answer.last_log_id > candidate_log {
+            self.factory.elections.saw_greater_log();
+        }
+        Ok(answer)
     }
 }
