@@ -173,6 +173,7 @@ pub fn reason_name(reason: &RejectReason) -> &'static str {
         RejectReason::NoConfiguration => "NO_CONFIGURATION",
         RejectReason::AlreadyFinished => "QUERY_ALREADY_FINISHED",
         RejectReason::GroupMismatch => "GROUP_MISMATCH",
+        RejectReason::NotAdoptable => "NOT_ADOPTABLE",
     }
 }
 

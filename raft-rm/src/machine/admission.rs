@@ -208,6 +208,9 @@ pub enum RejectReason {
     AlreadyFinished,
     /// The query id is queued or running under another group.
     GroupMismatch,
+    /// Adopt of a query that is running, or whose coordinator's session
+    /// is still alive: only orphaned queued queries change hands.
+    NotAdoptable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -467,6 +470,20 @@ impl Admission {
             return Some(Decision::Rejected {
                 reason: RejectReason::SessionExpired,
             });
+        }
+        let q = self.queries.get(query_id)?;
+        // Only an orphan changes hands: a queued query whose session has
+        // ended. A live coordinator keeps its queries, and a running query
+        // stays fenced to the session that started it (adopting it would
+        // save it from revocation while its old coordinator may still run
+        // it). The adopter's own retry is answered as before.
+        if q.session != session {
+            let queued = matches!(q.status, QueryStatus::Queued { .. });
+            if !queued || self.now_valid(q.session, now_ms) {
+                return Some(Decision::Rejected {
+                    reason: RejectReason::NotAdoptable,
+                });
+            }
         }
         let q = self.queries.get_mut(query_id)?;
         q.session = session;

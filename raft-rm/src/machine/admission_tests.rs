@@ -239,8 +239,34 @@ fn expired_sessions_lose_admissions_but_queued_queries_wait_for_adoption() {
     m.acquire("run", "r.a", dead);
     m.acquire("run2", "r.a", dead);
     m.acquire("wait", "r.a", dead);
+    // While c1 lives, nobody takes its queries, queued or running.
+    let early = m.session("c3");
+    for q in ["wait", "run"] {
+        assert_eq!(
+            m.run(Command::Adopt {
+                query_id: q.into(),
+                coordinator: "c3".into(),
+                session: early,
+            }),
+            Response::Adopted(Some(Decision::Rejected {
+                reason: RejectReason::NotAdoptable
+            })),
+            "{q}"
+        );
+    }
     m.now += 11_000; // past the 10 s lease
+                     // Expired but not yet ticked: a running query stays fenced to c1.
     let alive = m.session("c2");
+    assert_eq!(
+        m.run(Command::Adopt {
+            query_id: "run".into(),
+            coordinator: "c2".into(),
+            session: alive,
+        }),
+        Response::Adopted(Some(Decision::Rejected {
+            reason: RejectReason::NotAdoptable
+        }))
+    );
     m.run(Command::Tick);
     // Revoked, with a record for workers; the queued one is an orphan now.
     assert!(!m.state.admission.queries.contains_key("run"));
@@ -387,13 +413,39 @@ fn weighted_parents_share_by_weight_and_priority_parents_by_priority() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Acquire { q: u8, leaf: u8, session: u8 },
-    Release { q: u8 },
+    Acquire {
+        q: u8,
+        leaf: u8,
+        session: u8,
+    },
+    Release {
+        q: u8,
+    },
     Register,
-    Advance { ms: u16 },
+    Advance {
+        ms: u16,
+    },
     Tick,
-    Kill { q: u8, low_memory: bool },
-    Settle { nth: u8 },
+    Kill {
+        q: u8,
+        low_memory: bool,
+    },
+    Settle {
+        nth: u8,
+    },
+    Renew {
+        session: u8,
+    },
+    Adopt {
+        q: u8,
+        session: u8,
+    },
+    Report {
+        coordinator: u8,
+        seq: u8,
+        leaf: u8,
+        running: u8,
+    },
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -405,6 +457,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Tick),
         1 => (0..40u8, any::<bool>()).prop_map(|(q, low_memory)| Op::Kill { q, low_memory }),
         1 => (0..8u8).prop_map(|nth| Op::Settle { nth }),
+        2 => (0..4u8).prop_map(|session| Op::Renew { session }),
+        2 => (0..40u8, 0..4u8).prop_map(|(q, session)| Op::Adopt { q, session }),
+        1 => (0..3u8, 0..6u8, 0..6u8, 0..4u8).prop_map(|(coordinator, seq, leaf, running)| Op::Report { coordinator, seq, leaf, running }),
     ]
 }
 
@@ -453,6 +508,64 @@ fn run_ops(ops: &[Op]) -> Machine {
                     figures: Default::default(),
                     leak_timeout_ms: 3_000,
                 }));
+            }
+            Op::Renew { session } => {
+                let s = sessions[*session as usize % sessions.len()];
+                m.run(Command::RenewSession { session: s });
+            }
+            Op::Adopt { q, session } => {
+                let s = sessions[*session as usize % sessions.len()];
+                let id = format!("q{q}");
+                let held = m.state.admission.queries.get(&id).cloned();
+                let answer = m.run(Command::Adopt {
+                    query_id: id.clone(),
+                    coordinator: "adopter".into(),
+                    session: s,
+                });
+                let after = m.state.admission.queries.get(&id).cloned();
+                match (&held, &after) {
+                    // A running query stays fenced to its session.
+                    (Some(h), Some(a)) if matches!(h.status, QueryStatus::Running { .. }) => {
+                        assert_eq!(
+                            h.session, a.session,
+                            "a running query changed hands: {answer:?}"
+                        );
+                    }
+                    // Taken over only from an ended session, or a retry.
+                    (Some(h), Some(a)) if h.session != a.session => {
+                        let alive = m
+                            .state
+                            .admission
+                            .sessions
+                            .get(&h.session)
+                            .is_some_and(|x| x.expires_at_ms > m.now);
+                        assert!(!alive, "a live session's query was adopted");
+                    }
+                    _ => {}
+                }
+            }
+            Op::Report {
+                coordinator,
+                seq,
+                leaf,
+                running,
+            } => {
+                let groups = BTreeMap::from([(
+                    LEAVES[*leaf as usize].to_string(),
+                    (u32::from(*running), 0),
+                )]);
+                let c = format!("c{coordinator}");
+                let last = m.state.admission.reports.get(&c).map(|r| r.seq);
+                let answer = m.run(Command::Report {
+                    coordinator: c.clone(),
+                    seq: u64::from(*seq),
+                    groups,
+                });
+                // An older (or repeated) report never replaces a newer one.
+                if let Some(last) = last.filter(|l| *l != 0 && u64::from(*seq) <= *l) {
+                    assert_eq!(answer, Response::Reported { applied: false });
+                    assert_eq!(m.state.admission.reports[&c].seq, last);
+                }
             }
             Op::Settle { nth } => {
                 let decisions = &m.state.memory.decisions;
