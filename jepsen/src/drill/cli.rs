@@ -128,7 +128,7 @@ pub async fn run(cmd: DrillCmd, dir: &Path) -> Result<()> {
     let history = Arc::new(Recorder::new(Some(&dir.join("history.jsonl")))?);
     let mut drill = Drill::new(op, probe, admin, history.clone());
     if drill.op.dry_run() {
-        return dry_run(&mut drill, &cmd).await;
+        return dry_run(&mut drill, &cmd, &args.group).await;
     }
     if !drill.op.is_local() && !args.yes {
         confirm(&drill, &cmd)?;
@@ -330,8 +330,9 @@ fn confirm(drill: &Drill, cmd: &DrillCmd) -> Result<()> {
 }
 
 /// Prints what the drill would do, reading the cluster but changing nothing.
-async fn dry_run(drill: &mut Drill, cmd: &DrillCmd) -> Result<()> {
+async fn dry_run(drill: &mut Drill, cmd: &DrillCmd, group: &str) -> Result<()> {
     let leader = drill.leader().await?;
+    drill.check_group(leader, group).await?;
     println!(
         "dry run against {} (leader now: node {leader}); nothing will be changed",
         drill.op.addr_list().join(", ")

@@ -1,6 +1,7 @@
 //! The steady load a drill runs under: linearizable admissions (acquire,
-//! hold, release) from a few clients, and eventual-mode view reads, against
-//! random RMs, as coordinators would send them.
+//! hold, release) from a few clients, and eventual-mode view reads, as
+//! coordinators would send them. Each client starts on its own RM and moves
+//! to the next, round robin, on an error; the view reader goes round robin.
 //!
 //! Each acquire is retried on other RMs for up to [`LoadSpec::give_up`]
 //! (acquire is idempotent by query id, so a retry never admits twice); only
@@ -471,12 +472,13 @@ impl AdmissionClient {
         for i in 0..self.addrs.len() {
             let addr = &self.addrs[i % self.addrs.len()];
             match self.rm.query_status(addr, query_id).await {
-                // Ended in the ledger: released by an earlier attempt of
-                // ours, or ended some other way (revoked).
+                // Ended in the ledger after a try of ours that may have
+                // reached the leader: that try released it.
                 Ok(Some(s)) if s == "finished" && ambiguous => return Fate::Present,
-                Ok(Some(s)) if s == "finished" => return Fate::Revoked,
-                Ok(Some(_)) => return Fate::Present,
-                Ok(None) => return Fate::Lost,
+                // Ended otherwise, or still held although the release found
+                // nothing, or never there: lost, unless its session expired
+                // (then it was revoked by design; see `admissions`).
+                Ok(_) => return Fate::Lost,
                 Err(_) => continue,
             }
         }

@@ -129,14 +129,30 @@ impl Drill {
     /// Starts the load once the cluster has a leader.
     pub async fn start_load(&self, rm: RmClient, spec: LoadSpec) -> Result<Load> {
         let leader = self.leader().await?;
-        if !self
-            .probe
-            .wait_config(&self.addr(leader), Duration::from_secs(15))
-            .await
-        {
-            bail!("the cluster has no resource-group configuration (waited 15 s)");
-        }
+        self.check_group(leader, &spec.group).await?;
         Load::start(rm, self.op.addr_list(), spec, self.history.clone()).await
+    }
+
+    /// Fails unless the cluster has `group` as a linearizable leaf the load
+    /// can acquire in (a wrong group would make every round fail with
+    /// "first admission never").
+    async fn check_group(&self, leader: u64, group: &str) -> Result<()> {
+        let addr = self.addr(leader);
+        if !self.probe.wait_config(&addr, Duration::from_secs(15)).await {
+            bail!("the cluster has no resource-group configuration, or the secret is wrong (waited 15 s)");
+        }
+        let view = self.admin.resource_groups(&addr).await?;
+        let groups = view["groups"].as_array().cloned().unwrap_or_default();
+        let Some(g) = groups.iter().find(|g| g["id"] == group) else {
+            bail!("the cluster has no resource group '{group}' (pass --group with a linearizable leaf group)");
+        };
+        if g["mode"] != "linearizable" {
+            bail!(
+                "resource group '{group}' is {}, not linearizable",
+                g["mode"]
+            );
+        }
+        Ok(())
     }
 
     /// One failover round against the current leader.
@@ -168,7 +184,7 @@ impl Drill {
         let start_ns = self.history.now_ns();
         let start = Instant::now();
         self.note(OpType::Info, spec.fault.name(), old);
-        let prober = tokio::spawn(probe_admission(
+        let mut prober = tokio::spawn(probe_admission(
             self.probe.clone(),
             survivors.clone(),
             spec.load.group.clone(),
@@ -212,7 +228,10 @@ impl Drill {
                 }
             }
             if r.admit_ms.is_none() && prober.is_finished() {
-                r.admit_ms = Some(ms(now));
+                r.admit_ms = match (&mut prober).await {
+                    Ok(acked) => Some(ms(acked.duration_since(start))),
+                    Err(_) => Some(ms(now)),
+                };
             }
             if let (None, Some(new)) = (r.fresh_ms, r.new_leader) {
                 let fresh = hs.iter().all(|h| {
@@ -350,13 +369,17 @@ async fn probe_admission(
     group: String,
     session: u64,
     query_id: String,
-) {
-    for i in 0.. {
-        let addr = &survivors[i % survivors.len()];
-        if let Ok(a) = rm.acquire(addr, &query_id, &group, session).await {
+) -> Instant {
+    let mut i = 0;
+    loop {
+        let addr = survivors[i % survivors.len()].clone();
+        i += 1;
+        if let Ok(a) = rm.acquire(&addr, &query_id, &group, session).await {
             if a.status == "admitted" {
-                let _ = rm.release(addr, &query_id).await;
-                return;
+                let acked = Instant::now();
+                // The release is not part of the measurement.
+                tokio::spawn(async move { rm.release(&addr, &query_id).await });
+                return acked;
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -194,38 +194,57 @@ impl Operator {
     pub async fn inject(&mut self, fault: Fault, id: u64) -> Result<()> {
         match fault {
             Fault::Kill => {
-                self.step(
-                    id,
-                    "kill",
-                    |c| c.kill_cmd.as_deref(),
-                    |c, id| {
-                        c.kill(id);
-                        Ok(())
-                    },
-                )
-                .await?;
+                // Recorded first: an abort in the middle of the command still
+                // undoes whatever part of it took effect.
                 self.pending.insert(id, Undo::Restart);
+                if let Err(e) = self
+                    .step(
+                        id,
+                        "kill",
+                        |c| c.kill_cmd.as_deref(),
+                        |c, id| {
+                            c.kill(id);
+                            Ok(())
+                        },
+                    )
+                    .await
+                {
+                    self.pending.remove(&id);
+                    return Err(e);
+                }
             }
             Fault::Pause => {
-                self.step(
-                    id,
-                    "pause",
-                    |c| c.pause_cmd.as_deref(),
-                    |c, id| {
-                        if c.pause(&crate::cluster::Target::Rm(id)) {
-                            Ok(())
-                        } else {
-                            bail!("node {id} is not running")
-                        }
-                    },
-                )
-                .await?;
+                // Recorded first: an abort in the middle of the command still
+                // undoes whatever part of it took effect.
                 self.pending.insert(id, Undo::Resume);
+                if let Err(e) = self
+                    .step(
+                        id,
+                        "pause",
+                        |c| c.pause_cmd.as_deref(),
+                        |c, id| {
+                            if c.pause(&crate::cluster::Target::Rm(id)) {
+                                Ok(())
+                            } else {
+                                bail!("node {id} is not running")
+                            }
+                        },
+                    )
+                    .await
+                {
+                    self.pending.remove(&id);
+                    return Err(e);
+                }
             }
             Fault::Partition => {
-                self.step(id, "isolate", |c| c.isolate_cmd.as_deref(), isolate_local)
-                    .await?;
                 self.pending.insert(id, Undo::Heal);
+                if let Err(e) = self
+                    .step(id, "isolate", |c| c.isolate_cmd.as_deref(), isolate_local)
+                    .await
+                {
+                    self.pending.remove(&id);
+                    return Err(e);
+                }
             }
             Fault::StepDown => {}
         }
@@ -290,18 +309,22 @@ impl Operator {
 
     /// Stops node `id` gracefully (SIGTERM); [`Operator::heal`] restarts it.
     pub async fn stop(&mut self, id: u64) -> Result<()> {
-        self.step(
-            id,
-            "stop",
-            |c| c.stop_cmd.as_deref(),
-            |c, id| {
-                c.stop_node(id);
-                Ok(())
-            },
-        )
-        .await?;
         self.pending.insert(id, Undo::Restart);
-        Ok(())
+        let stopped = self
+            .step(
+                id,
+                "stop",
+                |c| c.stop_cmd.as_deref(),
+                |c, id| {
+                    c.stop_node(id);
+                    Ok(())
+                },
+            )
+            .await;
+        if stopped.is_err() {
+            self.pending.remove(&id);
+        }
+        stopped
     }
 
     /// One step on node `id`: the operator's command, or `local` on the

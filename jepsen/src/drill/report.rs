@@ -172,12 +172,14 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn fates(t: &Tally) -> String {
+    let revoked = if t.revoked > 0 {
+        format!(" (+{} revoked)", t.revoked)
+    } else {
+        String::new()
+    };
     format!(
-        "{} / {} / {} / {}",
-        t.acked,
-        t.present,
-        t.lost,
-        t.unverified + t.revoked
+        "{} / {} / {} / {}{revoked}",
+        t.acked, t.present, t.lost, t.unverified
     )
 }
 
