@@ -5,6 +5,8 @@
 //!   and kills them, and cleans everything up (also on Ctrl-C).
 //! - [`rm_client`]: what the harness asks of a node over HTTP.
 //! - [`stats`]: latency summaries.
+//! - [`analysis`]: a run's tables (per operation, per fault family), with
+//!   polars, from the history alone.
 //! - [`bench`]: `jepsen bench writes` (durable writes) and `jepsen bench
 //!   admission` (linearizable acquire + release), `jepsen bench queries`
 //!   (Trino protocol, both modes side by side): throughput and latency.
@@ -15,6 +17,7 @@
 //!
 //! Nemeses, workloads, histories and checkers arrive with the Jepsen issue.
 
+pub mod analysis;
 pub mod bench;
 pub mod checker;
 pub mod cluster;

@@ -1,8 +1,8 @@
 //! `jepsen test`: one run of a workload under a nemesis schedule, on real
 //! processes, checked and reported in its run directory:
 //! `history.jsonl`, `results.json`, `jepsen.log`, the resource groups it ran
-//! with, node logs, plots (`latency.svg`, `running.svg`, `throughput.svg`)
-//! and `timeline.html`.
+//! with, node logs, plots (`latency.svg`, `running.svg`, `throughput.svg`),
+//! `timeline.html` and `analysis.md`.
 
 use common::clock::Clock;
 use std::collections::{BTreeMap, HashMap};
@@ -381,6 +381,15 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         dir: dir.clone(),
     };
     let counts = op_counts(&ops);
+    // A table that cannot be computed costs the run its tables, not its verdict.
+    let analysis = match crate::analysis::analyze(&ops) {
+        Ok(a) => {
+            std::fs::write(dir.join("analysis.md"), crate::analysis::markdown(&a))
+                .context("writing analysis.md")?;
+            json!(a)
+        }
+        Err(e) => json!({"error": format!("{e:#}")}),
+    };
     let results = json!({
         "valid": valid,
         "workload": spec.workload,
@@ -396,6 +405,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         "ops": counts,
         "admission_latency": adm,
         "summary": summary,
+        "analysis": analysis,
     });
     std::fs::write(
         dir.join("results.json"),
@@ -558,7 +568,13 @@ pub fn check_saved(dir: &Path) -> Result<Value> {
     let end: EndState = serde_json::from_slice(&std::fs::read(dir.join("end-state.json"))?)?;
     let ops = crate::history::load(&dir.join("history.jsonl"))?;
     let c = check_all(workload, &ops, &limits, &end);
-    Ok(json!({"valid": c.valid, "checkers": c.checkers, "availability": c.availability}))
+    let analysis = crate::analysis::analyze(&ops)?;
+    Ok(json!({
+        "valid": c.valid,
+        "checkers": c.checkers,
+        "availability": c.availability,
+        "analysis": analysis,
+    }))
 }
 
 /// group id -> hard concurrency limit, from the resource-groups file.
