@@ -56,7 +56,7 @@ pub struct RawConfig {
     pub tick_ms: Option<u64>,
     /// Trino resource-groups.json (with our `consistency` field). The leader
     /// proposes it when the cluster has no configuration yet; later changes
-    /// go through `PUT /v1/admin/config`.
+    /// go through `POST /v1/admin/config`.
     #[arg(long)]
     pub resource_groups: Option<PathBuf>,
     /// Consistency of groups that do not set one: `linearizable` or
