@@ -39,23 +39,33 @@ struct ViewGroup {
 struct View {
     staleness_ms: u64,
     groups: Vec<ViewGroup>,
+    /// Which usage report of each coordinator the counts include.
+    #[serde(default)]
+    reports: BTreeMap<String, u64>,
 }
 
 struct Snapshot {
     /// group id -> (running, queued), everyone's, as the view stated.
     groups: BTreeMap<String, (u32, u32)>,
+    /// Which of our reports the counts include (`None`: none of ours).
+    our_report: Option<u64>,
     fetched: Instant,
     staleness_ms: u64,
     generation: u64,
 }
+
+/// How many of our latest reports are kept, to subtract the one a view
+/// includes (a lagging replica may not have applied the newest).
+const REPORTS_KEPT: usize = 16;
 
 #[derive(Default)]
 struct State {
     /// This coordinator's own running and queued, per leaf.
     running: BTreeMap<String, u32>,
     queues: BTreeMap<String, VecDeque<u64>>,
-    /// What the last report said (subtracted from the view: it is ours).
-    reported: BTreeMap<String, (u32, u32)>,
+    /// Our recent reports by sequence number: a view includes one of them
+    /// (see [`Snapshot::our_report`]), which is subtracted from it.
+    reported: BTreeMap<u64, BTreeMap<String, (u32, u32)>>,
     view: Option<Snapshot>,
     /// View generation in which the freshness gate last let a query start.
     gate_used: Option<u64>,
@@ -136,19 +146,25 @@ impl Eventual {
         (running, queued)
     }
 
-    fn reported_under(s: &State, id: &str) -> (u32, u32) {
+    /// Under `id`, what our report `seq` said. A report no longer kept
+    /// counts as nothing: our queries are then counted twice, which errs
+    /// towards queueing, never towards over-admission.
+    fn reported_under(s: &State, seq: Option<u64>, id: &str) -> (u32, u32) {
+        let Some(report) = seq.and_then(|q| s.reported.get(&q)) else {
+            return (0, 0);
+        };
         let prefix = format!("{id}.");
-        s.reported
+        report
             .iter()
             .filter(|(k, _)| *k == id || k.starts_with(&prefix))
             .fold((0, 0), |acc, (_, v)| (acc.0 + v.0, acc.1 + v.1))
     }
 
-    /// Everyone's (running, queued) under `id`: the view without our last
-    /// report, plus what we have now.
+    /// Everyone's (running, queued) under `id`: the view without the
+    /// report of ours it includes, plus what we have now.
     fn total(s: &State, view: &Snapshot, id: &str) -> (u32, u32) {
         let (vr, vq) = view.groups.get(id).copied().unwrap_or_default();
-        let (rr, rq) = Self::reported_under(s, id);
+        let (rr, rq) = Self::reported_under(s, view.our_report, id);
         let (or, oq) = Self::own(s, id);
         (vr.saturating_sub(rr) + or, vq.saturating_sub(rq) + oq)
     }
@@ -174,18 +190,21 @@ impl Eventual {
         let ids = chain_ids(leaf);
         let ticket = {
             let mut s = self.lock();
-            // Refuse at once when a fresh view shows the queue full.
-            if let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) {
-                let full = ids
-                    .iter()
-                    .zip(specs)
-                    .any(|(id, spec)| Self::total(&s, view, id).1 >= spec.max_queued);
-                if full {
-                    return Err(QueryError::new(
-                        ErrorKind::QueryQueueFull,
-                        format!("Too many queued queries for \"{leaf}\""),
-                    ));
-                }
+            // Refuse at once when a fresh view shows the queue full, or,
+            // without one, when our own queue alone fills it.
+            let fresh_view = s.view.as_ref().filter(|v| fresh(v, bound));
+            let full = ids.iter().zip(specs).any(|(id, spec)| {
+                let queued = match fresh_view {
+                    Some(view) => Self::total(&s, view, id).1,
+                    None => Self::own(&s, id).1,
+                };
+                queued >= spec.max_queued
+            });
+            if full {
+                return Err(QueryError::new(
+                    ErrorKind::QueryQueueFull,
+                    format!("Too many queued queries for \"{leaf}\""),
+                ));
             }
             let id = s.next_ticket;
             s.next_ticket += 1;
@@ -295,7 +314,11 @@ impl Eventual {
                 )
                 .await;
             if reported.is_ok() {
-                self.lock().reported = usage;
+                let mut s = self.lock();
+                s.reported.insert(seq, usage);
+                while s.reported.len() > REPORTS_KEPT {
+                    s.reported.pop_first();
+                }
             }
             let asked = Instant::now();
             if let Ok(v) = rms
@@ -309,6 +332,7 @@ impl Eventual {
                         .into_iter()
                         .map(|g| (g.id, (g.running, g.queued)))
                         .collect(),
+                    our_report: v.reports.get(&coordinator).copied(),
                     fetched: asked,
                     staleness_ms: v.staleness_ms,
                     generation,
@@ -346,4 +370,119 @@ fn min_bound(specs: &[GroupSpec]) -> Option<u64> {
             own.into_iter().chain(min_bound(&s.sub_groups))
         })
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::resource_groups::{parse, ResourceGroups};
+
+    /// One eventual group: 2 running at most, 1 queued, 500 ms bound.
+    fn groups() -> ResourceGroups {
+        groups_limited(2)
+    }
+
+    fn groups_limited(limit: u32) -> ResourceGroups {
+        let json = format!(
+            r#"{{"rootGroups":[{{"name":"g","hardConcurrencyLimit":{limit},"maxQueued":1,
+                "consistency":{{"mode":"eventual","maxStalenessMs":500}}}}]}}"#
+        );
+        parse(&json, &Consistency::Linearizable).unwrap()
+    }
+
+    fn set_view(e: &Eventual, running: u32, our_report: Option<u64>, age: Duration) {
+        let mut s = e.lock();
+        let generation = s.view.as_ref().map_or(1, |v| v.generation + 1);
+        s.view = Some(Snapshot {
+            groups: BTreeMap::from([("g".to_string(), (running, 0))]),
+            our_report,
+            fetched: Instant::now() - age,
+            staleness_ms: 0,
+            generation,
+        });
+    }
+
+    async fn admits(e: &Arc<Eventual>, g: &ResourceGroups) -> Option<Result<Permit, QueryError>> {
+        let specs = g.resolve("g").unwrap();
+        tokio::time::timeout(Duration::from_millis(50), e.admit("g", &specs))
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn without_a_fresh_view_it_queues_and_never_admits() {
+        let (e, g) = (Eventual::new(1.0), groups());
+        assert!(admits(&e, &g).await.is_none(), "admitted with no view");
+        set_view(&e, 0, None, Duration::from_millis(600));
+        assert!(
+            admits(&e, &g).await.is_none(),
+            "admitted on a view past the bound"
+        );
+        set_view(&e, 0, None, Duration::ZERO);
+        assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn a_full_group_on_a_fresh_view_waits() {
+        let (e, g) = (Eventual::new(1.0), groups());
+        set_view(&e, 2, None, Duration::ZERO);
+        assert!(admits(&e, &g).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_view_loses_only_the_report_of_ours_it_includes() {
+        let (e, g) = (Eventual::new(1.0), groups());
+        set_view(&e, 0, None, Duration::ZERO);
+        let first = admits(&e, &g).await.unwrap().unwrap();
+        // We reported 0 running (seq 1), then 1 running (seq 2); a lagging
+        // replica's view still includes seq 1 and someone else's query.
+        {
+            let mut s = e.lock();
+            s.reported.insert(1, BTreeMap::new());
+            s.reported
+                .insert(2, BTreeMap::from([("g".to_string(), (1, 0))]));
+        }
+        set_view(&e, 1, Some(1), Duration::ZERO);
+        // Everyone's running: 1 (other) + 1 (ours) = 2 = the limit. The old
+        // code subtracted our newest report and saw room for one more.
+        assert!(admits(&e, &g).await.is_none(), "over-admitted");
+        // A view that includes seq 2: 1 other + our 1 counted once.
+        set_view(&e, 2, Some(2), Duration::ZERO);
+        assert!(admits(&e, &g).await.is_none());
+        drop(first);
+        set_view(&e, 1, Some(2), Duration::ZERO);
+        assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn without_a_fresh_view_our_own_queue_still_has_its_limit() {
+        let (e, g) = (Eventual::new(1.0), groups());
+        let waiter = {
+            let (e, g) = (e.clone(), g.clone());
+            tokio::spawn(async move {
+                let specs = g.resolve("g").unwrap();
+                e.admit("g", &specs).await.map(|_| ())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match admits(&e, &g).await {
+            Some(Err(err)) => assert_eq!(err.error_name, "QUERY_QUEUE_FULL"),
+            other => panic!(
+                "expected QUERY_QUEUE_FULL, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+        waiter.abort();
+    }
+
+    #[tokio::test]
+    async fn near_the_limit_the_gate_lets_one_start_per_view() {
+        let (e, g) = (Eventual::new(0.5), groups_limited(4));
+        set_view(&e, 2, None, Duration::ZERO); // 2 of 4: at the gate
+        let _a = admits(&e, &g).await.unwrap().unwrap();
+        // 3 of 4 on the same view: room, but the gate is used up.
+        assert!(admits(&e, &g).await.is_none(), "a second start on one view");
+        set_view(&e, 2, None, Duration::ZERO); // a new view
+        assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
+    }
 }

@@ -64,6 +64,12 @@ pub struct View {
     pub last_applied: Option<u64>,
     pub config_version: Option<u64>,
     pub groups: Vec<GroupView>,
+    /// The eventual-mode usage report of each coordinator that the counts
+    /// include, by its sequence number: a coordinator subtracts exactly
+    /// that report of its own, not its newest (which a lagging replica may
+    /// not have applied yet).
+    #[serde(default)]
+    pub reports: BTreeMap<String, u64>,
 }
 
 async fn view(
@@ -175,7 +181,7 @@ pub fn build_view(state: &AppState) -> View {
         entry.queued += g.queued;
         entry.draining = g.draining;
     }
-    add_reports(adm, &mut groups);
+    let reports = add_reports(adm, &mut groups);
     View {
         served_by: state.id,
         as_of_ms: applied.state.log_time_ms,
@@ -186,6 +192,7 @@ pub fn build_view(state: &AppState) -> View {
         last_applied: applied.last_applied.map(|l| l.index),
         config_version: adm.config.as_ref().map(|c| c.version),
         groups: groups.into_values().collect(),
+        reports,
     }
 }
 
@@ -208,16 +215,20 @@ fn group_view(id: &str, spec: &GroupSpec) -> GroupView {
 
 /// Adds eventual-mode usage reported by coordinators that hold a live
 /// session, to the reported group and each of its ancestors.
-fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) {
+/// Adds the reports of coordinators with live sessions; answers which
+/// report of each it added.
+fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTreeMap<String, u64> {
     let live: BTreeSet<&str> = adm
         .sessions
         .values()
         .map(|s| s.coordinator.as_str())
         .collect();
+    let mut included = BTreeMap::new();
     for (coordinator, report) in &adm.reports {
         if !live.contains(coordinator.as_str()) {
             continue;
         }
+        included.insert(coordinator.clone(), report.seq);
         for (group, (running, queued)) in &report.groups {
             for id in common::resource_groups::chain_ids(group) {
                 if let Some(g) = groups.get_mut(&id) {
@@ -227,6 +238,7 @@ fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) {
             }
         }
     }
+    included
 }
 
 /// One query's ledger entry (linearizable read; any node relays).
