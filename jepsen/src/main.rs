@@ -815,13 +815,15 @@ impl RunArgs<'_> {
 /// The comparison table, as Markdown.
 fn summary_table(rows: &[jepsen::test::Summary]) -> String {
     let mut out = String::from(
-        "| mode | over-admission violations | max excess | excess-seconds | admission p50 | admission p99 | ok ops/s | seconds unavailable | valid |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| mode | bound | over-admission violations | max excess | excess-seconds | admission p50 | admission p99 | ok ops/s | seconds unavailable | valid |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
     for r in rows {
+        // The mode without its bound (`eventual:100` -> `eventual`).
+        let mode = r.mode.split(':').next().unwrap_or_default();
+        let bound = r.bound_ms.map_or("-".to_string(), |b| format!("{b} ms"));
         out.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {} |\n",
-            r.mode,
+            "| {mode} | {bound} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {} |\n",
             r.violations,
             r.max_excess,
             r.excess_seconds,

@@ -86,6 +86,8 @@ pub struct TestSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub mode: String,
+    /// Eventual mode's staleness bound; `None` in linearizable mode.
+    pub bound_ms: Option<u64>,
     pub valid: Validity,
     pub violations: u64,
     pub max_excess: u64,
@@ -108,9 +110,8 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
             }
             workload::semaphore_groups_json()
         }
-        Workload::Queries | Workload::Queue => {
-            workload::query_groups_json(&spec.mode.consistency())
-        }
+        Workload::Queries => workload::query_groups_json(&spec.mode.consistency()),
+        Workload::Queue => workload::queue_groups_json(&spec.mode.consistency()),
         Workload::Oom => workload::oom_groups_json(&spec.mode.consistency()),
     };
     let groups_file = dir.join("resource-groups.json");
@@ -243,13 +244,22 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     let internal = cluster.internal_http(Duration::from_secs(5))?;
     let cluster = Arc::new(Mutex::new(cluster));
 
+    // The queue workload needs more clients than the groups hold.
+    let concurrency = if spec.workload == Workload::Queue {
+        spec.concurrency.max(workload::QUEUE_CLIENTS)
+    } else {
+        spec.concurrency
+    };
+    if concurrency != spec.concurrency {
+        println!("queue workload: {concurrency} clients, so the queues fill");
+    }
     let start_wall_ms = common::clock::SystemClock::default().now_ms();
     let history = Arc::new(Recorder::new(Some(&dir.join("history.jsonl")))?);
     let (stop_tx, stop) = watch::channel(false);
     let ctx = Ctx {
         history: history.clone(),
         stop: stop.clone(),
-        concurrency: spec.concurrency,
+        concurrency,
         open: Default::default(),
     };
     let mut clients = Vec::new();
@@ -266,7 +276,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
                 history.clone(),
                 stop.clone(),
             )));
-            for p in 0..spec.concurrency {
+            for p in 0..concurrency {
                 let c = SemaphoreClient {
                     ctx: ctx.clone(),
                     rm: rm.clone(),
@@ -280,7 +290,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         Workload::Queries | Workload::Queue | Workload::Oom => {
             let queue = spec.workload == Workload::Queue;
             let oom = spec.workload == Workload::Oom;
-            for p in 0..spec.concurrency {
+            for p in 0..concurrency {
                 let c = QueryClient {
                     ctx: ctx.clone(),
                     trino: if queue {
@@ -368,6 +378,10 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     let adm = summarize(&checked.admission);
     let summary = Summary {
         mode: spec.mode.label(),
+        bound_ms: match spec.mode {
+            Mode::Eventual { max_staleness_ms } => Some(max_staleness_ms),
+            Mode::Linearizable => None,
+        },
         valid,
         violations: over["violations"].as_u64().unwrap_or(0),
         max_excess: over["max_excess"].as_u64().unwrap_or(0),
@@ -398,6 +412,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         "network": network,
         "clock": clock,
         "faults_run": schedule.faults,
+        "clients": concurrency,
         "packet_faults": packet.report(),
         "checkers": checkers,
         "availability": availability,

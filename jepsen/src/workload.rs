@@ -5,7 +5,8 @@
 //!   few groups with small limits and no queue (a permit model);
 //! - `queries`: simulated queries through random coordinators over Trino's
 //!   protocol, followed to the end;
-//! - `queue`: longer queries, so the groups' queues stay full, followed
+//! - `queue`: longer queries, more clients than the groups run and queue
+//!   (so the queues stay full and some submissions are refused), followed
 //!   through a load balancer's eyes: a poll whose coordinator died moves to
 //!   another, which adopts the queued query (or says how it ended).
 //!
@@ -203,12 +204,32 @@ impl SemaphoreClient {
 /// The queries workload's groups: `q` (limit 4) over `q.a` and `q.b`
 /// (limit 2 each), 20 queued each; `consistency` for the whole tree.
 pub fn query_groups_json(consistency: &Value) -> String {
+    groups_json(consistency, 20)
+}
+
+/// Each leaf group's queue in the queue workload: small, so that
+/// [`QUEUE_CLIENTS`] clients keep it full.
+pub const QUEUE_MAX_QUEUED: u64 = 4;
+
+/// Clients the queue workload runs at least: more than the groups hold
+/// running (4) and queued (2 × [`QUEUE_MAX_QUEUED`]), so the queues fill
+/// and some submissions are refused with `QUERY_QUEUE_FULL`.
+pub const QUEUE_CLIENTS: u64 = 4 + 2 * QUEUE_MAX_QUEUED + 4;
+
+/// The queue workload's groups: the queries workload's, with short queues.
+pub fn queue_groups_json(consistency: &Value) -> String {
+    groups_json(consistency, QUEUE_MAX_QUEUED)
+}
+
+/// `q` (limit 4) over `q.a` and `q.b` (limit 2 each, `max_queued` each).
+fn groups_json(consistency: &Value, max_queued: u64) -> String {
     json!({
         "rootGroups": [{
-            "name": "q", "hardConcurrencyLimit": 4, "maxQueued": 40, "consistency": consistency,
+            "name": "q", "hardConcurrencyLimit": 4, "maxQueued": 2 * max_queued,
+            "consistency": consistency,
             "subGroups": [
-                {"name": "a", "hardConcurrencyLimit": 2, "maxQueued": 20},
-                {"name": "b", "hardConcurrencyLimit": 2, "maxQueued": 20}
+                {"name": "a", "hardConcurrencyLimit": 2, "maxQueued": max_queued},
+                {"name": "b", "hardConcurrencyLimit": 2, "maxQueued": max_queued}
             ]
         }],
         "selectors": [{"user": "alice", "group": "q.a"}, {"user": "bob", "group": "q.b"}]
@@ -276,7 +297,13 @@ impl QueryClient {
                             .map_or(Value::Null, |x| x["message"].clone());
                         OpType::Fail
                     };
+                    let full = value["error_name"] == "QUERY_QUEUE_FULL";
                     self.ctx.complete(p, kind, "query", value, None);
+                    if full {
+                        // As a real client would: no resubmission storm.
+                        let pause = rng.gen_range(100..300);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
                 }
                 Err(e) => {
                     self.ctx
