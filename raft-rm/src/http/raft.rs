@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use common::http::CONTENT_BINCODE;
-use openraft::raft::{AppendEntriesResponse, InstallSnapshotRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -56,6 +56,15 @@ fn bincode_reply<T: Serialize>(value: &T) -> Response {
 async fn append(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match admit(&state, &headers, &body).await {
         Ok(req) => {
+            let req: AppendEntriesRequest<TypeConfig> = req;
+            // A leader this node will accept (its vote is no older than
+            // ours) is in contact now, on arrival: the answer waits for the
+            // entries' fsync, which under load can take longer than the
+            // election timeout, and the election timer must not campaign
+            // meanwhile (openraft's own timer also counts the arrival).
+            if req.vote >= state.raft.metrics().borrow().vote {
+                state.metrics.leader_contacted(Instant::now());
+            }
             let answer = state.raft.append_entries(req).await;
             // Contact from a leader this node accepts as one: a sender with
             // a stale vote (HigherVote) is not a leader any more.
