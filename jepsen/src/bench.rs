@@ -66,6 +66,30 @@ pub struct Loop {
     pub errors: usize,
 }
 
+/// One admission cycle, timed: `acquire` (true: admitted), then, once
+/// admitted, `release` (true: released). A refused acquire is an error
+/// and skips the release.
+pub async fn timed_cycle(
+    acquire: impl std::future::Future<Output = bool>,
+    release: impl std::future::Future<Output = bool>,
+) -> Outcome {
+    let t = Instant::now();
+    if !acquire.await {
+        return Outcome {
+            errors: 1,
+            ..Default::default()
+        };
+    }
+    let acquired = t.elapsed();
+    let t = Instant::now();
+    let released = release.await;
+    Outcome {
+        first: Some(acquired),
+        second: released.then(|| t.elapsed()),
+        errors: usize::from(!released),
+    }
+}
+
 /// Runs `clients` closed-loop clients for `duration`: client `k` calls
 /// `op(k, n)` for n = 1, 2, ..., each waiting for the previous to finish.
 pub async fn closed_loop<F, Fut>(clients: usize, duration: Duration, op: F) -> Result<Loop>
@@ -148,6 +172,8 @@ pub async fn run_writes(
 pub struct AdmissionRun {
     pub clients: usize,
     pub seconds: f64,
+    /// Acquires admitted.
+    pub acquires: usize,
     /// Acquire + release pairs completed.
     pub cycles: usize,
     pub errors: usize,
@@ -157,19 +183,41 @@ pub struct AdmissionRun {
     pub release_latency: Option<Summary>,
 }
 
-/// The resource groups the admission bench runs against: one linearizable
-/// group wide enough that every acquire is admitted, so the figure is the
-/// cost of the Raft round trip, not of queueing.
-pub const BENCH_GROUPS: &str =
-    r#"{"rootGroups":[{"name":"bench","hardConcurrencyLimit":100000,"maxQueued":100000}]}"#;
+/// The admission limit of the bench's narrow groups: the hot group and
+/// each of the spread groups (the etcd side enforces the same).
+pub const LIMIT: u64 = 64;
 
-/// `clients` closed-loop clients, each acquiring a fresh query id in group
-/// `bench` on the leader and releasing it, for `duration`.
+/// The one group every client of the hot load shares.
+pub const HOT_GROUP: &str = "hot";
+
+/// How many groups the spread load covers.
+pub const SPREAD_GROUPS: usize = 100;
+
+/// The groups of the spread load: `g0` .. `g99`.
+pub fn spread_groups() -> Vec<String> {
+    (0..SPREAD_GROUPS).map(|i| format!("g{i}")).collect()
+}
+
+/// The resource groups the admission benches run against: `bench`, wide
+/// enough that every acquire is admitted (so the figure is the cost of the
+/// Raft round trip, not of queueing); the hot group and the spread groups,
+/// each with limit [`LIMIT`], flat like the etcd side's counters.
+pub fn bench_groups() -> String {
+    let group = |name: &str, limit: u64| serde_json::json!({"name": name, "hardConcurrencyLimit": limit, "maxQueued": 100000});
+    let mut roots = vec![group("bench", 100_000), group(HOT_GROUP, LIMIT)];
+    roots.extend(spread_groups().iter().map(|g| group(g.as_str(), LIMIT)));
+    serde_json::json!({ "rootGroups": roots }).to_string()
+}
+
+/// `clients` closed-loop clients, each acquiring a fresh query id on the
+/// leader and releasing it, for `duration`; client `k` in group
+/// `groups[k % groups.len()]`.
 pub async fn run_admission(
     cluster: &LocalCluster,
     clients: usize,
     duration: Duration,
     tag: &str,
+    groups: &[String],
 ) -> Result<AdmissionRun> {
     let addr = leader_addr(cluster).await?;
     if !cluster
@@ -183,40 +231,43 @@ pub async fn run_admission(
         .client
         .register_session(&addr, &format!("bench-{tag}"))
         .await?;
+    // Renewed like a coordinator's (the lease is 10 s by default), so the
+    // session outlives any run.
+    let renewal = {
+        let (client, addr) = (cluster.client.clone(), addr.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = client.renew_session(&addr, session).await;
+            }
+        })
+    };
     let (client, tag) = (cluster.client.clone(), tag.to_string());
+    let groups = std::sync::Arc::new(groups.to_vec());
     let run = closed_loop(clients, duration, move |k, n| {
         let (client, addr, q) = (client.clone(), addr.clone(), format!("b{tag}-{k}-{n}"));
+        let group = groups[k % groups.len()].clone();
         async move {
-            let t = Instant::now();
-            match client.acquire(&addr, &q, "bench", session).await {
-                Ok(a) if a.status == "admitted" => {}
-                _ => {
-                    return Outcome {
-                        errors: 1,
-                        ..Default::default()
-                    }
+            let acquire = async {
+                let a = client.acquire(&addr, &q, &group, session).await;
+                let admitted = matches!(a, Ok(a) if a.status == "admitted");
+                if !admitted {
+                    // Gives up a queued query, so that it takes no slot later.
+                    let _ = client.release(&addr, &q).await;
                 }
-            }
-            let acquired = t.elapsed();
-            let t = Instant::now();
-            match client.release(&addr, &q).await {
-                Ok(_) => Outcome {
-                    first: Some(acquired),
-                    second: Some(t.elapsed()),
-                    errors: 0,
-                },
-                Err(_) => Outcome {
-                    first: Some(acquired),
-                    second: None,
-                    errors: 1,
-                },
-            }
+                admitted
+            };
+            let release = async { client.release(&addr, &q).await.is_ok() };
+            timed_cycle(acquire, release).await
         }
     })
-    .await?;
+    .await;
+    renewal.abort();
+    let run = run?;
     Ok(AdmissionRun {
         clients,
         seconds: run.seconds,
+        acquires: run.first.len(),
         cycles: run.second.len(),
         errors: run.errors,
         acquires_per_sec: run.first.len() as f64 / run.seconds,

@@ -10,6 +10,9 @@
 //! - [`bench`]: `jepsen bench writes` (durable writes) and `jepsen bench
 //!   admission` (linearizable acquire + release), `jepsen bench queries`
 //!   (Trino protocol, both modes side by side): throughput and latency.
+//! - [`etcd`]: `jepsen bench etcd`: the same admission on etcd (a counter
+//!   per group, compare-and-swap transactions, slots under a lease), side
+//!   by side with ours.
 //! - [`drill`]: `jepsen drill failover`: leader failover, measured per round.
 //! - [`trino`]: a Trino-protocol client (submit, follow `nextUri`).
 //! - [`oom`]: `jepsen bench oom`: from a blocked worker to the killed query's
@@ -22,6 +25,7 @@ pub mod bench;
 pub mod checker;
 pub mod cluster;
 pub mod drill;
+pub mod etcd;
 pub mod history;
 pub mod nemesis;
 pub mod netns;

@@ -217,6 +217,23 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Linearizable admission against etcd (a counter per group changed in
+    /// a transaction that compares its revision, slots under a lease),
+    /// both clusters on loopback, alternating: a hot group, 100 groups,
+    /// one client. Needs `etcd` (Debian's etcd-server).
+    Etcd {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Clients of the hot-group and the 100-groups loads.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds per load and system.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds: each runs every load on raft-rm, then on etcd.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// The coordinated low-memory killer: from a blocked worker to the
     /// killed query's memory being free, per round.
     Oom {
@@ -407,12 +424,8 @@ async fn run(cmd: Cmd) -> Result<()> {
                     seconds,
                 },
         } => {
-            let (dir, _, c) = bench_cluster(
-                &cluster,
-                "bench-admission",
-                jepsen::bench::BENCH_GROUPS,
-                &[],
-            )?;
+            let groups = jepsen::bench::bench_groups();
+            let (dir, _, c) = bench_cluster(&cluster, "bench-admission", &groups, &[])?;
             let mut runs = Vec::new();
             for (i, n) in clients.iter().enumerate() {
                 let r = jepsen::bench::run_admission(
@@ -420,6 +433,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                     *n,
                     Duration::from_secs(seconds),
                     &i.to_string(),
+                    &["bench".to_string()],
                 )
                 .await?;
                 let line = report_line(
@@ -435,6 +449,37 @@ async fn run(cmd: Cmd) -> Result<()> {
             }
             let results =
                 serde_json::json!({"bench": "admission", "nodes": cluster.nodes, "runs": runs});
+            save_results(&dir, &results)?;
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Etcd {
+                    cluster,
+                    clients,
+                    seconds,
+                    rounds,
+                },
+        } => {
+            let groups = jepsen::bench::bench_groups();
+            let (dir, _, ours) = bench_cluster(&cluster, "bench-etcd", &groups, &[])?;
+            let mut etcd =
+                jepsen::etcd::EtcdCluster::start(&dir.join("etcd"), cluster.nodes as usize)?;
+            let leader = etcd.wait_leader(Duration::from_secs(30)).await?;
+            println!("{}", jepsen::etcd::TABLE_HEADER);
+            let rows = jepsen::etcd::compare(
+                &ours,
+                &leader,
+                clients,
+                Duration::from_secs(seconds),
+                rounds,
+            )
+            .await?;
+            println!("\n{}", jepsen::etcd::summary(&rows));
+            let ratios = jepsen::etcd::ratios(&rows);
+            let results = serde_json::json!({"bench": "etcd", "nodes": cluster.nodes,
+                "limit": jepsen::bench::LIMIT, "rows": rows, "ratios": ratios,
+                "targets": jepsen::etcd::targets(&ratios)});
             save_results(&dir, &results)?;
             Ok(())
         }

@@ -1,0 +1,652 @@
+//! `jepsen bench etcd`: linearizable admission on `raft-rm` against what a
+//! user would build on etcd, same machine, same run, alternating.
+//!
+//! - [`EtcdCluster`]: starts Debian's `etcd` (3 members on loopback, data
+//!   in the run directory, default fsync durability) and kills and wipes
+//!   it on drop, like [`LocalCluster`].
+//! - [`acquire`] / [`release`]: the etcd admission. Per group a counter key;
+//!   acquire reads it and, below the limit, commits `count + 1` plus a slot
+//!   key under the client's lease in one transaction that compares the
+//!   counter's mod revision; release deletes the slot and decrements the
+//!   same way. A lost compare is a conflict: the transaction's else branch
+//!   reads the counter again, and the client retries.
+//! - [`compare`]: the loads ([`loads`]), each run on both systems per
+//!   round; [`ratios`] and [`targets`] over the rows.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use serde::Serialize;
+
+use crate::bench::{closed_loop, run_admission, timed_cycle, HOT_GROUP, LIMIT};
+use crate::cluster::LocalCluster;
+use crate::stats::{summarize, Summary};
+
+/// What to say when there is no `etcd` to run.
+const INSTALL_HINT: &str =
+    "etcd not found on PATH: install Debian's etcd-server (apt-get install -y etcd-server)";
+
+/// A local etcd cluster of real `etcd` processes on loopback. Member `eN`
+/// logs to `<dir>/eN.log` and keeps its data in `<dir>/eN`.
+pub struct EtcdCluster {
+    dir: PathBuf,
+    procs: Vec<Child>,
+    /// Client URLs, member by member.
+    pub endpoints: Vec<String>,
+}
+
+/// The `etcd` binary on PATH, if any.
+fn etcd_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join("etcd"))
+        .find(|p| p.is_file())
+}
+
+impl EtcdCluster {
+    /// Starts `members` etcd members on free loopback ports under `dir`.
+    /// Fails at once, with how to install it, when there is no `etcd`.
+    pub fn start(dir: &Path, members: usize) -> Result<EtcdCluster> {
+        let bin = etcd_binary().context(INSTALL_HINT)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let port = || common::net::unused_loopback_port().context("cannot pick a loopback port");
+        let mut urls = Vec::new();
+        for _ in 0..members {
+            let (client, peer) = (port()?, port()?);
+            urls.push((
+                format!("http://127.0.0.1:{client}"),
+                format!("http://127.0.0.1:{peer}"),
+            ));
+        }
+        let initial: Vec<String> = (1..=members)
+            .zip(&urls)
+            .map(|(i, (_, peer))| format!("e{i}={peer}"))
+            .collect();
+        let token = format!("bench-{:016x}", rand::random::<u64>());
+        let mut cluster = EtcdCluster {
+            dir: dir.to_path_buf(),
+            procs: Vec::new(),
+            endpoints: urls.iter().map(|(c, _)| c.clone()).collect(),
+        };
+        for (i, (client, peer)) in (1..=members).zip(&urls) {
+            let log_path = dir.join(format!("e{i}.log"));
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("creating {}", log_path.display()))?;
+            let child = Command::new(&bin)
+                .arg(format!("--name=e{i}"))
+                .arg(format!(
+                    "--data-dir={}",
+                    dir.join(format!("e{i}")).display()
+                ))
+                .arg(format!("--listen-client-urls={client}"))
+                .arg(format!("--advertise-client-urls={client}"))
+                .arg(format!("--listen-peer-urls={peer}"))
+                .arg(format!("--initial-advertise-peer-urls={peer}"))
+                .arg(format!("--initial-cluster={}", initial.join(",")))
+                .arg("--initial-cluster-state=new")
+                .arg(format!("--initial-cluster-token={token}"))
+                .args(["--logger=zap", "--log-outputs=stderr"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            cluster.procs.push(child);
+        }
+        Ok(cluster)
+    }
+
+    /// Waits until every member names the same leader; answers the
+    /// leader's client URL.
+    pub async fn wait_leader(&mut self, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for (i, child) in self.procs.iter_mut().enumerate() {
+                if let Some(status) = child.try_wait()? {
+                    let log = self.dir.join(format!("e{}.log", i + 1));
+                    bail!(
+                        "etcd member e{} exited ({status}): see {}",
+                        i + 1,
+                        log.display()
+                    );
+                }
+            }
+            if let Some(leader) = self.leader().await {
+                return Ok(leader);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "etcd has no leader after {timeout:?}: see {}/e*.log",
+                    self.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader's client URL, once every member agrees on it.
+    async fn leader(&self) -> Option<String> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(1));
+        let (mut leaders, mut ids) = (Vec::new(), Vec::new());
+        for endpoint in &self.endpoints {
+            let mut c = Client::connect([endpoint], Some(options.clone()))
+                .await
+                .ok()?;
+            let status = c.status().await.ok()?;
+            leaders.push(status.leader());
+            ids.push(status.header()?.member_id());
+        }
+        let leader = *leaders.first()?;
+        if leader == 0 || leaders.iter().any(|l| *l != leader) {
+            return None;
+        }
+        let at = ids.iter().position(|id| *id == leader)?;
+        Some(self.endpoints[at].clone())
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for child in &mut self.procs {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The logs stay; the data (a preallocated WAL per member) goes.
+        for i in 1..=self.procs.len() {
+            let _ = std::fs::remove_dir_all(self.dir.join(format!("e{i}")));
+        }
+    }
+}
+
+/// The counter key of `group`.
+fn counter_key(group: &str) -> String {
+    format!("/count/{group}")
+}
+
+/// The slot key of query `query_id` in `group`.
+fn slot_key(group: &str, query_id: &str) -> String {
+    format!("/slots/{group}/{query_id}")
+}
+
+/// A counter's value and mod revision as a range read found it (an
+/// absent key: 0 at revision 0, which a compare on mod revision matches).
+fn counter_of(kvs: &[etcd_client::KeyValue]) -> Result<(i64, i64)> {
+    match kvs.first() {
+        None => Ok((0, 0)),
+        Some(kv) => {
+            let count = kv.value_str()?.parse().context("counter value")?;
+            Ok((count, kv.mod_revision()))
+        }
+    }
+}
+
+/// Gives up after this many lost compares in a row (a live-lock guard:
+/// someone wins every round, so a real run never gets close).
+const MAX_ATTEMPTS: usize = 10_000;
+
+/// What an acquire or release did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Committed after `conflicts` lost compares.
+    Done { conflicts: usize },
+    /// Acquire only: the group was at its limit.
+    Full { conflicts: usize },
+}
+
+/// Changes `group`'s counter by `delta` together with `slot_op`, in one
+/// transaction that compares the counter's mod revision; a lost compare
+/// reads the counter again (the else branch) and retries. An acquire
+/// (`delta` > 0) stops at `limit`.
+async fn change_counter(
+    kv: &mut KvClient,
+    group: &str,
+    delta: i64,
+    limit: i64,
+    slot_op: impl Fn() -> TxnOp,
+) -> Result<Change> {
+    let key = counter_key(group);
+    let (mut count, mut revision) = counter_of(kv.get(key.as_str(), None).await?.kvs())?;
+    for conflicts in 0..MAX_ATTEMPTS {
+        if delta > 0 && count + delta > limit {
+            return Ok(Change::Full { conflicts });
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([
+                TxnOp::put(key.as_str(), (count + delta).to_string(), None),
+                slot_op(),
+            ])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let response = kv.txn(txn).await?;
+        if response.succeeded() {
+            return Ok(Change::Done { conflicts });
+        }
+        match response.op_responses().first() {
+            Some(TxnOpResponse::Get(get)) => (count, revision) = counter_of(get.kvs())?,
+            other => bail!("unexpected else-branch response {other:?}"),
+        }
+    }
+    bail!("{MAX_ATTEMPTS} lost compares in a row on {key}")
+}
+
+/// Takes a slot of `group` (at most `limit`) for `query_id`, its slot key
+/// held by `lease`.
+pub async fn acquire(
+    kv: &mut KvClient,
+    group: &str,
+    query_id: &str,
+    limit: i64,
+    lease: i64,
+) -> Result<Change> {
+    let slot = slot_key(group, query_id);
+    change_counter(kv, group, 1, limit, || {
+        TxnOp::put(slot.as_str(), "", Some(PutOptions::new().with_lease(lease)))
+    })
+    .await
+}
+
+/// Gives back `query_id`'s slot of `group`.
+pub async fn release(kv: &mut KvClient, group: &str, query_id: &str) -> Result<Change> {
+    let slot = slot_key(group, query_id);
+    change_counter(kv, group, -1, 0, || TxnOp::delete(slot.as_str(), None)).await
+}
+
+/// One bench client: its own connection and its own lease, kept alive
+/// until dropped.
+struct EtcdClient {
+    kv: KvClient,
+    lease: i64,
+    keep_alive: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EtcdClient {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+    }
+}
+
+/// The lease every bench client holds its slots under.
+const LEASE_TTL_SECS: i64 = 10;
+
+impl EtcdClient {
+    async fn connect(endpoint: &str) -> Result<EtcdClient> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(10));
+        let mut client = Client::connect([endpoint], Some(options)).await?;
+        let lease = client.lease_grant(LEASE_TTL_SECS, None).await?.id();
+        let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+        let keep_alive = tokio::spawn(async move {
+            let every = Duration::from_secs(LEASE_TTL_SECS as u64) / 3;
+            while keeper.keep_alive().await.is_ok() && matches!(stream.message().await, Ok(Some(_)))
+            {
+                tokio::time::sleep(every).await;
+            }
+        });
+        Ok(EtcdClient {
+            kv: client.kv_client(),
+            lease,
+            keep_alive,
+        })
+    }
+}
+
+/// One system's figures for one load in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub load: String,
+    /// `raft-rm` or `etcd`.
+    pub system: String,
+    pub round: usize,
+    pub clients: usize,
+    pub groups: usize,
+    pub seconds: f64,
+    pub admissions: usize,
+    pub admissions_per_sec: f64,
+    pub acquire_latency: Option<Summary>,
+    pub release_latency: Option<Summary>,
+    /// Lost compares, acquire and release (etcd only).
+    pub conflicts: usize,
+    pub errors: usize,
+}
+
+/// `clients` closed-loop clients against etcd's `leader`, client `k` in
+/// `groups[k % groups.len()]`: acquire a fresh query id, release it.
+pub async fn run_etcd_admission(
+    leader: &str,
+    clients: usize,
+    groups: &[String],
+    duration: Duration,
+    tag: &str,
+) -> Result<(crate::bench::Loop, usize)> {
+    let mut held = Vec::new();
+    for _ in 0..clients {
+        held.push(EtcdClient::connect(leader).await?);
+    }
+    let sessions: Arc<Vec<(KvClient, i64)>> =
+        Arc::new(held.iter().map(|s| (s.kv.clone(), s.lease)).collect());
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let (groups, tag) = (Arc::new(groups.to_vec()), tag.to_string());
+    let counted = conflicts.clone();
+    let run = closed_loop(clients, duration, move |k, n| {
+        let (mut kv, lease) = sessions[k].clone();
+        let group = groups[k % groups.len()].clone();
+        let (q, conflicts) = (format!("e{tag}-{k}-{n}"), counted.clone());
+        let mut kv_release = kv.clone();
+        async move {
+            let count = |c: usize| {
+                conflicts.fetch_add(c, Ordering::Relaxed);
+            };
+            let acquiring = async {
+                match acquire(&mut kv, &group, &q, LIMIT as i64, lease).await {
+                    Ok(Change::Done { conflicts: c }) => {
+                        count(c);
+                        true
+                    }
+                    // At the limit: refused (the loads never fill a group).
+                    Ok(Change::Full { conflicts: c }) => {
+                        count(c);
+                        false
+                    }
+                    Err(_) => false,
+                }
+            };
+            let releasing = async {
+                match release(&mut kv_release, &group, &q).await {
+                    Ok(Change::Done { conflicts: c } | Change::Full { conflicts: c }) => {
+                        count(c);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            };
+            timed_cycle(acquiring, releasing).await
+        }
+    })
+    .await?;
+    // Their keep-alives stop, so the leases (and any slot a failed
+    // release left) expire.
+    drop(held);
+    Ok((run, conflicts.load(Ordering::Relaxed)))
+}
+
+/// A load: how many clients, spread over how many groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Load {
+    pub name: &'static str,
+    pub clients: usize,
+    pub groups: Vec<String>,
+}
+
+/// One hot group (limit [`LIMIT`]) with `clients` clients; `clients`
+/// clients over [`crate::bench::SPREAD_GROUPS`] groups; one client.
+pub fn loads(clients: usize) -> Vec<Load> {
+    let hot = vec![HOT_GROUP.to_string()];
+    vec![
+        Load {
+            name: "hot",
+            clients,
+            groups: hot.clone(),
+        },
+        Load {
+            name: "100-groups",
+            clients,
+            groups: crate::bench::spread_groups(),
+        },
+        Load {
+            name: "1-client",
+            clients: 1,
+            groups: hot,
+        },
+    ]
+}
+
+/// Runs every load on both systems, `rounds` times: per round and load,
+/// `raft-rm` first, then etcd.
+pub async fn compare(
+    ours: &LocalCluster,
+    etcd_leader: &str,
+    clients: usize,
+    duration: Duration,
+    rounds: usize,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for round in 1..=rounds {
+        for load in loads(clients) {
+            let tag = format!("{}-r{round}", load.name);
+            let r = run_admission(ours, load.clients, duration, &tag, &load.groups).await?;
+            let row = Row {
+                load: load.name.into(),
+                system: "raft-rm".into(),
+                round,
+                clients: load.clients,
+                groups: load.groups.len(),
+                seconds: r.seconds,
+                admissions: r.acquires,
+                admissions_per_sec: r.acquires_per_sec,
+                acquire_latency: r.acquire_latency,
+                release_latency: r.release_latency,
+                conflicts: 0,
+                errors: r.errors,
+            };
+            println!("{}", table_line(&row));
+            rows.push(row);
+            let (r, conflicts) =
+                run_etcd_admission(etcd_leader, load.clients, &load.groups, duration, &tag).await?;
+            let row = Row {
+                load: load.name.into(),
+                system: "etcd".into(),
+                round,
+                clients: load.clients,
+                groups: load.groups.len(),
+                seconds: r.seconds,
+                admissions: r.first.len(),
+                admissions_per_sec: r.first.len() as f64 / r.seconds,
+                acquire_latency: summarize(&r.first),
+                release_latency: summarize(&r.second),
+                conflicts,
+                errors: r.errors,
+            };
+            println!("{}", table_line(&row));
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The table's header, matching [`table_line`].
+pub const TABLE_HEADER: &str =
+    "load        system   round clients  adm/s    p50 ms   p99 ms   max ms  conflicts errors";
+
+/// One row of the table.
+pub fn table_line(r: &Row) -> String {
+    let ms = |f: fn(&Summary) -> f64| r.acquire_latency.as_ref().map_or(0.0, f);
+    format!(
+        "{:<11} {:<8} {:>5} {:>7} {:>6.0} {:>9.2} {:>8.2} {:>8.2} {:>10} {:>6}",
+        r.load,
+        r.system,
+        r.round,
+        r.clients,
+        r.admissions_per_sec,
+        ms(|s| s.p50_ms),
+        ms(|s| s.p99_ms),
+        ms(|s| s.max_ms),
+        r.conflicts,
+        r.errors,
+    )
+}
+
+/// Ours against etcd for one load, over all rounds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ratio {
+    pub load: String,
+    /// Mean admissions/s over the rounds, ours / etcd.
+    pub admissions_per_sec: f64,
+    /// The worst round's acquire p99, ours / etcd (lower is better).
+    pub acquire_p99: f64,
+}
+
+/// Per load (in table order): mean admissions/s and worst acquire p99,
+/// ours over etcd's.
+pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        if !names.contains(&r.load.as_str()) {
+            names.push(&r.load);
+        }
+    }
+    let of = |load: &str, system: &str| -> (f64, f64) {
+        let runs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.load == load && r.system == system)
+            .collect();
+        let rate = runs.iter().map(|r| r.admissions_per_sec).sum::<f64>() / runs.len() as f64;
+        let p99 = runs
+            .iter()
+            .filter_map(|r| r.acquire_latency.as_ref().map(|s| s.p99_ms))
+            .fold(0.0, f64::max);
+        (rate, p99)
+    };
+    names
+        .into_iter()
+        .map(|load| {
+            let ((ours, ours_p99), (etcd, etcd_p99)) = (of(load, "raft-rm"), of(load, "etcd"));
+            Ratio {
+                load: load.to_string(),
+                admissions_per_sec: ours / etcd,
+                acquire_p99: ours_p99 / etcd_p99,
+            }
+        })
+        .collect()
+}
+
+/// Issue 8's targets, each with whether this run met it: the hot group
+/// at least 2x etcd's admissions/s with a p99 no worse; 100 groups at
+/// least etcd's admissions/s.
+pub fn targets(ratios: &[Ratio]) -> Vec<(String, bool)> {
+    let of = |load: &str| ratios.iter().find(|r| r.load == load);
+    let mut out = Vec::new();
+    if let Some(r) = of("hot") {
+        let met = r.admissions_per_sec >= 2.0 && r.acquire_p99 <= 1.0;
+        out.push(("hot: >= 2x admissions/s, p99 no worse".to_string(), met));
+    }
+    if let Some(r) = of("100-groups") {
+        let met = r.admissions_per_sec >= 1.0;
+        out.push(("100-groups: >= 1x admissions/s".to_string(), met));
+    }
+    out
+}
+
+/// What follows the rows: the ratios per load, then the targets.
+pub fn summary(rows: &[Row]) -> String {
+    let ratios = ratios(rows);
+    let mut out =
+        vec!["ours / etcd: admissions/s (mean over rounds), acquire p99 (worst round)".to_string()];
+    for r in &ratios {
+        out.push(format!(
+            "{:<11} {:>6.2}x admissions/s  {:>6.2}x p99",
+            r.load, r.admissions_per_sec, r.acquire_p99
+        ));
+    }
+    for (target, met) in targets(&ratios) {
+        let verdict = if met { "met" } else { "NOT met" };
+        out.push(format!("target {target}: {verdict}"));
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(load: &str, system: &str, rate: f64, p99: f64) -> Row {
+        Row {
+            load: load.into(),
+            system: system.into(),
+            round: 1,
+            clients: 64,
+            groups: 1,
+            seconds: 1.0,
+            admissions: rate as usize,
+            admissions_per_sec: rate,
+            acquire_latency: Some(Summary {
+                count: rate as usize,
+                p50_ms: p99 / 2.0,
+                p99_ms: p99,
+                max_ms: p99 * 2.0,
+                mean_ms: p99 / 2.0,
+            }),
+            release_latency: None,
+            conflicts: 0,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn ratios_average_rates_and_take_the_worst_p99() {
+        let rows = [
+            row("hot", "raft-rm", 300.0, 4.0),
+            row("hot", "etcd", 100.0, 8.0),
+            row("hot", "raft-rm", 500.0, 6.0),
+            row("hot", "etcd", 100.0, 4.0),
+            row("1-client", "raft-rm", 50.0, 2.0),
+            row("1-client", "etcd", 100.0, 1.0),
+        ];
+        let r = ratios(&rows);
+        assert_eq!(
+            r,
+            vec![
+                Ratio {
+                    load: "hot".into(),
+                    admissions_per_sec: 4.0,
+                    acquire_p99: 0.75
+                },
+                Ratio {
+                    load: "1-client".into(),
+                    admissions_per_sec: 0.5,
+                    acquire_p99: 2.0
+                },
+            ]
+        );
+        let summary = summary(&rows);
+        assert!(summary.contains("hot           4.00x admissions/s    0.75x p99"));
+        assert!(summary.contains("target hot: >= 2x admissions/s, p99 no worse: met"));
+        let mut slow = rows[..4].to_vec();
+        slow[0].acquire_latency.as_mut().unwrap().p99_ms = 9.0;
+        assert!(!targets(&ratios(&slow))[0].1, "p99 worse than etcd's");
+    }
+
+    #[test]
+    fn loads_cover_a_hot_group_a_hundred_groups_and_one_client() {
+        let l = loads(64);
+        let shape: Vec<(&str, usize, usize)> = l
+            .iter()
+            .map(|l| (l.name, l.clients, l.groups.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![("hot", 64, 1), ("100-groups", 64, 100), ("1-client", 1, 1)]
+        );
+    }
+
+    #[test]
+    fn an_absent_counter_is_zero_at_revision_zero() {
+        assert_eq!(counter_of(&[]).unwrap(), (0, 0));
+        assert_eq!(counter_key("hot"), "/count/hot");
+        assert_eq!(slot_key("hot", "q1"), "/slots/hot/q1");
+    }
+}
