@@ -187,6 +187,9 @@ async fn poll(
         // Nothing new: wait a little for progress, as Trino does.
         let _ = tokio::time::timeout(wait, changed).await;
     }
+    // After a pause or a partition, this may run before the session keeper
+    // has noticed the lease ran out: never answer "running" then.
+    state.coordinator.fence(&q).await;
     let r = results(&state, &q, token);
     q.mark_reported(r.stats.state);
     Json(r).into_response()

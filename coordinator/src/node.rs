@@ -39,12 +39,16 @@ pub async fn start(
     let events = Arc::new(Events::default());
     let kills = events.kills();
     let eventual = crate::eventual::Eventual::new(config.freshness_gate);
+    let lease = Arc::new(crate::session::Lease::default());
     let coordinator = Arc::new(Coordinator::new(
         &config,
         rms.clone(),
         HttpClient::new(config.secret.clone(), Duration::from_secs(5)),
-        session_rx,
-        session_recheck.clone(),
+        crate::session::SessionLink {
+            current: session_rx,
+            lease: lease.clone(),
+            recheck: session_recheck.clone(),
+        },
         events.clone(),
         eventual.clone(),
     ));
@@ -53,6 +57,7 @@ pub async fn start(
             rms.clone(),
             config.id.clone(),
             session_tx,
+            lease,
             session_recheck,
             stop_rx.clone(),
         )),

@@ -38,6 +38,8 @@ pub struct Coordinator {
     /// For workers.
     pub http: HttpClient,
     pub session: watch::Receiver<SessionId>,
+    /// Until when the session certainly holds, by this process's clock.
+    pub lease: Arc<crate::session::Lease>,
     /// Asks the session keeper to renew now (a refusal said it expired).
     pub session_recheck: Arc<Notify>,
     pub events: Arc<Events>,
@@ -76,6 +78,9 @@ pub struct Inner {
     /// The state the client was last told: a poll answers at once when
     /// the state has moved on since.
     pub reported: Option<QueryState>,
+    /// Runs on a linearizable admission, fenced by this coordinator's
+    /// session: it must not look running once the session may be gone.
+    pub fenced: bool,
 }
 
 impl Query {
@@ -133,12 +138,25 @@ impl Query {
 }
 
 impl Coordinator {
+    /// Fails a running query whose admission may have been revoked: its
+    /// session's lease has run out by this process's clock (a pause, a
+    /// partition), even if the keeper has not noticed yet.
+    pub async fn fence(&self, q: &Query) {
+        let now = q.snapshot();
+        if now.fenced && now.state == QueryState::Running && !self.lease.holds() {
+            q.cancel(QueryError::new(
+                ErrorKind::GenericInternalError,
+                "the coordinator lost its session with the RMs; admission revoked",
+            ));
+            q.wait_ended(Duration::from_secs(1)).await;
+        }
+    }
+
     pub fn new(
         config: &crate::config::CoordinatorConfig,
         rms: Arc<Rms>,
         http: HttpClient,
-        session: watch::Receiver<SessionId>,
-        session_recheck: Arc<Notify>,
+        session: crate::session::SessionLink,
         events: Arc<Events>,
         eventual: Arc<crate::eventual::Eventual>,
     ) -> Coordinator {
@@ -147,8 +165,9 @@ impl Coordinator {
             groups: config.groups.clone(),
             rms,
             http,
-            session,
-            session_recheck,
+            session: session.current,
+            lease: session.lease,
+            session_recheck: session.recheck,
             events,
             eventual,
             queries: Mutex::default(),
@@ -203,6 +222,7 @@ impl Coordinator {
                 worker: None,
                 last_poll: Instant::now(),
                 reported: None,
+                fenced: false,
             }),
             changed: Notify::new(),
             cancel,
@@ -499,6 +519,7 @@ async fn run(
     q.update(|i| {
         i.state = QueryState::Running;
         i.started = Some(Instant::now());
+        i.fenced = true;
     });
     let mut session_rx = c.session.clone();
     let lost = async move {

@@ -17,10 +17,43 @@ use crate::rm::Rms;
 /// The current session, `None` while there is none.
 pub type SessionId = Option<u64>;
 
+/// What a coordinator's drivers hold of the session.
+pub struct SessionLink {
+    pub current: watch::Receiver<SessionId>,
+    pub lease: Arc<Lease>,
+    /// Asks the keeper to renew now (a refusal said it expired).
+    pub recheck: Arc<Notify>,
+}
+
+/// Until when this side may count on the session, by its own monotonic
+/// clock. The keeper notices a lost session only when it runs again, and
+/// after a pause the HTTP server may run first: a poll checks this, so it
+/// never reports a query running on an admission the RMs have revoked.
+#[derive(Debug, Default)]
+pub struct Lease {
+    valid_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Lease {
+    /// Whether the session is certainly still alive at the RMs now.
+    pub fn holds(&self) -> bool {
+        self.lock().is_some_and(|t| Instant::now() < t)
+    }
+
+    fn set(&self, until: Option<Instant>) {
+        *self.lock() = until;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.valid_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 pub async fn keep(
     rms: Arc<Rms>,
     coordinator: String,
     current: watch::Sender<SessionId>,
+    lease_clock: Arc<Lease>,
     recheck: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -53,11 +86,12 @@ pub async fn keep(
             lease_ms = lease.as_millis() as u64,
             "session registered"
         );
-        current.send_replace(Some(session));
         // The RMs expire the session a lease after they commit a renewal,
         // which is after it was sent: counting from the send, with a margin
         // for clock drift, this side gives up first.
         let mut valid_until = asked + safe(lease);
+        lease_clock.set(Some(valid_until));
+        current.send_replace(Some(session));
         loop {
             let stopped = tokio::select! {
                 s = sleep_or_stop(&mut stop, lease / 3) => s,
@@ -81,6 +115,7 @@ pub async fn keep(
                         lease = Duration::from_millis(ms);
                     }
                     valid_until = sent + safe(lease);
+                    lease_clock.set(Some(valid_until));
                 }
                 Ok(Err(e)) if e.status() == Some(410) => {
                     tracing::warn!(session, "session expired; its admissions are revoked");
@@ -97,6 +132,7 @@ pub async fn keep(
                 break;
             }
         }
+        lease_clock.set(None);
         current.send_replace(None);
     }
 }
@@ -114,4 +150,21 @@ async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
         _ = tokio::time::sleep(d) => false,
     };
     stopped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_holds_only_until_its_time() {
+        let l = Lease::default();
+        assert!(!l.holds(), "no session yet");
+        l.set(Some(Instant::now() + Duration::from_secs(60)));
+        assert!(l.holds());
+        l.set(Some(Instant::now() - Duration::from_millis(1)));
+        assert!(!l.holds(), "past its time (a pause outlived it)");
+        l.set(None);
+        assert!(!l.holds());
+    }
 }
