@@ -43,6 +43,11 @@ impl HttpError {
     pub fn never_sent(&self) -> bool {
         matches!(self, HttpError::Unreachable { source, .. } if source.is_connect())
     }
+
+    /// No answer came in time: the peer may be alive and merely slow.
+    pub fn timed_out(&self) -> bool {
+        matches!(self, HttpError::Unreachable { source, .. } if source.is_timeout())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -187,4 +192,28 @@ fn decode_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, HttpErr
         url: url.to_string(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_peer_times_out_and_a_closed_port_was_never_sent_to() {
+        // Accepts connections (the kernel backlog) but never answers.
+        let slow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = HttpClient::new(None, Duration::from_millis(100));
+        let url = format!("http://{}/x", slow.local_addr().unwrap());
+        let e = client.get_bytes(&url, &[]).await.unwrap_err();
+        assert!(e.timed_out() && !e.never_sent(), "{e}");
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = client
+            .get_bytes(&format!("http://{closed}/x"), &[])
+            .await
+            .unwrap_err();
+        assert!(e.never_sent() && !e.timed_out(), "{e}");
+    }
 }

@@ -118,6 +118,11 @@ impl PeerClient {
             .await;
         let bytes = match answer {
             Ok(bytes) => bytes,
+            // A slow peer is not an unreachable one: openraft backs off
+            // 500 ms after `Unreachable`, and a follower whose fsync is
+            // slower than the heartbeat-long append timeout would then hear
+            // nothing for that long and campaign.
+            Err(e) if e.timed_out() => return Err(RPCError::Network(NetworkError::new(&e))),
             Err(e @ HttpError::Unreachable { .. }) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
