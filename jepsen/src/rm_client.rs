@@ -195,20 +195,39 @@ impl RmClient {
         }
     }
 
-    /// The leader as reported by the first of `addrs` that names one the
-    /// others do not contradict; `None` while there is no agreed leader.
+    /// The leader every one of `addrs` names; `None` while there is no
+    /// agreed leader (a node does not answer, names none, or disagrees).
     pub async fn agreed_leader(&self, addrs: &[String]) -> Option<u64> {
-        let mut seen = None;
+        let mut healths = Vec::with_capacity(addrs.len());
         for addr in addrs {
             let h = self.health(addr).await.ok()?;
-            match (seen, h.leader_id) {
-                (_, None) => return None,
-                (None, l) => seen = l,
-                (Some(a), Some(b)) if a != b => return None,
-                _ => {}
-            }
+            healths.push(Some(h));
         }
-        seen
+        agreed(&healths)
+    }
+
+    /// Registers a session as `coordinator` on the first of `addrs` that
+    /// accepts, round after round, for up to `timeout`.
+    pub async fn register_anywhere(
+        &self,
+        addrs: &[String],
+        coordinator: &str,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut last = String::from("no RM given");
+            for addr in addrs {
+                match self.register_session(addr, coordinator).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("cannot register a session with any RM: {last}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Polls until `addrs` agree on a leader, or `timeout`.
@@ -221,5 +240,44 @@ impl RmClient {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         None
+    }
+}
+
+/// The leader every node names, if all answered (`Some`) and agree.
+pub fn agreed(healths: &[Option<Health>]) -> Option<u64> {
+    let mut seen = None;
+    for h in healths {
+        let l = h.as_ref()?.leader_id?;
+        match seen {
+            None => seen = Some(l),
+            Some(s) if s != l => return None,
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(leader: Option<u64>) -> Option<Health> {
+        Some(Health {
+            node_id: 1,
+            role: "follower".into(),
+            leader_id: leader,
+            term: 1,
+            last_applied: None,
+            staleness_ms: None,
+        })
+    }
+
+    #[test]
+    fn a_leader_is_agreed_only_when_every_node_answers_and_names_it() {
+        assert_eq!(agreed(&[h(Some(2)), h(Some(2))]), Some(2));
+        assert_eq!(agreed(&[h(Some(2)), h(Some(3))]), None);
+        assert_eq!(agreed(&[h(Some(2)), None]), None);
+        assert_eq!(agreed(&[h(Some(2)), h(None)]), None);
+        assert_eq!(agreed(&[]), None);
     }
 }

@@ -615,15 +615,9 @@ pub fn limits_of(text: &str) -> Result<BTreeMap<String, u64>> {
 }
 
 async fn register(rm: &crate::rm_client::RmClient, rms: &[String]) -> Result<u64> {
-    for _ in 0..50 {
-        for addr in rms {
-            if let Ok(s) = rm.register_session(addr, "jepsen").await {
-                return Ok(s);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("cannot register a session with any RM")
+    rm.register_anywhere(rms, "jepsen", Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// Keeps the semaphore clients' session alive: every 300 ms, a renewal to

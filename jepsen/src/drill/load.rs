@@ -126,17 +126,6 @@ impl Ledger {
         self.lock().expired_sessions.insert(session);
     }
 
-    /// The earliest acknowledgement of an acquire invoked at or after
-    /// `t_ns`, if any yet.
-    pub fn first_ack_invoked_after(&self, t_ns: u64) -> Option<u64> {
-        self.lock()
-            .admissions
-            .values()
-            .filter(|a| a.invoked_ns >= t_ns)
-            .map(|a| a.acked_ns)
-            .min()
-    }
-
     /// Every acknowledged admission. One found missing whose session
     /// expired (even if the renewer learnt it only after the release) was
     /// revoked by design, not lost.
@@ -239,19 +228,9 @@ impl Load {
 }
 
 async fn register(rm: &RmClient, addrs: &[String]) -> Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        for addr in addrs {
-            match rm.register_session(addr, "drill").await {
-                Ok(s) => return Ok(s),
-                Err(e) if Instant::now() > deadline => {
-                    anyhow::bail!("cannot register a session with any RM: {e}")
-                }
-                Err(_) => {}
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rm.register_anywhere(addrs, "drill", Duration::from_secs(15))
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// Renews the session at `addr` every 300 ms. An RM that says the session
@@ -574,16 +553,6 @@ mod tests {
         l.settle("b", Fate::Lost, 100);
         let fates: Vec<Fate> = l.admissions().iter().map(|a| a.fate).collect();
         assert_eq!(fates, vec![Fate::Revoked, Fate::Lost]);
-    }
-
-    #[test]
-    fn the_first_ack_counts_only_acquires_invoked_after_the_fault() {
-        let l = Ledger::default();
-        l.acked(adm("a", 5, 1)); // invoked 5, acked 15
-        l.acked(adm("b", 20, 1)); // invoked 20, acked 30
-        assert_eq!(l.first_ack_invoked_after(10), Some(30));
-        assert_eq!(l.first_ack_invoked_after(0), Some(15));
-        assert_eq!(l.first_ack_invoked_after(21), None);
     }
 
     #[test]

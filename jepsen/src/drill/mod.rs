@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::history::{OpType, Recorder, NEMESIS};
-use crate::rm_client::{Health, RmClient};
+use crate::rm_client::{agreed, Health, RmClient};
 use load::{Load, LoadSpec};
 use ops::{Fault, Operator};
 
@@ -396,43 +396,4 @@ pub struct Restart {
     pub out_ms: f64,
     pub start_ns: u64,
     pub end_ns: u64,
-}
-
-/// The leader every answering node names, if they agree and all answered.
-fn agreed(hs: &[Option<Health>]) -> Option<u64> {
-    let mut seen = None;
-    for h in hs {
-        let l = h.as_ref()?.leader_id?;
-        match seen {
-            None => seen = Some(l),
-            Some(s) if s != l => return None,
-            _ => {}
-        }
-    }
-    seen
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(leader: Option<u64>) -> Option<Health> {
-        Some(Health {
-            node_id: 1,
-            role: "follower".into(),
-            leader_id: leader,
-            term: 1,
-            last_applied: None,
-            staleness_ms: None,
-        })
-    }
-
-    #[test]
-    fn a_leader_is_agreed_only_when_every_node_answers_and_names_it() {
-        assert_eq!(agreed(&[h(Some(2)), h(Some(2))]), Some(2));
-        assert_eq!(agreed(&[h(Some(2)), h(Some(3))]), None);
-        assert_eq!(agreed(&[h(Some(2)), None]), None);
-        assert_eq!(agreed(&[h(Some(2)), h(None)]), None);
-        assert_eq!(agreed(&[]), None);
-    }
 }

@@ -194,61 +194,65 @@ impl Operator {
     pub async fn inject(&mut self, fault: Fault, id: u64) -> Result<()> {
         match fault {
             Fault::Kill => {
-                // Recorded first: an abort in the middle of the command still
-                // undoes whatever part of it took effect.
-                self.pending.insert(id, Undo::Restart);
-                if let Err(e) = self
-                    .step(
-                        id,
-                        "kill",
-                        |c| c.kill_cmd.as_deref(),
-                        |c, id| {
-                            c.kill(id);
-                            Ok(())
-                        },
-                    )
-                    .await
-                {
-                    self.pending.remove(&id);
-                    return Err(e);
-                }
+                self.fault_step(
+                    id,
+                    Undo::Restart,
+                    "kill",
+                    |c| c.kill_cmd.as_deref(),
+                    |c, id| {
+                        c.kill(id);
+                        Ok(())
+                    },
+                )
+                .await
             }
             Fault::Pause => {
-                // Recorded first: an abort in the middle of the command still
-                // undoes whatever part of it took effect.
-                self.pending.insert(id, Undo::Resume);
-                if let Err(e) = self
-                    .step(
-                        id,
-                        "pause",
-                        |c| c.pause_cmd.as_deref(),
-                        |c, id| {
-                            if c.pause(&crate::cluster::Target::Rm(id)) {
-                                Ok(())
-                            } else {
-                                bail!("node {id} is not running")
-                            }
-                        },
-                    )
-                    .await
-                {
-                    self.pending.remove(&id);
-                    return Err(e);
-                }
+                self.fault_step(
+                    id,
+                    Undo::Resume,
+                    "pause",
+                    |c| c.pause_cmd.as_deref(),
+                    |c, id| {
+                        if c.pause(&crate::cluster::Target::Rm(id)) {
+                            Ok(())
+                        } else {
+                            bail!("node {id} is not running")
+                        }
+                    },
+                )
+                .await
             }
             Fault::Partition => {
-                self.pending.insert(id, Undo::Heal);
-                if let Err(e) = self
-                    .step(id, "isolate", |c| c.isolate_cmd.as_deref(), isolate_local)
-                    .await
-                {
-                    self.pending.remove(&id);
-                    return Err(e);
-                }
+                self.fault_step(
+                    id,
+                    Undo::Heal,
+                    "isolate",
+                    |c| c.isolate_cmd.as_deref(),
+                    isolate_local,
+                )
+                .await
             }
-            Fault::StepDown => {}
+            Fault::StepDown => Ok(()),
         }
-        Ok(())
+    }
+
+    /// A step that leaves node `id` needing `undo`. The undo is recorded
+    /// first, so an abort in the middle of the command still undoes
+    /// whatever part of it took effect; a step that fails is forgotten.
+    async fn fault_step(
+        &mut self,
+        id: u64,
+        undo: Undo,
+        what: &str,
+        command: impl Fn(&Commands) -> Option<&str>,
+        local: impl FnOnce(&mut LocalCluster, u64) -> Result<()>,
+    ) -> Result<()> {
+        self.pending.insert(id, undo);
+        let done = self.step(id, what, command, local).await;
+        if done.is_err() {
+            self.pending.remove(&id);
+        }
+        done
     }
 
     /// Undoes whatever fault node `id` is still under.
@@ -309,22 +313,17 @@ impl Operator {
 
     /// Stops node `id` gracefully (SIGTERM); [`Operator::heal`] restarts it.
     pub async fn stop(&mut self, id: u64) -> Result<()> {
-        self.pending.insert(id, Undo::Restart);
-        let stopped = self
-            .step(
-                id,
-                "stop",
-                |c| c.stop_cmd.as_deref(),
-                |c, id| {
-                    c.stop_node(id);
-                    Ok(())
-                },
-            )
-            .await;
-        if stopped.is_err() {
-            self.pending.remove(&id);
-        }
-        stopped
+        self.fault_step(
+            id,
+            Undo::Restart,
+            "stop",
+            |c| c.stop_cmd.as_deref(),
+            |c, id| {
+                c.stop_node(id);
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// One step on node `id`: the operator's command, or `local` on the
@@ -437,7 +436,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_or_hanging_command_is_an_error() {
+    async fn a_failing_command_is_an_error() {
         assert!(run_command("true").await.is_ok());
         let e = run_command("exit 3").await.unwrap_err();
         assert!(format!("{e:#}").contains("exit"), "{e:#}");
