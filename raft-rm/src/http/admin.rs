@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::json_body;
-use super::forward::{or_forward, FORWARDED_HEADER};
+use super::forward::{or_forward_to_completion, FORWARDED_HEADER};
 use super::{ApiError, AppState};
 use crate::{Node, NodeId};
 
@@ -104,7 +104,7 @@ where
         op(state.clone(), req).await.map(Json)
     }
     .await;
-    or_forward(&state, &headers, Method::POST, path, body.to_vec(), result).await
+    or_forward_to_completion(&state, &headers, Method::POST, path, body.to_vec(), result).await
 }
 
 async fn add_learner(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -277,7 +277,7 @@ async fn replace_config(
         }
     }
     .await;
-    or_forward(
+    or_forward_to_completion(
         &state,
         &headers,
         Method::POST,
@@ -308,7 +308,7 @@ async fn read_config(State(state): State<AppState>, headers: HeaderMap) -> Respo
         })))
     }
     .await;
-    or_forward(
+    or_forward_to_completion(
         &state,
         &headers,
         Method::GET,

@@ -21,6 +21,7 @@ pub fn was_forwarded(headers: &HeaderMap) -> bool {
 
 /// Answers with `result`, or relays the request to the leader when `result`
 /// says this node is not it and the request has not been forwarded yet.
+/// The relay gives up (504, outcome unknown) once a new leader is known.
 pub async fn or_forward<T: IntoResponse>(
     state: &AppState,
     headers: &HeaderMap,
@@ -29,15 +30,39 @@ pub async fn or_forward<T: IntoResponse>(
     body: Vec<u8>,
     result: Result<T, ApiError>,
 ) -> Response {
+    forward(state, headers, method, path_and_query, body, result, true).await
+}
+
+/// As [`or_forward`], but the relay waits for the leader's own answer:
+/// for admin requests (step-down, membership), which move the leader
+/// themselves.
+pub async fn or_forward_to_completion<T: IntoResponse>(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: Method,
+    path_and_query: &str,
+    body: Vec<u8>,
+    result: Result<T, ApiError>,
+) -> Response {
+    forward(state, headers, method, path_and_query, body, result, false).await
+}
+
+async fn forward<T: IntoResponse>(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: Method,
+    path_and_query: &str,
+    body: Vec<u8>,
+    result: Result<T, ApiError>,
+    give_up_on_new_leader: bool,
+) -> Response {
     match result {
         Err(ApiError::NotLeader {
             leader_id: Some(leader),
             leader_addr: Some(addr),
         }) if !was_forwarded(headers) && leader != state.id => {
             let relayed = relay(state, method, &addr, path_and_query, body);
-            // Admin requests (step-down, membership) move the leader
-            // themselves: they wait for the leader's own answer.
-            if path_and_query.starts_with("/v1/admin/") {
+            if !give_up_on_new_leader {
                 return relayed.await.into_response();
             }
             tokio::select! {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use common::http::CONTENT_BINCODE;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -65,18 +65,7 @@ async fn append(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             if req.vote >= state.raft.metrics().borrow().vote {
                 state.metrics.leader_contacted(Instant::now());
             }
-            let answer = state.raft.append_entries(req).await;
-            // Contact from a leader this node accepts as one: a sender with
-            // a stale vote (HigherVote) is not a leader any more.
-            if matches!(
-                answer,
-                Ok(AppendEntriesResponse::Success
-                    | AppendEntriesResponse::PartialSuccess(_)
-                    | AppendEntriesResponse::Conflict)
-            ) {
-                state.metrics.leader_contacted(Instant::now());
-            }
-            bincode_reply(&answer)
+            bincode_reply(&state.raft.append_entries(req).await)
         }
         Err(e) => e.into_response(),
     }
