@@ -7,7 +7,10 @@
 //! raft-rm admin --rm 127.0.0.1:7001 promote 4
 //! raft-rm admin --rm 127.0.0.1:7001 remove 4
 //! raft-rm admin --rm 127.0.0.1:7001 step-down [--to 2]
+//! raft-rm admin --rm 127.0.0.1:7002 snapshot
 //! ```
+//!
+//! `snapshot` alone runs on the node named by `--rm`, not on the leader.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +49,12 @@ pub enum AdminAction {
         #[arg(long)]
         to: Option<NodeId>,
     },
+    /// Build a snapshot on the node named by --rm now and wait for it.
+    Snapshot {
+        /// How long to wait for the snapshot, in ms [default: 30000].
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// Runs one admin action; returns the process exit status.
@@ -60,8 +69,15 @@ pub async fn run(args: AdminArgs) -> i32 {
         },
         None => None,
     };
-    // Membership changes wait for a learner to catch up: allow time.
-    let http = HttpClient::new(secret, Duration::from_secs(60));
+    // Membership changes wait for a learner to catch up: allow time, and
+    // more than a snapshot is told to wait, so the node answers first.
+    let wait = match &args.action {
+        AdminAction::Snapshot {
+            timeout_ms: Some(ms),
+        } => Duration::from_millis(*ms) + Duration::from_secs(5),
+        _ => Duration::ZERO,
+    };
+    let http = HttpClient::new(secret, wait.max(Duration::from_secs(60)));
     let base = format!("http://{}", args.rm);
     let result: Result<Value, common::http::HttpError> = match args.action {
         AdminAction::Status => http.get_json(&format!("{base}/v1/cluster"), 3).await,
@@ -89,6 +105,13 @@ pub async fn run(args: AdminArgs) -> i32 {
         AdminAction::StepDown { to } => {
             http.post_json(&format!("{base}/v1/admin/step-down"), &json!({"to": to}))
                 .await
+        }
+        AdminAction::Snapshot { timeout_ms } => {
+            http.post_json(
+                &format!("{base}/v1/admin/snapshot"),
+                &json!({"timeout_ms": timeout_ms}),
+            )
+            .await
         }
     };
     match result {

@@ -35,6 +35,7 @@ pub struct Metrics {
     /// What [`Metrics::leader_contact_age`] is computed from.
     contact: Mutex<LeaderContact>,
     pub memory: MemoryMetrics,
+    pub snapshot: SnapshotMetrics,
 }
 
 /// This node's evidence that a leader is alive, for
@@ -126,6 +127,88 @@ impl MemoryMetrics {
     }
 }
 
+/// The latest snapshot this node built, installed or loaded (see
+/// [`crate::store::state_machine`]): what an operator sizes snapshot
+/// transfers and catch-up time by. Gauges of the last one, because a
+/// snapshot is rare (every `snapshot-every` entries) and its cost grows
+/// with the state, so the latest is the figure that matters.
+pub struct SnapshotMetrics {
+    build_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    install_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    bytes: Gauge,
+    built: Counter,
+    installed: Counter,
+}
+
+impl SnapshotMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = SnapshotMetrics {
+            build_seconds: Gauge::default(),
+            install_seconds: Gauge::default(),
+            bytes: Gauge::default(),
+            built: Counter::default(),
+            installed: Counter::default(),
+        };
+        registry.register(
+            "snapshot_build_seconds",
+            "Time the last snapshot this node built took: copy of the state, encoding, durable write",
+            m.build_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_install_seconds",
+            "Time the last snapshot this node received took to install once transferred: decoding, checks, durable write, adoption",
+            m.install_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_bytes",
+            "Encoded size of the latest snapshot this node built, installed or loaded at start",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "snapshots_built",
+            "Snapshots this node built",
+            m.built.clone(),
+        );
+        registry.register(
+            "snapshots_installed",
+            "Snapshots this node installed from a leader",
+            m.installed.clone(),
+        );
+        m
+    }
+
+    pub fn built(&self, took: Duration, bytes: usize) {
+        self.build_seconds.set(took.as_secs_f64());
+        self.bytes.set(bytes as i64);
+        self.built.inc();
+    }
+
+    pub fn installed(&self, took: Duration, bytes: usize) {
+        self.install_seconds.set(took.as_secs_f64());
+        self.bytes.set(bytes as i64);
+        self.installed.inc();
+    }
+
+    /// The snapshot found in the data dir at start.
+    pub fn loaded(&self, bytes: usize) {
+        self.bytes.set(bytes as i64);
+    }
+
+    /// Duration of the last build and size of the latest snapshot (the
+    /// one just built, right after a build); zero before any.
+    pub fn last_build(&self) -> (Duration, u64) {
+        (
+            Duration::from_secs_f64(self.build_seconds.get()),
+            self.bytes.get().max(0) as u64,
+        )
+    }
+
+    /// Snapshots built since start.
+    pub fn builds(&self) -> u64 {
+        self.built.get()
+    }
+}
+
 /// Buckets from 50 µs to ~1.6 s: fsync on NVMe to a slow election.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 16)
@@ -199,6 +282,7 @@ impl Metrics {
             admission_errors.clone(),
         );
         let memory = MemoryMetrics::register(&mut registry);
+        let snapshot = SnapshotMetrics::register(&mut registry);
         Self {
             registry,
             fsync_seconds,
@@ -221,6 +305,7 @@ impl Metrics {
                 started: Instant::now(),
             }),
             memory,
+            snapshot,
         }
     }
 

@@ -1,5 +1,6 @@
-//! Membership changes and leadership hand-over. Every route runs on the
-//! leader; a follower relays the request there.
+//! Membership changes, leadership hand-over and snapshots. Every route but
+//! `snapshot` and `elect` runs on the leader; a follower relays the request
+//! there.
 //!
 //! - `POST /v1/admin/add-learner {"node_id","addr"}`: add a non-voting member
 //!   and wait until it has caught up.
@@ -8,6 +9,8 @@
 //!   the leader hands leadership over first (see [`remove_self`]).
 //! - `POST /v1/admin/step-down {"to": optional id}`: hand leadership to an
 //!   up-to-date follower (see [`step_down`]).
+//! - `POST /v1/admin/snapshot {"timeout_ms": optional}`: build a snapshot
+//!   on the node called, now, and wait for it (see [`snapshot_now`]).
 //! - `POST /v1/admin/elect`: internal; the old leader asks the chosen
 //!   follower to start an election.
 
@@ -39,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/remove", post(remove))
         .route("/v1/admin/step-down", post(step_down_route))
         .route("/v1/admin/elect", post(elect))
+        .route("/v1/admin/snapshot", post(snapshot_route))
         .route("/v1/admin/config", post(replace_config).get(read_config))
 }
 
@@ -317,6 +321,112 @@ async fn read_config(State(state): State<AppState>, headers: HeaderMap) -> Respo
         result,
     )
     .await
+}
+
+/// How long `POST /v1/admin/snapshot` waits for the snapshot unless told,
+/// and the most it may be told: a build copies and encodes the whole state,
+/// seconds at most for the state sizes we measured (docs/benchmarks.md).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotNow {
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The answer of `POST /v1/admin/snapshot`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    pub node_id: NodeId,
+    /// The applied index when the call arrived; the snapshot covers it.
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    /// Time of the build (copy, encode, durable write) and size of the
+    /// snapshot, as in `raft_rm_snapshot_build_seconds` and
+    /// `raft_rm_snapshot_bytes`.
+    pub build_ms: f64,
+    pub bytes: u64,
+    /// From the call to the snapshot in place (a build already running
+    /// when the call arrived is waited for first).
+    pub elapsed_ms: u64,
+}
+
+async fn snapshot_route(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<SnapshotReport>, ApiError> {
+    let req: SnapshotNow = json_body(if body.is_empty() { b"{}" } else { &body })?;
+    let wait = req.timeout_ms.map_or(SNAPSHOT_WAIT, Duration::from_millis);
+    if wait.is_zero() || wait > SNAPSHOT_WAIT_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "timeout_ms must be between 1 and {}",
+            SNAPSHOT_WAIT_MAX.as_millis()
+        )));
+    }
+    Ok(Json(snapshot_now(&state, wait).await?))
+}
+
+/// Builds a snapshot on this node (leader or not) and waits until one
+/// built after the call covers the index applied when it arrived.
+///
+/// openraft ignores a trigger while a build is running, and that build may
+/// stop short of the index we want, so every build that finishes short is
+/// followed by another trigger. A snapshot installed from the leader may
+/// cover the index too, but it is not a build of ours: we wait for ours,
+/// so the report's build time is a build of at least this state.
+pub async fn snapshot_now(state: &AppState, wait: Duration) -> Result<SnapshotReport, ApiError> {
+    let start = Instant::now();
+    let deadline = start + wait;
+    let mut reports = state.raft.metrics();
+    let (target, mut last_seen) = {
+        let m = reports.borrow_and_update();
+        (m.last_applied.map(|l| l.index), m.snapshot)
+    };
+    let builds_before = state.metrics.snapshot.builds();
+    let stopped = |e: &dyn std::fmt::Display| ApiError::Internal(format!("raft stopped: {e}"));
+    let trigger = || async {
+        state
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| stopped(&e))
+    };
+    trigger().await?;
+    loop {
+        let snapshot = reports.borrow_and_update().snapshot;
+        let index = snapshot.map(|s| s.index);
+        if index >= target && state.metrics.snapshot.builds() > builds_before {
+            let (build, bytes) = state.metrics.snapshot.last_build();
+            return Ok(SnapshotReport {
+                node_id: state.id,
+                applied_index: target,
+                snapshot_index: index,
+                build_ms: build.as_secs_f64() * 1000.0,
+                bytes,
+                elapsed_ms: start.elapsed().as_millis() as u64,
+            });
+        }
+        if snapshot != last_seen {
+            // A build (or install) finished short of the target, or was
+            // not ours: ask again; a no-op if ours is still running.
+            last_seen = snapshot;
+            trigger().await?;
+        }
+        match tokio::time::timeout_at(deadline.into(), reports.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(stopped(&e)),
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "no snapshot covering index {target:?} within {} ms (latest covers {index:?}); \
+                     the build may still finish",
+                    wait.as_millis()
+                )))
+            }
+        }
+    }
 }
 
 async fn elect(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -50,11 +50,11 @@ pub fn open(dir: &Path, node_id: NodeId, metrics: Arc<Metrics>) -> Result<Stores
         dir: dir.display().to_string(),
         source,
     };
-    let db = DurableDb::open(&dir.join("sled"), metrics).map_err(io)?;
+    let db = DurableDb::open(&dir.join("sled"), metrics.clone()).map_err(io)?;
     let meta = db.tree("meta").map_err(io)?;
     let identity = ClusterIdentity::open(db.clone(), meta.clone(), node_id, dir)?;
     let log = LogStore::open(db.clone(), meta).map_err(io)?;
-    let state_machine = StateMachineStore::open(&db).map_err(io)?;
+    let state_machine = StateMachineStore::open(&db, metrics).map_err(io)?;
     Ok(Stores {
         log,
         state_machine,

@@ -11,6 +11,7 @@
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -19,6 +20,7 @@ use openraft::{
 };
 
 use crate::machine::Response;
+use crate::metrics::Metrics;
 use crate::store::snapshot::{self, SnapshotPayload, SnapshotStore};
 use crate::store::DurableDb;
 use crate::{Node, NodeId, TypeConfig};
@@ -32,20 +34,26 @@ pub type AppliedState = SnapshotPayload;
 pub struct StateMachineStore {
     applied: Arc<RwLock<AppliedState>>,
     snapshots: SnapshotStore,
+    /// Where snapshot builds and installs report their time and size.
+    metrics: Arc<Metrics>,
 }
 
 impl StateMachineStore {
     /// Loads the latest snapshot, if any; openraft re-applies the committed
     /// log after it.
-    pub fn open(db: &DurableDb) -> std::io::Result<Self> {
+    pub fn open(db: &DurableDb, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let snapshots = SnapshotStore::open(db)?;
         let applied = match snapshots.load()? {
-            Some((_, bytes)) => snapshot::decode(&bytes).map_err(std::io::Error::other)?,
+            Some((_, bytes)) => {
+                metrics.snapshot.loaded(bytes.len());
+                snapshot::decode(&bytes).map_err(std::io::Error::other)?
+            }
             None => AppliedState::default(),
         };
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             snapshots,
+            metrics,
         })
     }
 
@@ -146,6 +154,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, Node>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
+        // Timed from the complete transfer to adoption: the transfer itself
+        // depends on the link, this part on the state's size.
+        let start = Instant::now();
         let bytes = snapshot.into_inner();
         let read_err = |message: String| {
             StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(message))
@@ -163,6 +174,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         *write_lock(&self.applied) = payload;
+        self.metrics
+            .snapshot
+            .installed(start.elapsed(), bytes.len());
         Ok(())
     }
 
@@ -181,6 +195,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         // Copy under the lock, encode and persist outside it.
+        let start = Instant::now();
         let payload = self
             .applied
             .read()
@@ -193,6 +208,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             .save(&snap.meta, &bytes)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), &e))?;
+        self.metrics.snapshot.built(start.elapsed(), bytes.len());
         Ok(snap)
     }
 }

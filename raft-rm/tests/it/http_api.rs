@@ -19,6 +19,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/v1/admin/remove"),
     ("POST", "/v1/admin/step-down"),
     ("POST", "/v1/admin/elect"),
+    ("POST", "/v1/admin/snapshot"),
     ("POST", "/v1/canary"),
     ("GET", "/v1/canary"),
     ("POST", "/v1/admin/config"),

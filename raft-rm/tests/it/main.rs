@@ -5,7 +5,8 @@
 //! - `admission`: linearizable admission under faults, staleness-bounded views;
 //! - `http_api`: auth and bad input on every endpoint;
 //! - `metrics`: the failover-drill metrics (leader changes, leader contact
-//!   age, admission errors by kind) move when they should;
+//!   age, admission errors by kind) move when they should; snapshot build
+//!   and install metrics, and the on-demand snapshot route;
 //! - `e2e`: RMs, workers and coordinators together, through Trino's
 //!   client protocol;
 //! - `workers`: a real worker against the RMs: discovery, the memory view,

@@ -1,10 +1,12 @@
 //! The metrics an SRE watches during a failover drill move when they
-//! should: leader changes, leader contact age, admission errors by kind.
+//! should: leader changes, leader contact age, admission errors by kind;
+//! and the snapshot metrics, with the on-demand snapshot route.
 
 use std::time::{Duration, Instant};
 
 use common::http::CONTENT_JSON;
 use raft_rm::NodeId;
+use serde_json::json;
 
 use crate::harness::{Settings, TestCluster};
 
@@ -148,5 +150,99 @@ async fn admission_errors_are_counted_once_by_route_and_kind() {
     );
     let text = scrape(&c, follower).await;
     assert!(!text.contains(r#"route="/v1/sessions","#), "{text}");
+    c.shutdown().await;
+}
+
+const BUILT: &str = "raft_rm_snapshots_built_total";
+const INSTALLED: &str = "raft_rm_snapshots_installed_total";
+const BYTES: &str = "raft_rm_snapshot_bytes";
+
+/// `POST /v1/admin/snapshot` builds a snapshot covering what was applied
+/// when it was called and reports it as the metrics do; a new node whose
+/// log the leader has purged installs that snapshot and reports its install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_on_demand_is_measured_where_built_and_where_installed() {
+    let mut c = TestCluster::start(
+        3,
+        Settings {
+            // No snapshot of its own accord during the test; purge all but
+            // the last 5 entries after one.
+            snapshot_every: 100_000,
+            keep_logs_after_snapshot: 5,
+            ..Default::default()
+        },
+    )
+    .await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    for seq in 1..=30 {
+        c.canary(leader, "a", seq).await.unwrap();
+    }
+    assert_eq!(sample(&c, leader, BUILT).await, 0.0);
+    let applied = c.applied(leader).unwrap();
+    let report = c.admin(leader, "/v1/admin/snapshot", json!({})).await;
+    assert_eq!(report["node_id"], leader);
+    assert!(
+        report["applied_index"].as_u64().unwrap() >= applied,
+        "{report}"
+    );
+    assert!(
+        report["snapshot_index"].as_u64() >= report["applied_index"].as_u64(),
+        "{report}"
+    );
+    let bytes = report["bytes"].as_f64().unwrap();
+    assert!(
+        bytes > 0.0 && report["build_ms"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert_eq!(sample(&c, leader, BUILT).await, 1.0);
+    assert_eq!(sample(&c, leader, BYTES).await, bytes);
+    assert!(sample(&c, leader, "raft_rm_snapshot_build_seconds").await > 0.0);
+    // Any node builds its own when asked (not relayed to the leader).
+    let follower = if leader == 1 { 2 } else { 1 };
+    let theirs = c.admin(follower, "/v1/admin/snapshot", json!({})).await;
+    assert_eq!(theirs["node_id"], follower);
+    assert_eq!(sample(&c, follower, BUILT).await, 1.0);
+    assert_eq!(
+        post(&c, leader, "/v1/admin/snapshot", r#"{"timeout_ms":0}"#).await,
+        Some(400)
+    );
+    assert_eq!(
+        post(&c, leader, "/v1/admin/snapshot", r#"{"wait":1}"#).await,
+        Some(400)
+    );
+
+    // openraft purges the log behind the snapshot lazily; a new node then
+    // can only be caught up by the snapshot.
+    let snapshot_index = report["snapshot_index"].as_u64().unwrap();
+    let deadline = Instant::now() + T;
+    while c.nodes[&leader]
+        .raft
+        .metrics()
+        .borrow()
+        .purged
+        .map_or(0, |p| p.index)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the leader never purged its log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = c.spawn_empty(4).await;
+    c.admin(
+        leader,
+        "/v1/admin/add-learner",
+        json!({"node_id": 4, "addr": addr}),
+    )
+    .await;
+    // add-learner returns once the learner is within openraft's
+    // replication_lag_threshold (5000 entries), here at once: wait for it.
+    wait_sample(&c, 4, INSTALLED, |v| v >= 1.0).await;
+    assert_eq!(sample(&c, 4, INSTALLED).await, 1.0);
+    assert!(sample(&c, 4, "raft_rm_snapshot_install_seconds").await > 0.0);
+    assert_eq!(sample(&c, 4, BUILT).await, 0.0);
+    // The leader's snapshot at `snapshot_index`, byte for byte (it built no
+    // other since).
+    assert_eq!(sample(&c, 4, BYTES).await, bytes);
+    let installed = c.nodes[&4].raft.metrics().borrow().snapshot;
+    assert!(installed.map(|s| s.index) >= Some(snapshot_index));
     c.shutdown().await;
 }
