@@ -22,6 +22,7 @@ pub struct Metrics {
     fsync_seconds: Histogram,
     fsync_batch: Histogram,
     commit_seconds: Histogram,
+    proposal_batch: Histogram,
     auth_failures: Counter,
     term: Gauge,
     is_leader: Gauge,
@@ -244,6 +245,14 @@ impl Metrics {
             "Time from proposing a write on the leader to it being applied",
             commit_seconds.clone(),
         );
+        let proposal_batch = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+        );
+        registry.register(
+            "proposal_batch_size",
+            "Commands committed in one log entry by the leader's group commit",
+            proposal_batch.clone(),
+        );
         registry.register(
             "auth_failures",
             "Requests refused for a missing or wrong shared secret",
@@ -288,6 +297,7 @@ impl Metrics {
             fsync_seconds,
             fsync_batch,
             commit_seconds,
+            proposal_batch,
             auth_failures,
             term,
             is_leader,
@@ -367,6 +377,10 @@ impl Metrics {
 
     pub fn observe_commit(&self, d: Duration) {
         self.commit_seconds.observe(d.as_secs_f64());
+    }
+
+    pub fn observe_proposal_batch(&self, commands: usize) {
+        self.proposal_batch.observe(commands as f64);
     }
 
     pub fn auth_failed(&self) {

@@ -126,6 +126,7 @@ pub async fn start_with_listener(
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
+    let (proposals, proposal_queue) = crate::http::proposer::Proposals::new();
     let state = AppState {
         id: config.id,
         raft: raft.clone(),
@@ -142,6 +143,7 @@ pub async fn start_with_listener(
         soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
         killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
         log_clock: Arc::default(),
+        proposals,
     };
     let addr = listener.local_addr().map_err(|source| StartError::Listen {
         addr: config.listen,
@@ -164,6 +166,11 @@ pub async fn start_with_listener(
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
+    tasks.push(tokio::spawn(crate::http::proposer::run(
+        state.clone(),
+        proposal_queue,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(run_ticker(state.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(crate::election::run(
         config.id,

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::NodeId;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),

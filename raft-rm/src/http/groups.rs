@@ -269,7 +269,7 @@ async fn query(
             // Ended (released, revoked with its session, timed out): a
             // coordinator that is asked about it can say it ended, when
             // the one that ran it cannot any more.
-            if adm.finished.iter().any(|f| *f == id) {
+            if adm.finished.contains(&id) {
                 return Ok(Json(QueryEntry {
                     query_id: id.clone(),
                     group: String::new(),

@@ -24,6 +24,7 @@ pub mod error;
 pub mod forward;
 pub mod groups;
 pub mod health;
+pub mod proposer;
 pub mod raft;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +81,8 @@ pub struct AppState {
     pub killer: Arc<crate::killer::Killer>,
     /// Stamps log time for this node's proposals.
     pub log_clock: Arc<crate::log_clock::LogClock>,
+    /// The group-commit queue of batchable proposals.
+    pub proposals: proposer::Proposals,
 }
 
 /// What the log held when this process started.
@@ -91,13 +94,22 @@ pub struct StartupLog {
 
 impl AppState {
     /// Proposes `command` through Raft on this node (which must be the
-    /// leader) and waits until it is applied.
+    /// leader) and waits until it is applied. Batchable commands share an
+    /// entry with whatever else is being proposed (see [`proposer`]).
     pub async fn propose(&self, command: Command) -> Result<(u64, Response), ApiError> {
         if self.transferring.load(Ordering::Acquire) {
             return Err(ApiError::Unavailable(
                 "leadership transfer in progress; retry shortly".into(),
             ));
         }
+        if command.batchable() {
+            return self.proposals.submit(command).await;
+        }
+        self.propose_entry(command).await
+    }
+
+    /// Proposes `command` as one log entry of its own, now.
+    async fn propose_entry(&self, command: Command) -> Result<(u64, Response), ApiError> {
         let request = crate::machine::Request {
             leader_time_ms: self.log_clock.stamp(
                 self.raft.metrics().borrow().current_term,

@@ -172,7 +172,7 @@ pub struct Admission {
     pub groups: BTreeMap<String, GroupState>,
     pub queries: BTreeMap<String, QueryRecord>,
     pub sessions: BTreeMap<u64, Session>,
-    pub finished: VecDeque<String>,
+    pub finished: super::finished::FinishedIds,
     pub events: VecDeque<Event>,
     /// Log index of the newest event dropped from `events` (0: none): a
     /// watcher behind it has missed events and must resynchronise.
@@ -292,7 +292,7 @@ impl Admission {
             }
             return self.decision_of(query_id).expect("query exists");
         }
-        if self.finished.iter().any(|f| f == query_id) {
+        if self.finished.contains(query_id) {
             return Decision::Rejected {
                 reason: RejectReason::AlreadyFinished,
             };
@@ -431,10 +431,7 @@ impl Admission {
     }
 
     fn remember_finished(&mut self, query_id: &str) {
-        self.finished.push_back(query_id.to_string());
-        while self.finished.len() > FINISHED_KEPT {
-            self.finished.pop_front();
-        }
+        self.finished.remember(query_id, FINISHED_KEPT);
     }
 
     /// Drops groups of `ids` (deepest first) that hold nothing and have no

@@ -20,6 +20,7 @@
 //!   to prove that every acknowledged write is applied exactly once.
 
 pub mod admission;
+pub mod finished;
 pub mod memory;
 mod scheduling;
 
@@ -78,6 +79,32 @@ pub enum Command {
     SettleKill {
         index: u64,
     },
+    /// Several commands proposed concurrently, committed as one entry (group
+    /// commit: one append, one fsync per replica for all of them). They are
+    /// applied in order at the entry's index and log time, sharing its
+    /// fencing-token ranks, exactly as if they had been separate entries
+    /// with nothing in between. Only [`Command::batchable`] commands may be
+    /// inside; any other is answered [`Response::NotBatchable`] and changes
+    /// nothing.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Whether this command means the same inside a [`Command::Batch`] as
+    /// in an entry of its own. Not so for commands that take the entry's
+    /// index as an identity (a session id, a config version, a kill
+    /// decision), for the leader's `Tick`, or for a nested batch.
+    pub fn batchable(&self) -> bool {
+        matches!(
+            self,
+            Command::Canary { .. }
+                | Command::RenewSession { .. }
+                | Command::Acquire(_)
+                | Command::Release { .. }
+                | Command::Adopt { .. }
+                | Command::Report { .. }
+        )
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +135,10 @@ pub enum Response {
     KillSettled {
         settled: bool,
     },
+    /// The answers to a [`Command::Batch`], one per command, in order.
+    Batch(Vec<Response>),
+    /// A command that may not travel in a batch was found in one.
+    NotBatchable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,14 +176,29 @@ impl State {
     /// Applies one committed command at log `index`.
     pub fn apply(&mut self, index: u64, request: &Request) -> Response {
         self.log_time_ms = self.log_time_ms.max(request.leader_time_ms);
-        let now = self.log_time_ms;
         // Orders the admissions one entry makes (fencing tokens).
         let mut rank = 0;
-        let adm = &mut self.admission;
         match &request.command {
+            Command::Batch(commands) => Response::Batch(
+                commands
+                    .iter()
+                    .map(|c| match c.batchable() {
+                        true => self.apply_command(index, c, &mut rank),
+                        false => Response::NotBatchable,
+                    })
+                    .collect(),
+            ),
+            command => self.apply_command(index, command, &mut rank),
+        }
+    }
+
+    fn apply_command(&mut self, index: u64, command: &Command, rank: &mut u64) -> Response {
+        let now = self.log_time_ms;
+        let adm = &mut self.admission;
+        match command {
             Command::Canary { client, seq } => self.apply_canary(index, client, *seq),
             Command::Tick => {
-                adm.tick(index, now, &mut rank);
+                adm.tick(index, now, rank);
                 self.memory.tick(now);
                 Response::None
             }
@@ -170,10 +216,8 @@ impl State {
                 },
                 None => Response::SessionExpired,
             },
-            Command::Acquire(req) => Response::Admission(adm.acquire(index, req, now, &mut rank)),
-            Command::Release { query_id } => {
-                Response::Release(adm.release(index, query_id, &mut rank))
-            }
+            Command::Acquire(req) => Response::Admission(adm.acquire(index, req, now, rank)),
+            Command::Release { query_id } => Response::Release(adm.release(index, query_id, rank)),
             Command::Adopt {
                 query_id,
                 coordinator,
@@ -186,7 +230,7 @@ impl State {
             } => Response::Reported {
                 applied: adm.report(coordinator, *seq, groups.clone(), now),
             },
-            Command::SetConfig(config) => match adm.set_config(index, config.clone(), &mut rank) {
+            Command::SetConfig(config) => match adm.set_config(index, config.clone(), rank) {
                 Ok(version) => Response::ConfigApplied { version },
                 Err(reason) => Response::ConfigRejected { reason },
             },
@@ -200,6 +244,8 @@ impl State {
             Command::SettleKill { index: decision } => Response::KillSettled {
                 settled: self.memory.settle_freed(*decision, now),
             },
+            // Only `apply` unpacks a batch, and never one inside another.
+            Command::Batch(_) => Response::NotBatchable,
         }
     }
 

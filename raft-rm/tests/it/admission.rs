@@ -401,3 +401,85 @@ async fn the_watch_wakes_on_a_promotion_and_times_out_when_quiet() {
     assert!(other.events.is_empty());
     c.shutdown().await;
 }
+
+/// Group commit: a burst of acquires sent to the leader at once shares log
+/// entries, and each acquire still gets its own answer, in one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_acquires_shares_entries_and_each_gets_its_own_answer() {
+    const BURST: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let http = c.http.clone();
+    let session: u64 = http
+        .post_json::<_, Value>(
+            &c.url(leader, "/v1/sessions"),
+            &json!({"coordinator": "co"}),
+        )
+        .await
+        .unwrap()["session"]
+        .as_u64()
+        .unwrap();
+    let send_all = |path: &'static str, body: fn(usize, u64) -> Value| {
+        let calls: Vec<_> = (0..BURST)
+            .map(|k| {
+                let (http, url) = (http.clone(), c.url(leader, path));
+                tokio::spawn(
+                    async move { http.post_json::<_, Value>(&url, &body(k, session)).await },
+                )
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for call in calls {
+                answers.push(call.await.unwrap().unwrap());
+            }
+            answers
+        }
+    };
+
+    let before = c.applied(leader).unwrap();
+    let answers = send_all("/v1/admission/acquire", |k, session| {
+        json!({"query_id": format!("b{k}"), "group": "hot", "coordinator": "co", "session": session})
+    })
+    .await;
+    let entries = c.applied(leader).unwrap() - before;
+    let mut tokens = BTreeSet::new();
+    let mut positions = BTreeSet::new();
+    for a in answers {
+        let a: AcquireAnswer = serde_json::from_value(a).unwrap();
+        match a.status.as_str() {
+            "admitted" => assert!(tokens.insert(a.fencing_token.unwrap())),
+            "queued" => assert!(positions.insert(a.position.unwrap())),
+            other => panic!("{other}: {a:?}"),
+        }
+    }
+    assert_eq!(tokens.len(), LIMIT, "admitted: {tokens:?}");
+    let expected: BTreeSet<u32> = (1..=(BURST - LIMIT) as u32).collect();
+    assert_eq!(
+        positions, expected,
+        "every queued acquire has its own place"
+    );
+    // Ticks may add an entry or two; without group commit it would be 64+.
+    assert!(
+        entries < BURST as u64 / 2,
+        "{BURST} acquires took {entries} entries"
+    );
+
+    // Releasing everything at once promotes and drains the queue exactly.
+    let outcomes = send_all(
+        "/v1/admission/release",
+        |k, _| json!({"query_id": format!("b{k}")}),
+    )
+    .await;
+    assert!(outcomes
+        .iter()
+        .all(|o| o["outcome"] == "released" || o["outcome"] == "cancelled"));
+    let view: View = http
+        .get_json(&c.url(leader, "/v1/resource-groups?max_staleness_ms=0"), 3)
+        .await
+        .unwrap();
+    let hot = view.groups.iter().find(|g| g.id == "hot").unwrap();
+    assert_eq!((hot.running, hot.queued), (0, 0));
+    c.shutdown().await;
+}

@@ -1,0 +1,158 @@
+//! Group commit of proposals: concurrent commands share one log entry.
+//!
+//! openraft 0.9 appends one entry at a time on the leader and waits for its
+//! fsync, so every proposal used to cost one leader fsync, one follower
+//! fsync and one commit round of its own: under load, commands queued
+//! behind each other's fsyncs. Here the [`Command::batchable`] commands
+//! (acquire, release, renew, adopt, reports, canaries) go through one queue.
+//! At most [`IN_FLIGHT`] entry is being committed at a time; whatever
+//! queued meanwhile goes out as the next entry, one [`Command::Batch`] of up
+//! to [`MAX_BATCH`] commands and [`API_BODY_LIMIT`] encoded bytes. A lone
+//! command is proposed as itself, so an idle node adds no latency.
+//!
+//! Each command keeps its own answer (the batch's answers are in order) and
+//! its own timeout: a caller that gives up does not cancel the entry, which
+//! may still commit, exactly as for a command proposed alone.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use super::{ApiError, AppState, API_BODY_LIMIT, COMMIT_TIMEOUT};
+use crate::machine::{Command, Response};
+
+/// Commands in one entry at most.
+pub const MAX_BATCH: usize = 256;
+/// Entries being committed at once: while one is being synced and
+/// replicated, the next gathers. Measured side by side (64 clients, release
+/// nodes, two rounds): 1 gave 2691 and 2821 acquires/s with p99 19 ms, 2
+/// gave 2817 and 2581 with p99 21 ms, 4 gave 1787 and 2564 with p99 22-86
+/// ms. One is as fast as any, with the tightest tail.
+pub const IN_FLIGHT: usize = 1;
+
+type Answer = Result<(u64, Response), ApiError>;
+
+/// A command waiting for an entry, with where its answer goes.
+pub struct Pending {
+    command: Command,
+    /// Encoded size, measured once by the caller's own task.
+    bytes: usize,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// The sending side, held by every handler through [`AppState`].
+#[derive(Clone)]
+pub struct Proposals {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Proposals {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Pending>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        (Self { queue }, rx)
+    }
+
+    /// Queues `command` for the next entry and waits for its answer.
+    pub async fn submit(&self, command: Command) -> Answer {
+        let bytes = common::codec::encode(&command)
+            .map_err(|e| ApiError::Internal(format!("cannot encode command: {e}")))?
+            .len();
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Pending {
+                command,
+                bytes,
+                answer,
+            })
+            .map_err(|_| ApiError::Unavailable("node is shutting down".into()))?;
+        match tokio::time::timeout(COMMIT_TIMEOUT, answered).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ApiError::Unavailable(
+                "node shut down before the write was committed; it may still commit".into(),
+            )),
+            Err(_) => Err(ApiError::Timeout(format!(
+                "not committed within {} s (no quorum?); the write may still commit",
+                COMMIT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// Gathers queued commands into entries until `shutdown`.
+pub async fn run(
+    state: AppState,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    // A command that did not fit the previous entry starts the next one.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = queue.recv() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            },
+        };
+        let mut bytes = first.bytes;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            let Ok(next) = queue.try_recv() else { break };
+            if bytes + next.bytes > API_BODY_LIMIT {
+                carried = Some(next);
+                break;
+            }
+            bytes += next.bytes;
+            batch.push(next);
+        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            commit(&state, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Proposes `batch` as one entry and hands each command its answer.
+async fn commit(state: &AppState, mut batch: Vec<Pending>) {
+    state.metrics.observe_proposal_batch(batch.len());
+    if batch.len() == 1 {
+        let Some(p) = batch.pop() else { return };
+        let _ = p.answer.send(state.propose_entry(p.command).await);
+        return;
+    }
+    let (commands, answers): (Vec<Command>, Vec<oneshot::Sender<Answer>>) =
+        batch.into_iter().map(|p| (p.command, p.answer)).unzip();
+    let count = commands.len();
+    match state.propose_entry(Command::Batch(commands)).await {
+        Ok((index, Response::Batch(each))) if each.len() == count => {
+            for (answer, response) in answers.into_iter().zip(each) {
+                let _ = answer.send(Ok((index, response)));
+            }
+        }
+        Ok((_, other)) => {
+            let e = ApiError::Internal(format!(
+                "a batch of {count} commands was answered {other:?}"
+            ));
+            for answer in answers {
+                let _ = answer.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for answer in answers {
+                let _ = answer.send(Err(e.clone()));
+            }
+        }
+    }
+}
