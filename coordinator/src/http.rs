@@ -133,6 +133,11 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return user_error(StatusCode::BAD_REQUEST, "the statement is not UTF-8");
     };
     let q = state.coordinator.submit(sql, client);
+    // Trino answers a submission at once, QUEUED. Here a queued query is
+    // meant to survive its coordinator, so the first answer waits (briefly)
+    // for the RMs to hold it: otherwise a crash right after the answer
+    // loses a query the client was told is queued.
+    q.wait_recorded(MAX_WAIT).await;
     let r = results(&state, &q, 0);
     q.mark_reported(r.stats.state);
     Json(r).into_response()

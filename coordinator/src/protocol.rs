@@ -21,6 +21,9 @@ pub enum ErrorKind {
     QueryRejected,
     /// The group's queue is full.
     QueryQueueFull,
+    /// Queued longer than the RMs' `queue-timeout-ms` (Trino's
+    /// `query.max-queued-time` gives the same error).
+    ExceededTimeLimit,
     /// The low-memory killer chose this query.
     ClusterOutOfMemory,
     /// Over `query.max-memory`.
@@ -47,6 +50,9 @@ impl ErrorKind {
             ErrorKind::GenericInternalError => ("GENERIC_INTERNAL_ERROR", 65536, "INTERNAL_ERROR"),
             ErrorKind::NoNodesAvailable => ("NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR"),
             ErrorKind::QueryQueueFull => ("QUERY_QUEUE_FULL", 131074, "INSUFFICIENT_RESOURCES"),
+            ErrorKind::ExceededTimeLimit => {
+                ("EXCEEDED_TIME_LIMIT", 131075, "INSUFFICIENT_RESOURCES")
+            }
             ErrorKind::ExceededGlobalMemoryLimit => (
                 "EXCEEDED_GLOBAL_MEMORY_LIMIT",
                 131073,
@@ -296,6 +302,10 @@ mod tests {
         assert_eq!(json["errorCode"], 131074);
         assert_eq!(json["errorType"], "INSUFFICIENT_RESOURCES");
         assert_eq!(ErrorKind::ClusterOutOfMemory.trino().1, 131076);
+        assert_eq!(
+            ErrorKind::ExceededTimeLimit.trino(),
+            ("EXCEEDED_TIME_LIMIT", 131075, "INSUFFICIENT_RESOURCES")
+        );
         assert_eq!(
             ErrorKind::QueryRejected.trino(),
             ("QUERY_REJECTED", 31, "USER_ERROR")

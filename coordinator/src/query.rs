@@ -81,6 +81,11 @@ pub struct Inner {
     /// Runs on a linearizable admission, fenced by this coordinator's
     /// session: it must not look running once the session may be gone.
     pub fenced: bool,
+    /// The admission has decided where the query stands: the RMs answered
+    /// its acquire (it is in their durable ledger, queued or admitted, or
+    /// was refused), or its group is eventual (decided here, nothing to
+    /// record). Until then a crash of this coordinator loses the query.
+    pub recorded: bool,
 }
 
 impl Query {
@@ -110,12 +115,24 @@ impl Query {
     /// Waits (at most `limit`) until the driver has recorded the end, so the
     /// answer that follows shows it.
     pub async fn wait_ended(&self, limit: Duration) {
+        self.wait_until(limit, |i| i.ended.is_some()).await;
+    }
+
+    /// Waits (at most `limit`) until the query is in the RMs' ledger, has
+    /// been decided otherwise, or has ended: a client told QUEUED can then
+    /// rely on the query outliving this coordinator.
+    pub async fn wait_recorded(&self, limit: Duration) {
+        self.wait_until(limit, |i| i.recorded || i.ended.is_some())
+            .await;
+    }
+
+    async fn wait_until(&self, limit: Duration, done: impl Fn(&Inner) -> bool) {
         let _ = tokio::time::timeout(limit, async {
             loop {
                 let changed = self.changed.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                if self.snapshot().ended.is_some() {
+                if done(&self.snapshot()) {
                     return;
                 }
                 changed.await;
@@ -223,6 +240,7 @@ impl Coordinator {
                 last_poll: Instant::now(),
                 reported: None,
                 fenced: false,
+                recorded: false,
             }),
             changed: Notify::new(),
             cancel,
@@ -493,7 +511,9 @@ async fn run(
         )
     })?;
     if specs.last().map(|s| &s.consistency) != Some(&Consistency::Linearizable) {
-        // Eventual: decided here, on the aggregated view; no fencing token.
+        // Eventual: decided here, on the aggregated view; no fencing token,
+        // and no durable queue to wait for.
+        q.update(|i| i.recorded = true);
         let _permit = tokio::select! {
             p = c.eventual.admit(&group, &specs) => p?,
             why = wait_cancel(cancelled) => return Err(why),
@@ -627,6 +647,7 @@ async fn admit(
         }
         break answer;
     };
+    q.update(|i| i.recorded = true);
     let mut answer = answer;
     loop {
         match answer["status"].as_str() {
@@ -660,8 +681,9 @@ async fn admit(
             Some(Ok(e)) => {
                 return match e.kind.as_str() {
                     "promoted" => Ok((e.fencing_token.unwrap_or(0), session)),
+                    // The RMs fail a queued query only at its queue timeout.
                     "failed" => Err(QueryError::new(
-                        ErrorKind::QueryQueueFull,
+                        ErrorKind::ExceededTimeLimit,
                         e.reason.unwrap_or_else(|| "failed while queued".into()),
                     )),
                     _ => Err(QueryError::new(

@@ -498,8 +498,9 @@ pub(crate) async fn shutdown(s: Stack) {
     s.rms.shutdown().await;
 }
 
-/// A coordinator dies with queries running and queued. Its running queries
-/// fail; its queued one survives in the RMs and, when the client's next
+/// A coordinator dies with queries running and queued, right after it told
+/// a client QUEUED. Its running queries fail; its queued one survives in
+/// the RMs and, when the client's next
 /// poll reaches the other coordinator (as through a load balancer), is
 /// adopted there and runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,14 +544,11 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
         }
         running.push(r);
     }
+    // The first answer is enough: QUEUED means the RMs hold the query.
     let queued = submit("SELECT c", "300").await;
-    let queued = client
-        .get_json::<Value>(queued["nextUri"].as_str().unwrap(), 1)
-        .await
-        .unwrap();
     assert_eq!(queued["stats"]["state"], "QUEUED", "{queued}");
 
-    // c1 dies: no release, no more renewals.
+    // c1 dies at once: no release, no more renewals.
     let t0 = Instant::now();
     s.coordinators.remove(0).shutdown().await;
     eprintln!("c1 shut down in {:?}", t0.elapsed());
