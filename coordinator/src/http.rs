@@ -204,7 +204,18 @@ async fn cancel(
     State(state): State<AppState>,
     Path((_phase, id, slug, _token)): Path<(String, String, String, u64)>,
 ) -> Response {
-    if let Some(q) = lookup(&state, &id, &slug) {
+    let q = match lookup(&state, &id, &slug) {
+        Some(q) => Some(q),
+        // Not ours: a dead coordinator's query is taken over to be
+        // cancelled (a queued one leaves the RMs' queue); a live one's
+        // cannot be reached from here, so the client is told to retry
+        // rather than told it worked.
+        None => match state.coordinator.adopt(&id, &slug).await {
+            Ok(q) => q,
+            Err(e) => return user_error(StatusCode::SERVICE_UNAVAILABLE, e.message),
+        },
+    };
+    if let Some(q) = q {
         q.cancel(QueryError::new(
             ErrorKind::UserCanceled,
             "Query was canceled",

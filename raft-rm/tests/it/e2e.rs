@@ -548,6 +548,25 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
     let queued = submit("SELECT c", "300").await;
     assert_eq!(queued["stats"]["state"], "QUEUED", "{queued}");
 
+    // A cancel that reaches c2 while c1 lives cannot act: it says so.
+    let delete_via_c2 = |uri: &str| {
+        let url = uri.replace(&c1, &c2);
+        async move {
+            reqwest::Client::new()
+                .delete(url)
+                .header("x-trino-user", "bob")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        delete_via_c2(queued["nextUri"].as_str().unwrap()).await,
+        503
+    );
+
     // c1 dies at once: no release, no more renewals.
     let t0 = Instant::now();
     s.coordinators.remove(0).shutdown().await;
@@ -576,6 +595,11 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
     };
     assert_eq!(done["stats"]["state"], "FINISHED", "{done}");
     eprintln!("adopted query finished {:?} after c1 died", t0.elapsed());
+    // Now c1's session is gone, a cancel through c2 takes effect.
+    assert_eq!(
+        delete_via_c2(running[0]["nextUri"].as_str().unwrap()).await,
+        204
+    );
     // The running ones did not survive their coordinator.
     for r in &running {
         let answer = client
