@@ -8,6 +8,7 @@
 //!   `internal-communication.shared-secret`): loading it and checking it.
 //! - [`http`]: the one HTTP client: pooled, with timeouts and the secret attached.
 //! - [`clock`]: the clock abstraction; processes read time only through it.
+//! - [`cpu`]: a process's CPU time from `/proc` (worker reports, benchmarks).
 //! - [`cli`]: one-line errors and exit status 2 for bad flags or config.
 //! - [`net`]: loopback ports for the processes tests and the harness start.
 //! - [`resource_groups`]: Trino's `resource-groups.json` (plus our
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod codec;
+pub mod cpu;
 pub mod http;
 pub mod net;
 pub mod resource_groups;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cpu::CpuMeter;
 use common::http::HttpClient;
 use common::wire::{Announcement, HeartbeatAnswer, WorkerHeartbeat};
 use tokio::sync::watch;
@@ -34,7 +35,7 @@ impl Reporter {
         for rm in this.rms.clone() {
             loops.spawn(this.clone().report_to(rm, cpu.clone(), stop.clone()));
         }
-        let mut meter = CpuMeter::new();
+        let mut meter = CpuMeter::new(None);
         let mut tick = tokio::time::interval(this.interval);
         loop {
             tokio::select! {
@@ -119,62 +120,5 @@ pub fn carry_out(tasks: &Tasks, k: &common::wire::KillOrder) {
     let stopped = tasks.kill_query(&k.query_id, &k.error_name, &k.message);
     if stopped > 0 {
         tracing::warn!(query = %k.query_id, error = %k.error_name, decision = k.decision, stopped, "query killed for memory; tasks stopped");
-    }
-}
-
-/// This process's CPU use, from `/proc/self/stat` (0 where unavailable).
-struct CpuMeter {
-    last_ticks: Option<u64>,
-    last_at: std::time::Instant,
-}
-
-impl CpuMeter {
-    fn new() -> Self {
-        Self {
-            last_ticks: process_cpu_ticks(),
-            last_at: std::time::Instant::now(),
-        }
-    }
-
-    fn cores_since_last(&mut self) -> f64 {
-        let now = std::time::Instant::now();
-        let ticks = process_cpu_ticks();
-        // SAFETY: sysconf has no memory effects.
-        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let cores = match (self.last_ticks, ticks) {
-            (Some(a), Some(b)) if b >= a => {
-                let secs = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
-                (b - a) as f64 / per_sec / secs
-            }
-            _ => 0.0,
-        };
-        self.last_ticks = ticks;
-        self.last_at = now;
-        cores
-    }
-}
-
-/// utime + stime of this process, in clock ticks.
-fn process_cpu_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name may contain spaces: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_this_process_cpu_time() {
-        let before = super::process_cpu_ticks().expect("/proc/self/stat");
-        let mut x = 0u64;
-        for i in 0..30_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        assert!(super::process_cpu_ticks().unwrap() >= before);
     }
 }
