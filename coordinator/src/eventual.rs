@@ -15,12 +15,19 @@
 //!
 //! Two coordinators reading the same view can both start the last slot's
 //! query: over-admission is this mode's documented cost.
+//!
+//! Every decision is timed, from entering [`Eventual::admit`] to its
+//! outcome, in [`Eventual::decisions`] (`coordinator_eventual_decision_seconds`),
+//! labelled with the path it took: only a `fresh` decision has no RM
+//! request and no wait on its path.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::resource_groups::{chain_ids, Consistency, GroupSpec, ResourceGroups};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{watch, Notify};
@@ -77,6 +84,42 @@ pub struct Eventual {
     state: Mutex<State>,
     changed: Notify,
     pub gate_fraction: f64,
+    /// How long each decision took, by `path` and `outcome`.
+    pub decisions: Decisions,
+}
+
+/// Decision time histograms, labelled `path` and `outcome`:
+///
+/// - `path`: `fresh` (decided at once on the fresh view in hand: no RM
+///   request, no wait), `no_view` (refused at once on our own queue, with
+///   no fresh view), `fetch` (no view fresh enough at some point: waited
+///   for the refresh task to read one from an RM), `queued` (a fresh view
+///   but no room: waited for a slot, the freshness gate, or a query of
+///   ours ahead in the leaf);
+/// - `outcome`: `admitted` or `queue_full`.
+///
+/// A wait the client cancels is no decision and is not counted.
+pub type Decisions = Family<[(&'static str, &'static str); 2], Histogram, fn() -> Histogram>;
+
+/// Bucket bounds of [`Decisions`], in seconds: fine from 2 µs to 1 ms (a
+/// decision on a fresh view is a lock and a few map lookups), then
+/// coarse up to 10 s (the waits of the other paths).
+pub const DECISION_BUCKETS: [f64; 22] = [
+    2e-6, 5e-6, 1e-5, 2e-5, 3e-5, 5e-5, 7.5e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 2e-3,
+    5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 10.0,
+];
+
+fn decision_histogram() -> Histogram {
+    Histogram::new(DECISION_BUCKETS)
+}
+
+/// Why [`Eventual::try_start`] did not start a query.
+enum Start {
+    Started,
+    /// No view fresh enough: the refresh task must read one from an RM.
+    NoFreshView,
+    /// A fresh view, but no room yet (limit, gate, or one of ours ahead).
+    NoRoom,
 }
 
 /// A running slot; freed when dropped.
@@ -120,7 +163,14 @@ impl Eventual {
             state: Mutex::default(),
             changed: Notify::new(),
             gate_fraction,
+            decisions: Decisions::new_with_constructor(decision_histogram),
         })
+    }
+
+    fn decided(&self, began: Instant, path: &'static str, outcome: &'static str) {
+        self.decisions
+            .get_or_create(&[("path", path), ("outcome", outcome)])
+            .observe(began.elapsed().as_secs_f64());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -176,6 +226,7 @@ impl Eventual {
         leaf: &str,
         specs: &[&GroupSpec],
     ) -> Result<Permit, QueryError> {
+        let began = Instant::now();
         let bound = match specs.last().map(|s| &s.consistency) {
             Some(Consistency::Eventual { max_staleness_ms }) => {
                 Duration::from_millis(*max_staleness_ms)
@@ -201,6 +252,13 @@ impl Eventual {
                 queued >= spec.max_queued
             });
             if full {
+                let path = if fresh_view.is_some() {
+                    "fresh"
+                } else {
+                    "no_view"
+                };
+                drop(s);
+                self.decided(began, path, "queue_full");
                 return Err(QueryError::new(
                     ErrorKind::QueryQueueFull,
                     format!("Too many queued queries for \"{leaf}\""),
@@ -215,17 +273,30 @@ impl Eventual {
                 id,
             }
         };
+        // Whether this decision waited, and whether for a fresh view.
+        let (mut waited, mut fetched) = (false, false);
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.try_start(&ticket, &ids, specs, bound) {
-                drop(ticket);
-                return Ok(Permit {
-                    owner: self.clone(),
-                    leaf: leaf.to_string(),
-                });
+            match self.try_start(&ticket, &ids, specs, bound) {
+                Start::Started => {
+                    drop(ticket);
+                    let path = match (fetched, waited) {
+                        (true, _) => "fetch",
+                        (false, true) => "queued",
+                        (false, false) => "fresh",
+                    };
+                    self.decided(began, path, "admitted");
+                    return Ok(Permit {
+                        owner: self.clone(),
+                        leaf: leaf.to_string(),
+                    });
+                }
+                Start::NoFreshView => fetched = true,
+                Start::NoRoom => {}
             }
+            waited = true;
             notified.await;
         }
     }
@@ -236,20 +307,20 @@ impl Eventual {
         ids: &[String],
         specs: &[&GroupSpec],
         bound: Duration,
-    ) -> bool {
+    ) -> Start {
         let mut s = self.lock();
         if s.queues.get(&ticket.leaf).and_then(|q| q.front()) != Some(&ticket.id) {
-            return false; // someone of ours is ahead in this leaf
+            return Start::NoRoom; // someone of ours is ahead in this leaf
         }
         let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) else {
-            return false; // no view fresh enough: wait, never admit on it
+            return Start::NoFreshView; // wait for one, never admit on this
         };
         // Running totals once this query leaves the queue and starts.
         let mut gate = false;
         for (id, spec) in ids.iter().zip(specs) {
             let (running, _) = Self::total(&s, view, id);
             if running >= spec.hard_concurrency_limit {
-                return false;
+                return Start::NoRoom;
             }
             if f64::from(running) >= self.gate_fraction * f64::from(spec.hard_concurrency_limit) {
                 gate = true;
@@ -257,7 +328,7 @@ impl Eventual {
         }
         let generation = view.generation;
         if gate && s.gate_used == Some(generation) {
-            return false; // one start per fresh view near the limit
+            return Start::NoRoom; // one start per fresh view near the limit
         }
         if gate {
             s.gate_used = Some(generation);
@@ -266,7 +337,7 @@ impl Eventual {
         if let Some(q) = s.queues.get_mut(&ticket.leaf) {
             q.pop_front();
         }
-        true
+        Start::Started
     }
 
     /// The current view's age here and the staleness its RM stated (ms).
@@ -454,16 +525,23 @@ mod tests {
         assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
     }
 
+    /// An admission to `g` waiting in a task of its own (its permit is
+    /// dropped as soon as it is granted).
+    fn spawn_admit(
+        e: &Arc<Eventual>,
+        g: &ResourceGroups,
+    ) -> tokio::task::JoinHandle<Result<(), QueryError>> {
+        let (e, g) = (e.clone(), g.clone());
+        tokio::spawn(async move {
+            let specs = g.resolve("g").unwrap();
+            e.admit("g", &specs).await.map(|_| ())
+        })
+    }
+
     #[tokio::test]
     async fn without_a_fresh_view_our_own_queue_still_has_its_limit() {
         let (e, g) = (Eventual::new(1.0), groups());
-        let waiter = {
-            let (e, g) = (e.clone(), g.clone());
-            tokio::spawn(async move {
-                let specs = g.resolve("g").unwrap();
-                e.admit("g", &specs).await.map(|_| ())
-            })
-        };
+        let waiter = spawn_admit(&e, &g);
         tokio::time::sleep(Duration::from_millis(20)).await;
         match admits(&e, &g).await {
             Some(Err(err)) => assert_eq!(err.error_name, "QUERY_QUEUE_FULL"),
@@ -473,6 +551,53 @@ mod tests {
             ),
         }
         waiter.abort();
+    }
+
+    /// `coordinator_eventual_decision_seconds_count` by `path`, `outcome`.
+    fn decision_counts(e: &Eventual) -> BTreeMap<(String, String), u64> {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("decision_seconds", "", e.decisions.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("decision_seconds_count{path=\""))
+            .map(|l| {
+                let (path, rest) = l.split_once('"').unwrap();
+                let rest = rest.strip_prefix(",outcome=\"").unwrap();
+                let (outcome, count) = rest.split_once("\"} ").unwrap();
+                ((path.into(), outcome.into()), count.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_decision_is_timed_under_the_path_it_took() {
+        let (e, g) = (Eventual::new(1.0), groups_limited(1));
+        let key = |p: &str, o: &str| (p.to_string(), o.to_string());
+        // No view: the admission waits for one (the refresh's fetch).
+        let waiter = spawn_admit(&e, &g);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        set_view(&e, 0, None, Duration::ZERO);
+        e.changed.notify_waiters();
+        waiter.await.unwrap().unwrap();
+        // The permit is dropped: room again, decided on the view in hand.
+        let permit = admits(&e, &g).await.unwrap().unwrap();
+        // Full: this one waits on a fresh view for the slot (queued), then
+        // the next is refused at once (the queue of 1 is full).
+        let queued = spawn_admit(&e, &g);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(matches!(admits(&e, &g).await, Some(Err(_))));
+        drop(permit);
+        queued.await.unwrap().unwrap();
+        assert_eq!(
+            decision_counts(&e),
+            BTreeMap::from([
+                (key("fetch", "admitted"), 1),
+                (key("fresh", "admitted"), 1),
+                (key("fresh", "queue_full"), 1),
+                (key("queued", "admitted"), 1),
+            ])
+        );
     }
 
     #[tokio::test]

@@ -250,7 +250,8 @@ async fn info(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// Prometheus text: queries by state, with the session as a gauge.
+/// Prometheus text: queries by state, the session as a gauge, and the
+/// eventual-mode decision times.
 async fn metrics(State(state): State<AppState>) -> Response {
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::gauge::Gauge;
@@ -284,6 +285,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "has_session",
         "1 while this coordinator holds a session with the RMs",
         session,
+    );
+    registry.register(
+        "eventual_decision_seconds",
+        "Eventual-mode admission decisions, from entering the decision to its outcome, by path (fresh: on the view in hand, no RM request) and outcome",
+        c.eventual.decisions.clone(),
     );
     let mut out = String::new();
     let _ = encode(&mut out, &registry);
