@@ -355,7 +355,8 @@ impl LocalCluster {
         rms.chain(members).collect()
     }
 
-    fn pid(&self, t: &Target) -> Option<i32> {
+    /// The process id of `t`, while it has a process.
+    pub fn pid(&self, t: &Target) -> Option<i32> {
         match t {
             Target::Rm(id) => self.procs.get(id).map(|c| c.id() as i32),
             Target::Member(name) => self

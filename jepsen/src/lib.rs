@@ -10,6 +10,12 @@
 //! - [`bench`]: `jepsen bench writes` (durable writes) and `jepsen bench
 //!   admission` (linearizable acquire + release), `jepsen bench queries`
 //!   (Trino protocol, both modes side by side): throughput and latency.
+//! - [`bench_eventual`]: `jepsen bench eventual`: eventual-mode admission
+//!   at one coordinator, with its decision time from its own histogram.
+//! - [`bench_heartbeats`]: `jepsen bench heartbeats`: simulated workers
+//!   heartbeating one RM; heartbeats/s and the CPU it costs.
+//! - [`prometheus`]: reading a process's `/metrics` (histograms, quantile
+//!   bounds).
 //! - [`etcd`]: `jepsen bench etcd`: the same admission on etcd (a counter
 //!   per group, compare-and-swap transactions, slots under a lease), side
 //!   by side with ours.
@@ -22,6 +28,8 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod bench_eventual;
+pub mod bench_heartbeats;
 pub mod checker;
 pub mod cluster;
 pub mod drill;
@@ -30,6 +38,7 @@ pub mod history;
 pub mod nemesis;
 pub mod netns;
 pub mod oom;
+pub mod prometheus;
 pub mod report;
 pub mod rm_client;
 pub mod stats;

@@ -259,6 +259,40 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Eventual-mode admission at one coordinator: SELECT 1 over Trino's
+    /// protocol, admissions/s, and the coordinator's own decision time on
+    /// a fresh view (from its decision histogram).
+    Eventual {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Concurrency levels, run one after the other on the same cluster.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        clients: Vec<usize>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Heartbeat ingestion: simulated workers heartbeating one RM (the
+    /// leader), at the most it acks and at an offered rate; heartbeats/s,
+    /// latency, and the RM's and this generator's CPU.
+    Heartbeats {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Simulated worker counts, one after the other (an RM tracks at
+        /// most 10,000 nodes).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000",
+              value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        workers: Vec<u64>,
+        /// The offered phase's total heartbeats per second.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Keep-alive connections to the RM.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 fn run_dir(name: &str) -> Result<PathBuf> {
@@ -493,22 +527,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         } => {
             let (dir, groups, mut c) =
                 bench_cluster(&cluster, "bench-queries", jepsen::bench::QUERY_GROUPS, &[])?;
-            c.start_data_plane(&jepsen::cluster::DataPlaneSpec {
-                workers: 1,
-                coordinators: 1,
-                worker_memory_bytes: 1 << 30,
-                resource_groups: groups,
-                worker_base_port: 0,
-                coordinator_base_port: 0,
-                worker_args: Vec::new(),
-            })?;
-            let coordinator = c
-                .members
-                .iter()
-                .find(|m| m.name == "c1")
-                .map(|m| m.addr.clone())
-                .context("no coordinator")?;
-            jepsen::trino::wait_ready(&coordinator, Duration::from_secs(30)).await?;
+            let coordinator = jepsen::bench_eventual::start_coordinator(&mut c, groups).await?;
             let mut runs = Vec::new();
             for n in &clients {
                 for mode in ["lin", "ev"] {
@@ -621,6 +640,78 @@ async fn run(cmd: Cmd) -> Result<()> {
             )?;
             if !ok {
                 anyhow::bail!("a round killed other than exactly one query, or a query failed");
+            }
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Eventual {
+                    cluster,
+                    clients,
+                    seconds,
+                },
+        } => {
+            let (dir, groups, mut c) =
+                bench_cluster(&cluster, "bench-eventual", jepsen::bench::QUERY_GROUPS, &[])?;
+            let coordinator = jepsen::bench_eventual::start_coordinator(&mut c, groups).await?;
+            let runs =
+                jepsen::bench_eventual::run(&coordinator, &clients, Duration::from_secs(seconds))
+                    .await?;
+            print!("{}", jepsen::bench_eventual::table(&runs));
+            let met = jepsen::bench_eventual::target_met(&runs);
+            println!(
+                "target (fresh-view decision p99 under 1 ms): {}",
+                if met { "met" } else { "not met" }
+            );
+            save_results(
+                &dir,
+                &serde_json::json!({"bench": "eventual", "runs": runs, "target_met": met}),
+            )?;
+            Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Heartbeats {
+                    cluster,
+                    workers,
+                    rate,
+                    connections,
+                    seconds,
+                },
+        } => {
+            let dir = run_dir("bench-heartbeats")?;
+            let c = LocalCluster::start(spec(&cluster, dir.join("cluster"), 0))?;
+            let spec = jepsen::bench_heartbeats::HeartbeatSpec {
+                workers: workers.iter().map(|w| *w as usize).collect(),
+                rate: rate as f64,
+                connections: connections.max(1),
+                duration: Duration::from_secs(seconds),
+            };
+            let (phases, held) = jepsen::bench_heartbeats::run(&c, &spec).await?;
+            print!("{}", jepsen::bench_heartbeats::table(&phases));
+            for h in &held {
+                println!(
+                    "after {} workers: the RM's memory view holds {}, discovery {}, kills {}{}",
+                    h.workers,
+                    h.memory_workers,
+                    h.discovered,
+                    h.kills,
+                    if h.ok() { "" } else { "  <- WRONG" }
+                );
+            }
+            let met = jepsen::bench_heartbeats::target_met(&phases);
+            println!(
+                "target (20,000 heartbeats/s acked on one RM using under one core): {}",
+                if met { "met" } else { "not met" }
+            );
+            let ok = held.iter().all(|h| h.ok());
+            save_results(
+                &dir,
+                &serde_json::json!({"bench": "heartbeats", "nodes": cluster.nodes,
+                    "phases": phases, "held": held, "target_met": met, "valid": ok}),
+            )?;
+            if !ok {
+                anyhow::bail!("the RM does not hold every simulated worker");
             }
             Ok(())
         }
