@@ -3,12 +3,15 @@
 //! against the same cluster, one after the other, so their ratios are
 //! comparable even on a noisy machine.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::cluster::LocalCluster;
+use crate::rm_client::RmClient;
 use crate::stats::{summarize, Summary};
 use crate::trino::TrinoClient;
 
@@ -22,7 +25,8 @@ pub struct WriteRun {
     pub latency: Option<Summary>,
 }
 
-async fn leader_addr(cluster: &LocalCluster) -> Result<String> {
+/// The address of the leader the nodes agree on (waits up to 15 s).
+pub async fn leader_addr(cluster: &LocalCluster) -> Result<String> {
     let leader = cluster
         .client
         .wait_leader(&cluster.addr_list(), Duration::from_secs(15))
@@ -131,6 +135,56 @@ where
     Ok(all)
 }
 
+/// What the clients of a counted run measured, by operation number.
+pub struct Counted {
+    pub seconds: f64,
+    /// `outcomes[n]`: what operation `n` measured.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Runs `clients` closed-loop clients until `total` operations are done
+/// (where [`closed_loop`] runs for a time): the clients take the numbers
+/// `0..total` in turn, and client `k` calls `op(k, n)` for each `n` it
+/// takes. `done` counts the operations finished so far, for a sampler
+/// running beside the load.
+pub async fn counted_loop<F, Fut>(
+    clients: usize,
+    total: u64,
+    done: Arc<AtomicU64>,
+    op: F,
+) -> Result<Counted>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Outcome> + Send,
+{
+    let start = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let (op, next, done) = (op.clone(), next.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return out;
+                }
+                out.push((n, op(k, n).await));
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    all.sort_by_key(|(n, _)| *n);
+    Ok(Counted {
+        seconds: start.elapsed().as_secs_f64(),
+        outcomes: all.into_iter().map(|(_, o)| o).collect(),
+    })
+}
+
 /// Runs `clients` closed-loop writers for `duration` against the leader
 /// (each waits for its acknowledgement before the next write).
 pub async fn run_writes(
@@ -209,6 +263,48 @@ pub fn bench_groups() -> String {
     serde_json::json!({ "rootGroups": roots }).to_string()
 }
 
+/// A coordinator session on the leader for a bench's load, once the
+/// cluster has its resource-group configuration: the leader's address, the
+/// session, and the task that renews it (abort it when the load is done).
+pub async fn bench_session(
+    cluster: &LocalCluster,
+    coordinator: &str,
+) -> Result<(String, u64, tokio::task::JoinHandle<()>)> {
+    let addr = leader_addr(cluster).await?;
+    if !cluster
+        .client
+        .wait_config(&addr, Duration::from_secs(15))
+        .await
+    {
+        anyhow::bail!("the cluster has no resource-group configuration after 15 s");
+    }
+    let session = cluster.client.register_session(&addr, coordinator).await?;
+    let renewal = cluster.client.keep_session_alive(&addr, session);
+    Ok((addr, session, renewal))
+}
+
+/// One admission cycle of query `q` in `group` on `addr`, timed: acquire,
+/// and release once admitted (see [`timed_cycle`]).
+pub async fn admission_cycle(
+    client: &RmClient,
+    addr: &str,
+    q: &str,
+    group: &str,
+    session: u64,
+) -> Outcome {
+    let acquire = async {
+        let a = client.acquire(addr, q, group, session).await;
+        let admitted = matches!(a, Ok(a) if a.status == "admitted");
+        if !admitted {
+            // Gives up a queued query, so that it takes no slot later.
+            let _ = client.release(addr, q).await;
+        }
+        admitted
+    };
+    let release = async { client.release(addr, q).await.is_ok() };
+    timed_cycle(acquire, release).await
+}
+
 /// `clients` closed-loop clients, each acquiring a fresh query id on the
 /// leader and releasing it, for `duration`; client `k` in group
 /// `groups[k % groups.len()]`.
@@ -219,47 +315,13 @@ pub async fn run_admission(
     tag: &str,
     groups: &[String],
 ) -> Result<AdmissionRun> {
-    let addr = leader_addr(cluster).await?;
-    if !cluster
-        .client
-        .wait_config(&addr, Duration::from_secs(15))
-        .await
-    {
-        anyhow::bail!("the cluster has no resource-group configuration after 15 s");
-    }
-    let session = cluster
-        .client
-        .register_session(&addr, &format!("bench-{tag}"))
-        .await?;
-    // Renewed like a coordinator's (the lease is 10 s by default), so the
-    // session outlives any run.
-    let renewal = {
-        let (client, addr) = (cluster.client.clone(), addr.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let _ = client.renew_session(&addr, session).await;
-            }
-        })
-    };
+    let (addr, session, renewal) = bench_session(cluster, &format!("bench-{tag}")).await?;
     let (client, tag) = (cluster.client.clone(), tag.to_string());
-    let groups = std::sync::Arc::new(groups.to_vec());
+    let groups = Arc::new(groups.to_vec());
     let run = closed_loop(clients, duration, move |k, n| {
         let (client, addr, q) = (client.clone(), addr.clone(), format!("b{tag}-{k}-{n}"));
         let group = groups[k % groups.len()].clone();
-        async move {
-            let acquire = async {
-                let a = client.acquire(&addr, &q, &group, session).await;
-                let admitted = matches!(a, Ok(a) if a.status == "admitted");
-                if !admitted {
-                    // Gives up a queued query, so that it takes no slot later.
-                    let _ = client.release(&addr, &q).await;
-                }
-                admitted
-            };
-            let release = async { client.release(&addr, &q).await.is_ok() };
-            timed_cycle(acquire, release).await
-        }
+        async move { admission_cycle(&client, &addr, &q, &group, session).await }
     })
     .await;
     renewal.abort();

@@ -1,6 +1,6 @@
-//! Reading a process's `GET /metrics` (Prometheus text format): one
-//! histogram's buckets, the difference between two scrapes, and quantiles
-//! estimated from the buckets.
+//! Reading a process's `GET /metrics` (Prometheus text format): a
+//! counter's or gauge's value, one histogram's buckets, the difference
+//! between two scrapes, and quantiles estimated from the buckets.
 //!
 //! A quantile from buckets is a bound, not a sample: "p99 <= 50 µs" means
 //! that at least 99% of the observations fell in buckets up to 50 µs.
@@ -72,6 +72,13 @@ fn parse_labels(mut text: &str) -> Option<(Labels, &str)> {
     }
 }
 
+/// Whether a series' `labels` include all of `matching`.
+fn selected(labels: &[(String, String)], matching: &[(&str, &str)]) -> bool {
+    matching
+        .iter()
+        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+}
+
 /// The histogram `name`, summed over every series whose labels include
 /// all of `matching` (so `&[]` sums all series). `None` if no series
 /// matches.
@@ -84,10 +91,7 @@ pub fn histogram(text: &str, name: &str, matching: &[(&str, &str)]) -> Option<Hi
     let mut h = Histogram::default();
     let mut found = false;
     for (metric, labels, value) in text.lines().filter_map(parse_line) {
-        let selected = matching
-            .iter()
-            .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v));
-        if !selected {
+        if !selected(&labels, matching) {
             continue;
         }
         if metric == bucket {
@@ -114,6 +118,17 @@ pub fn histogram(text: &str, name: &str, matching: &[(&str, &str)]) -> Option<Hi
     }
     h.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     found.then_some(h)
+}
+
+/// The counter or gauge `name`, summed over every series whose labels
+/// include all of `matching` (`&[]`: all series, or the one unlabelled
+/// series). `None` if no series matches.
+pub fn value(text: &str, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter_map(parse_line)
+        .filter(|(metric, labels, _)| *metric == name && selected(labels, matching))
+        .map(|(_, _, v)| v)
+        .reduce(|a, b| a + b)
 }
 
 impl Histogram {
@@ -197,6 +212,25 @@ other{a="with \"quotes\", and, commas"} 7
         assert_eq!(
             (labels[0].1.as_str(), v),
             ("with \"quotes\", and, commas", 7.0)
+        );
+    }
+
+    #[test]
+    fn reads_a_counter_or_gauge() {
+        assert_eq!(value(TEXT, "other", &[]), Some(7.0));
+        assert_eq!(value(TEXT, "x_seconds_count", &[]), Some(105.0));
+        assert_eq!(
+            value(TEXT, "x_seconds_count", &[("path", "fetch")]),
+            Some(5.0)
+        );
+        assert_eq!(value(TEXT, "x_seconds", &[]), None);
+        assert_eq!(
+            value(
+                "raft_rm_snapshot_bytes 1234\n",
+                "raft_rm_snapshot_bytes",
+                &[]
+            ),
+            Some(1234.0)
         );
     }
 

@@ -35,6 +35,17 @@ pub struct Acquired {
     pub fencing_token: Option<u64>,
 }
 
+/// The answer to `POST /v1/admin/snapshot`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct SnapshotReport {
+    pub node_id: u64,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub build_ms: f64,
+    pub bytes: u64,
+    pub elapsed_ms: u64,
+}
+
 #[derive(Clone)]
 pub struct RmClient {
     http: HttpClient,
@@ -43,6 +54,70 @@ pub struct RmClient {
 impl RmClient {
     pub fn new(http: HttpClient) -> Self {
         Self { http }
+    }
+
+    /// The same client with another per-request timeout, for calls that
+    /// take as long as the state is large (a snapshot, a learner's catch-up).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            http: self.http.with_timeout(timeout),
+        }
+    }
+
+    /// `GET /metrics`: the node's Prometheus text.
+    pub async fn metrics(&self, addr: &str) -> Result<String, HttpError> {
+        let bytes = self
+            .http
+            .get_bytes(&format!("http://{addr}/metrics"), &[])
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `POST /v1/admin/snapshot` on the node at `addr` (not relayed): it
+    /// builds a snapshot covering what it has applied and answers when the
+    /// snapshot is in place, or after `wait`.
+    pub async fn snapshot_now(
+        &self,
+        addr: &str,
+        wait: Duration,
+    ) -> Result<SnapshotReport, HttpError> {
+        self.http
+            .post_json(
+                &format!("http://{addr}/v1/admin/snapshot"),
+                &json!({"timeout_ms": wait.as_millis() as u64}),
+            )
+            .await
+    }
+
+    /// `POST /v1/admin/add-learner` via `addr` (relayed to the leader):
+    /// adds node `id` at `node_addr` as a learner. openraft answers once
+    /// the learner is within its replication lag threshold (5000 entries),
+    /// which need not mean caught up.
+    pub async fn add_learner(
+        &self,
+        addr: &str,
+        id: u64,
+        node_addr: &str,
+    ) -> Result<serde_json::Value, HttpError> {
+        self.http
+            .post_json(
+                &format!("http://{addr}/v1/admin/add-learner"),
+                &json!({"node_id": id, "addr": node_addr}),
+            )
+            .await
+    }
+
+    /// Renews `session` on `addr` every 2 s until the task is aborted, as a
+    /// coordinator does (the lease is 10 s by default), so a bench's
+    /// session outlives any run.
+    pub fn keep_session_alive(&self, addr: &str, session: u64) -> tokio::task::JoinHandle<()> {
+        let (client, addr) = (self.clone(), addr.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = client.renew_session(&addr, session).await;
+            }
+        })
     }
 
     /// `GET /v1/resource-groups?max_staleness_ms=0`: the groups' counters,
