@@ -16,6 +16,11 @@
 //!   heartbeating one RM; heartbeats/s and the CPU it costs.
 //! - [`prometheus`]: reading a process's `/metrics` (histograms, quantile
 //!   bounds).
+//! - [`bench_scale`]: `jepsen bench scale`: 100,000 queued queries across
+//!   1,000 groups; acquire latency as the state grows, snapshot size, build
+//!   and install time, the RMs' resident memory.
+//! - [`bench_disk`]: `jepsen bench disk`: the data dirs' size over many
+//!   acquire/release cycles, against the live state's.
 //! - [`etcd`]: `jepsen bench etcd`: the same admission on etcd (a counter
 //!   per group, compare-and-swap transactions, slots under a lease), side
 //!   by side with ours.
@@ -28,8 +33,10 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod bench_disk;
 pub mod bench_eventual;
 pub mod bench_heartbeats;
+pub mod bench_scale;
 pub mod checker;
 pub mod cluster;
 pub mod drill;

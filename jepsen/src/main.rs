@@ -248,6 +248,38 @@ enum Bench {
         #[arg(long, default_value_t = 1000)]
         worker_heartbeat_ms: u64,
     },
+    /// Scale of state: QUEUED queued queries across GROUPS linearizable
+    /// groups; acquire latency as the state grows, snapshot size, build and
+    /// install time (on a new learner), the RMs' resident memory.
+    Scale {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Queries left queued at the end (one more per group runs).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        queued: u64,
+        /// Leaf groups, each running one query and queueing the rest.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        groups: u64,
+        /// Concurrent clients filling the queues.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        clients: u64,
+    },
+    /// Disk: acquire/release cycles against the leader with the nodes'
+    /// default snapshot policy; each RM's data dir size over time against
+    /// the live state (the snapshot's size).
+    Disk {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Acquire/release cycles in all.
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        cycles: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        clients: u64,
+        /// Data dir samples over the run (one every CYCLES/SAMPLES cycles).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        samples: u64,
+    },
     /// Durable canary writes against the leader at several concurrency levels.
     Writes {
         #[command(flatten)]
@@ -516,6 +548,50 @@ async fn run(cmd: Cmd) -> Result<()> {
                 "targets": jepsen::etcd::targets(&ratios)});
             save_results(&dir, &results)?;
             Ok(())
+        }
+        Cmd::Bench {
+            what:
+                Bench::Scale {
+                    cluster,
+                    queued,
+                    groups,
+                    clients,
+                },
+        } => {
+            let spec = jepsen::bench_scale::Spec {
+                queued,
+                groups,
+                clients: clients as usize,
+            };
+            let (dir, _, mut c) = bench_cluster(
+                &cluster,
+                "bench-scale",
+                &spec.resource_groups(),
+                &jepsen::bench_scale::Spec::rm_args(),
+            )?;
+            let report = jepsen::bench_scale::run(&mut c, spec).await?;
+            save_results(&dir, &serde_json::to_value(&report)?)?;
+            report.check()
+        }
+        Cmd::Bench {
+            what:
+                Bench::Disk {
+                    cluster,
+                    cycles,
+                    clients,
+                    samples,
+                },
+        } => {
+            let groups = jepsen::bench::bench_groups();
+            let (dir, _, c) = bench_cluster(&cluster, "bench-disk", &groups, &[])?;
+            let spec = jepsen::bench_disk::Spec {
+                cycles,
+                clients: clients as usize,
+                samples,
+            };
+            let report = jepsen::bench_disk::run(&c, spec).await?;
+            save_results(&dir, &serde_json::to_value(&report)?)?;
+            report.check()
         }
         Cmd::Bench {
             what:
