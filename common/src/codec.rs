@@ -30,6 +30,13 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config())?)
 }
 
+/// The length [`encode`] would produce, without allocating the bytes.
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, CodecError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, config())?;
+    Ok(size.bytes_written)
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())?;
     if used != bytes.len() {
@@ -53,6 +60,12 @@ mod tests {
         let bytes = encode(&(7u32, Some("x".to_string()), m.clone())).unwrap();
         let back: (u32, Option<String>, BTreeMap<String, Vec<u64>>) = decode(&bytes).unwrap();
         assert_eq!(back, (7, Some("x".to_string()), m));
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let value = (300u64, "query-1".to_string(), vec![Some(1u8), None]);
+        assert_eq!(encoded_len(&value).unwrap(), encode(&value).unwrap().len());
     }
 
     #[test]

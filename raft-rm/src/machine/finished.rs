@@ -35,19 +35,6 @@ impl FinishedIds {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
-    /// The newest id remembered.
-    pub fn newest(&self) -> Option<&str> {
-        self.order.back().map(String::as_str)
-    }
 }
 
 impl Serialize for FinishedIds {
@@ -62,10 +49,8 @@ impl<'de> Deserialize<'de> for FinishedIds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let listed = VecDeque::<String>::deserialize(d)?;
         let mut ids = FinishedIds::default();
-        for id in listed {
-            if ids.lookup.insert(id.clone()) {
-                ids.order.push_back(id);
-            }
+        for id in &listed {
+            ids.remember(id, usize::MAX);
         }
         Ok(ids)
     }
@@ -84,7 +69,7 @@ mod tests {
         // "a" kept its first place, so it is the one forgotten.
         assert!(!f.contains("a"));
         assert!(f.contains("b") && f.contains("c"));
-        assert_eq!((f.len(), f.newest()), (2, Some("c")));
+        assert_eq!(f.order, ["b", "c"]);
     }
 
     #[test]
@@ -100,7 +85,7 @@ mod tests {
         assert_eq!(common::codec::decode::<FinishedIds>(&bytes).unwrap(), f);
         let old = common::codec::encode(&VecDeque::from(["x", "y", "x"])).unwrap();
         let old: FinishedIds = common::codec::decode(&old).unwrap();
-        assert_eq!(old.len(), 2);
+        assert_eq!(old.order, ["x", "y"]);
         assert!(old.contains("x") && old.contains("y"));
     }
 }

@@ -28,7 +28,7 @@ pub const MAX_TTL_MS: u64 = 60_000;
 pub const MAX_NODES: usize = 10_000;
 /// How often a table drops its expired entries: often enough that the
 /// departed do not pile up, rarely enough that no heartbeat pays for a scan
-/// of every node (which cost 60% of the RM's CPU at 10,000 workers).
+/// of every node (perf: 39% of the RM's CPU in that scan at 10,000 workers).
 pub const SWEEP_EVERY_MS: u64 = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
