@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::protocol::{
     client_info, ErrorKind, QueryError, QueryResults, QueryState, StatementStats,
 };
-use crate::query::{Coordinator, Query};
+use crate::query::{Coordinator, Inner, Query};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -56,8 +56,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn results(state: &AppState, q: &Query, token: u64) -> QueryResults {
-    let s = q.snapshot();
+fn results(state: &AppState, q: &Query, s: &Inner, token: u64) -> QueryResults {
     let now = Instant::now();
     let elapsed = s.ended.unwrap_or(now).duration_since(q.created);
     let queued = s
@@ -138,7 +137,18 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     // for the RMs to hold it: otherwise a crash right after the answer
     // loses a query the client was told is queued.
     q.wait_recorded(MAX_WAIT).await;
-    let r = results(&state, &q, 0);
+    // Still, as Trino's, the first answer is QUEUED: whatever happened
+    // since (started, refused, failed) shows at the first poll.
+    let first = Inner {
+        state: QueryState::Queued,
+        error: None,
+        started: None,
+        ended: None,
+        columns: None,
+        rows: None,
+        ..q.snapshot()
+    };
+    let r = results(&state, &q, &first, 0);
     q.mark_reported(r.stats.state);
     Json(r).into_response()
 }
@@ -195,7 +205,7 @@ async fn poll(
     // After a pause or a partition, this may run before the session keeper
     // has noticed the lease ran out: never answer "running" then.
     state.coordinator.fence(&q).await;
-    let r = results(&state, &q, token);
+    let r = results(&state, &q, &q.snapshot(), token);
     q.mark_reported(r.stats.state);
     Json(r).into_response()
 }
