@@ -14,7 +14,8 @@
 //! - [`resource_groups`]: Trino's `resource-groups.json` (plus our
 //!   `consistency` field), validated with JSON-path errors, and selectors.
 //! - [`units`]: durations (`5m`) and data sizes (`20GB`) as upstream writes them.
-//! - [`telemetry`]: `tracing` setup from `RUST_LOG`.
+//! - [`telemetry`]: `tracing` to stderr, filtered by `RUST_LOG`; colours
+//!   only on a terminal.
 //! - [`wire`]: messages that more than one crate reads (announcements,
 //!   worker heartbeats, watch events).
 

@@ -10,7 +10,7 @@
 //! At the end every RM builds a snapshot on demand, and the dirs are
 //! measured again after a few idle seconds.
 //!
-//! Target (issue 8): bounded, under 10x the live state after 1,000,000
+//! Target: bounded, under 10x the live state after 1,000,000
 //! cycles.
 
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use crate::prometheus::value;
 use crate::rm_client::RmClient;
 use crate::stats::{summarize, Summary};
 
-/// The target of issue 8: the data dir under this multiple of the live
+/// The target: the data dir under this multiple of the live
 /// state.
 pub const RATIO_TARGET: f64 = 10.0;
 

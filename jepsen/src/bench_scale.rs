@@ -9,7 +9,7 @@
 //! that joins as a learner after the leader has purged its log, so only
 //! the snapshot can catch it up; and the RMs' resident memory.
 //!
-//! Targets (issue 8): snapshot build plus install under 2 s, and the
+//! Targets: snapshot build plus install under 2 s, and the
 //! leader's resident memory under 300 MB.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,7 @@ const SLOW_STATE_TIMEOUT: Duration = Duration::from_secs(300);
 /// same query id, which is idempotent, this many times.
 const ATTEMPTS: usize = 20;
 
-/// The targets of issue 8.
+/// The targets.
 pub const SNAPSHOT_TARGET_MS: f64 = 2000.0;
 pub const RSS_TARGET_MB: f64 = 300.0;
 

@@ -1,7 +1,10 @@
-//! A local cluster of real `raft-rm` processes on loopback.
+//! A local cluster of real processes: `raft-rm` nodes and, when asked,
+//! workers and coordinators, on loopback or each in its own network
+//! namespace (see [`crate::netns`]).
 //!
-//! Each node logs to `<dir>/node<ID>.log` and keeps its data in
-//! `<dir>/n<ID>`; the cluster shares a generated secret in `<dir>/secret`.
+//! Each RM logs to `<dir>/node<ID>.log` and keeps its data in `<dir>/n<ID>`;
+//! a worker or coordinator logs to `<dir>/<name>.log`. The cluster shares a
+//! generated secret in `<dir>/secret`.
 //! Dropping a [`LocalCluster`] SIGKILLs whatever still runs, so a panic or
 //! an early return never leaves processes behind.
 
@@ -35,6 +38,15 @@ pub struct ClusterSpec {
 
 /// Where Debian's `faketime` package puts the multi-threaded library.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// libfaketime for the clock nemesis: `$JEPSEN_LIBFAKETIME` if set (another
+/// build, or a path that does not exist to run without clock faults), else
+/// [`LIBFAKETIME`].
+pub fn libfaketime() -> PathBuf {
+    std::env::var_os("JEPSEN_LIBFAKETIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(LIBFAKETIME))
+}
 
 /// Where node `name` listens: its own address in its namespace (the same
 /// port everywhere), or a loopback port.
@@ -331,7 +343,10 @@ impl LocalCluster {
     /// heals). Needs `faketime` in the spec.
     pub fn set_clock_offset(&self, t: &Target, offset_ms: i64) -> Result<()> {
         if self.spec.faketime.is_none() {
-            bail!("clock faults need libfaketime ({LIBFAKETIME})");
+            bail!(
+                "clock faults need libfaketime ({})",
+                libfaketime().display()
+            );
         }
         let text = format!("{:+.3}\n", offset_ms as f64 / 1000.0);
         std::fs::write(self.clock_file(&t.to_string()), text)

@@ -534,7 +534,7 @@ pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
         .collect()
 }
 
-/// Issue 8's targets, each with whether this run met it: the hot group
+/// The targets, each with whether this run met it: the hot group
 /// at least 2x etcd's admissions/s with a p99 no worse; 100 groups at
 /// least etcd's admissions/s.
 pub fn targets(ratios: &[Ratio]) -> Vec<(String, bool)> {

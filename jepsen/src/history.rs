@@ -66,6 +66,16 @@ pub struct Recorder {
 struct Inner {
     ops: Vec<Op>,
     file: Option<std::io::BufWriter<std::fs::File>>,
+    tally: Tally,
+}
+
+/// Counts for the progress line, kept as ops are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Client ops completed (ok, fail or info).
+    pub client_ops: u64,
+    /// Faults the nemesis put on (heals not counted).
+    pub faults: u64,
 }
 
 impl Recorder {
@@ -81,6 +91,7 @@ impl Recorder {
             inner: Mutex::new(Inner {
                 ops: Vec::new(),
                 file,
+                tally: Tally::default(),
             }),
         })
     }
@@ -114,8 +125,24 @@ impl Recorder {
                 let _ = writeln!(file, "{line}");
             }
         }
+        match (process, kind) {
+            (Process::Client(_), OpType::Ok | OpType::Fail | OpType::Info) => {
+                inner.tally.client_ops += 1
+            }
+            (Process::Nemesis(_), OpType::Info)
+                if !f.starts_with("heal") && f != "session-expired" =>
+            {
+                inner.tally.faults += 1
+            }
+            _ => {}
+        }
         inner.ops.push(op.clone());
         op
+    }
+
+    /// Ops completed and faults applied so far.
+    pub fn tally(&self) -> Tally {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).tally
     }
 
     /// Every op so far (and flushes the file).
@@ -210,6 +237,14 @@ mod tests {
             "acquire",
             json!({"status": "admitted"}),
             None,
+        );
+        h.record(NEMESIS, OpType::Info, "heal", json!(["n1"]), None);
+        assert_eq!(
+            h.tally(),
+            Tally {
+                client_ops: 1,
+                faults: 1
+            }
         );
         let ops = h.ops();
         let back = load(&path).unwrap();

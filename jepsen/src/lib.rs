@@ -1,35 +1,30 @@
 //! The fault-injection and measurement harness.
 //!
 //! # Layout
-//! - [`cluster`]: launches real `raft-rm` processes on loopback, restarts
-//!   and kills them, and cleans everything up (also on Ctrl-C).
-//! - [`rm_client`]: what the harness asks of a node over HTTP.
-//! - [`stats`]: latency summaries.
-//! - [`analysis`]: a run's tables (per operation, per fault family), with
-//!   polars, from the history alone.
-//! - [`bench`]: `jepsen bench writes` (durable writes) and `jepsen bench
-//!   admission` (linearizable acquire + release), `jepsen bench queries`
-//!   (Trino protocol, both modes side by side): throughput and latency.
-//! - [`bench_eventual`]: `jepsen bench eventual`: eventual-mode admission
-//!   at one coordinator, with its decision time from its own histogram.
-//! - [`bench_heartbeats`]: `jepsen bench heartbeats`: simulated workers
-//!   heartbeating one RM; heartbeats/s and the CPU it costs.
-//! - [`prometheus`]: reading a process's `/metrics` (histograms, quantile
-//!   bounds).
-//! - [`bench_scale`]: `jepsen bench scale`: 100,000 queued queries across
-//!   1,000 groups; acquire latency as the state grows, snapshot size, build
-//!   and install time, the RMs' resident memory.
-//! - [`bench_disk`]: `jepsen bench disk`: the data dirs' size over many
-//!   acquire/release cycles, against the live state's.
-//! - [`etcd`]: `jepsen bench etcd`: the same admission on etcd (a counter
-//!   per group, compare-and-swap transactions, slots under a lease), side
-//!   by side with ours.
-//! - [`drill`]: `jepsen drill failover`: leader failover, measured per round.
+//! - [`analysis`]: a run's tables (per op, per fault family), with polars.
+//! - [`bench`]: `jepsen bench writes`, `bench admission`, `bench queries`.
+//! - [`bench_disk`]: `jepsen bench disk`: data dir size against live state.
+//! - [`bench_eventual`]: `jepsen bench eventual`: one coordinator's decisions.
+//! - [`bench_heartbeats`]: `jepsen bench heartbeats`: one RM's ingestion.
+//! - [`bench_scale`]: `jepsen bench scale`: 100,000 queued queries.
+//! - [`checker`]: verdicts from the history, each with failing self-tests.
+//! - [`cluster`]: real RMs, workers and coordinators, killed on drop.
+//! - [`compare`]: `jepsen compare`: every mode, one table, `index.html`.
+//! - [`drill`]: `jepsen drill failover` and `drill rolling-restart`.
+//! - `etcd` (cargo feature `etcd`): `jepsen bench etcd`, ours against etcd.
+//! - [`history`]: every op invoked and completed, as `history.jsonl`.
+//! - [`log`]: the harness's log lines: the run's `jepsen.log`, or stderr.
+//! - [`nemesis`]: faults on a seeded schedule, each healed, all healed.
+//! - [`netns`]: per-node network namespaces, partitions, packet faults.
+//! - [`oom`]: `jepsen bench oom`: from a blocked pool to the memory freed.
+//! - [`progress`]: one terminal line per phase; a bar only on a terminal.
+//! - [`prometheus`]: reading a process's `/metrics`.
+//! - [`report`]: a run's plots and timeline.
+//! - [`rm_client`]: what the harness asks of an RM over HTTP.
+//! - [`stats`]: latency summaries (nearest-rank percentiles).
+//! - [`test`]: `jepsen test`: one checked run of a workload under faults.
 //! - [`trino`]: a Trino-protocol client (submit, follow `nextUri`).
-//! - [`oom`]: `jepsen bench oom`: from a blocked worker to the killed query's
-//!   memory being free, per round.
-//!
-//! Nemeses, workloads, histories and checkers arrive with the Jepsen issue.
+//! - [`workload`]: the clients: semaphore, queries, queue, oom.
 
 pub mod analysis;
 pub mod bench;
@@ -39,12 +34,16 @@ pub mod bench_heartbeats;
 pub mod bench_scale;
 pub mod checker;
 pub mod cluster;
+pub mod compare;
 pub mod drill;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod history;
+pub mod log;
 pub mod nemesis;
 pub mod netns;
 pub mod oom;
+pub mod progress;
 pub mod prometheus;
 pub mod report;
 pub mod rm_client;

@@ -16,6 +16,10 @@ use jepsen::stats::summarize;
     about = "Local clusters, fault drills and benchmarks for raft-rm"
 )]
 struct Cli {
+    /// Copy the harness's log lines (nemesis, cluster) to stderr; `test`
+    /// and `compare` otherwise keep them in the run's jepsen.log.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -220,7 +224,8 @@ enum Bench {
     /// Linearizable admission against etcd (a counter per group changed in
     /// a transaction that compares its revision, slots under a lease),
     /// both clusters on loopback, alternating: a hot group, 100 groups,
-    /// one client. Needs `etcd` (Debian's etcd-server).
+    /// one client. Needs `etcd` (Debian's etcd-server) and a jepsen built
+    /// with `--features etcd` (which needs protoc at build time).
     Etcd {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -384,7 +389,7 @@ fn main() {
         Err(e) if e.use_stderr() => common::cli::usage_error("jepsen", e),
         Err(e) => e.exit(),
     };
-    common::telemetry::init();
+    jepsen::log::init(cli.verbose);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     // A drill heals what it faulted before it exits, so it takes Ctrl-C itself.
     let handles_ctrl_c = matches!(cli.command, Cmd::Cluster { .. } | Cmd::Drill { .. });
@@ -527,27 +532,38 @@ async fn run(cmd: Cmd) -> Result<()> {
                     rounds,
                 },
         } => {
-            let groups = jepsen::bench::bench_groups();
-            let (dir, _, ours) = bench_cluster(&cluster, "bench-etcd", &groups, &[])?;
-            let mut etcd =
-                jepsen::etcd::EtcdCluster::start(&dir.join("etcd"), cluster.nodes as usize)?;
-            let leader = etcd.wait_leader(Duration::from_secs(30)).await?;
-            println!("{}", jepsen::etcd::TABLE_HEADER);
-            let rows = jepsen::etcd::compare(
-                &ours,
-                &leader,
-                clients,
-                Duration::from_secs(seconds),
-                rounds,
-            )
-            .await?;
-            println!("\n{}", jepsen::etcd::summary(&rows));
-            let ratios = jepsen::etcd::ratios(&rows);
-            let results = serde_json::json!({"bench": "etcd", "nodes": cluster.nodes,
-                "limit": jepsen::bench::LIMIT, "rows": rows, "ratios": ratios,
-                "targets": jepsen::etcd::targets(&ratios)});
-            save_results(&dir, &results)?;
-            Ok(())
+            #[cfg(feature = "etcd")]
+            {
+                let groups = jepsen::bench::bench_groups();
+                let (dir, _, ours) = bench_cluster(&cluster, "bench-etcd", &groups, &[])?;
+                let mut etcd =
+                    jepsen::etcd::EtcdCluster::start(&dir.join("etcd"), cluster.nodes as usize)?;
+                let leader = etcd.wait_leader(Duration::from_secs(30)).await?;
+                println!("{}", jepsen::etcd::TABLE_HEADER);
+                let rows = jepsen::etcd::compare(
+                    &ours,
+                    &leader,
+                    clients,
+                    Duration::from_secs(seconds),
+                    rounds,
+                )
+                .await?;
+                println!("\n{}", jepsen::etcd::summary(&rows));
+                let ratios = jepsen::etcd::ratios(&rows);
+                let results = serde_json::json!({"bench": "etcd", "nodes": cluster.nodes,
+                    "limit": jepsen::bench::LIMIT, "rows": rows, "ratios": ratios,
+                    "targets": jepsen::etcd::targets(&ratios)});
+                save_results(&dir, &results)?;
+                Ok(())
+            }
+            #[cfg(not(feature = "etcd"))]
+            {
+                let _ = (cluster, clients, seconds, rounds);
+                anyhow::bail!(
+                    "this jepsen was built without the etcd bench: build it with \
+                     `cargo build -p jepsen --features etcd` (needs protoc: Debian's protobuf-compiler)"
+                )
+            }
         }
         Cmd::Bench {
             what:
@@ -816,7 +832,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 spec.schedule.seed
             );
             let s = jepsen::test::run(&spec, &dir).await?;
-            print_summaries(std::slice::from_ref(&s));
+            println!();
+            print!(
+                "{}",
+                jepsen::compare::table_markdown(std::slice::from_ref(&s))
+            );
             println!("results: {}", dir.join("results.json").display());
             match s.valid {
                 jepsen::checker::Validity::Invalid => {
@@ -846,37 +866,47 @@ async fn run(cmd: Cmd) -> Result<()> {
             concurrency,
         } => {
             let root = run_dir("compare")?;
+            let _log = jepsen::log::to_file(&root.join("jepsen.log"))?;
             let schedule = nemesis.schedule();
             let mut modes = vec![jepsen::test::Mode::Linearizable];
             modes.extend(bounds.iter().map(|b| jepsen::test::Mode::Eventual {
                 max_staleness_ms: *b,
             }));
-            println!(
-                "jepsen compare: {workload:?}, {time_limit} s per mode, nemesis {:?} on {:?}, seed {}",
+            let about = format!(
+                "jepsen compare: {workload:?} workload, {time_limit} s per mode, nemesis {:?} on {:?}, seed {}",
                 schedule.faults, schedule.roles, schedule.seed
             );
-            let mut summaries = Vec::new();
-            for mode in modes {
-                let run = RunArgs {
-                    cluster: &cluster,
-                    nemesis: &nemesis,
-                    workload,
-                    time_limit,
-                    concurrency,
-                };
-                let spec = run.spec(mode, schedule.clone());
-                let dir = root.join(mode.label().replace(':', "-"));
-                println!("-- {} ...", mode.label());
-                summaries.push(jepsen::test::run(&spec, &dir).await?);
-            }
-            print_summaries(&summaries);
-            let table = summary_table(&summaries);
-            std::fs::write(root.join("compare.md"), &table)?;
+            println!("{about}");
+            let run = RunArgs {
+                cluster: &cluster,
+                nemesis: &nemesis,
+                workload,
+                time_limit,
+                concurrency,
+            };
+            let specs: Vec<_> = modes
+                .into_iter()
+                .map(|mode| run.spec(mode, schedule.clone()))
+                .collect();
+            let summaries = jepsen::compare::run(&specs, &root).await?;
+            println!();
+            print!("{}", jepsen::compare::table_markdown(&summaries));
+            let index = jepsen::compare::write_report(&root, &about, &summaries)?;
             save_results(
                 &root,
                 &serde_json::json!({"compare": summaries, "seed": schedule.seed,
                 "schedule": schedule, "time_limit_s": time_limit, "workload": workload}),
             )?;
+            println!("report: {}", index.display());
+            if let Some(l) = summaries
+                .iter()
+                .find(|s| s.mode == "linearizable" && s.valid == jepsen::checker::Validity::Invalid)
+            {
+                anyhow::bail!(
+                    "the linearizable run is not valid (see {})",
+                    l.dir.join("results.json").display()
+                );
+            }
             Ok(())
         }
         Cmd::Drill { what } => {
@@ -1022,33 +1052,4 @@ impl RunArgs<'_> {
             loopback: self.nemesis.loopback,
         }
     }
-}
-
-/// The comparison table, as Markdown.
-fn summary_table(rows: &[jepsen::test::Summary]) -> String {
-    let mut out = String::from(
-        "| mode | bound | over-admission violations | max excess | excess-seconds | admission p50 | admission p99 | ok ops/s | seconds unavailable | valid |\n|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
-    for r in rows {
-        // The mode without its bound (`eventual:100` -> `eventual`).
-        let mode = r.mode.split(':').next().unwrap_or_default();
-        let bound = r.bound_ms.map_or("-".to_string(), |b| format!("{b} ms"));
-        out.push_str(&format!(
-            "| {mode} | {bound} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {} |\n",
-            r.violations,
-            r.max_excess,
-            r.excess_seconds,
-            ms(r.admission_p50_ms),
-            ms(r.admission_p99_ms),
-            r.ok_per_second,
-            r.seconds_unavailable,
-            serde_json::to_string(&r.valid).unwrap_or_default(),
-        ));
-    }
-    out
-}
-
-fn print_summaries(rows: &[jepsen::test::Summary]) {
-    print!("{}", summary_table(rows));
 }

@@ -33,6 +33,9 @@ pub struct Network {
     nodes: std::sync::Mutex<BTreeMap<String, (String, String)>>,
     /// Which packet faults work here, probed when the network is made.
     pub packet: packet::Capabilities,
+    /// Nodes that carry a packet fault now: healing touches only these, so
+    /// a run that never applied one needs neither `nft` nor `tc`.
+    faulted: std::sync::Mutex<BTreeSet<String>>,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -76,6 +79,7 @@ impl Network {
             subnet: format!("10.{}.{}", 250 + pid % 5, (pid / 5 + k * 37) % 256),
             nodes: Default::default(),
             packet: packet::Capabilities::probe(),
+            faulted: Default::default(),
         };
         ip(&["link", "add", &net.bridge, "type", "bridge"])?;
         ip(&[
@@ -172,17 +176,19 @@ impl Network {
 
 /// Packet faults on nodes' interfaces.
 impl Network {
-    fn namespaces(&self, names: &[String]) -> Vec<String> {
+    /// `(name, namespace)` of each of `names` that is a node here.
+    fn namespaces(&self, names: &[String]) -> Vec<(String, String)> {
         let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         names
             .iter()
-            .filter_map(|n| nodes.get(n).map(|(ns, _)| ns.clone()))
+            .filter_map(|n| nodes.get(n).map(|(ns, _)| (n.clone(), ns.clone())))
             .collect()
     }
 
     /// `percent`% of packets lost both ways on each of `names`.
     pub fn packet_loss(&self, names: &[String], percent: u8) -> Result<()> {
-        for ns in self.namespaces(names) {
+        for (name, ns) in self.namespaces(names) {
+            self.mark_faulted(&name);
             packet::set_loss(&ns, IFACE, percent)?;
         }
         Ok(())
@@ -190,30 +196,51 @@ impl Network {
 
     /// `ms` of delay on each of `names` (needs netem: see `self.packet`).
     pub fn packet_delay(&self, names: &[String], ms: u64) -> Result<()> {
-        for ns in self.namespaces(names) {
+        for (name, ns) in self.namespaces(names) {
+            self.mark_faulted(&name);
             packet::set_delay(&ns, IFACE, ms)?;
         }
         Ok(())
     }
 
-    /// Removes every packet fault from every node.
+    /// Marked before the fault is applied, so a fault that half-applied
+    /// and then failed is still healed.
+    fn mark_faulted(&self, name: &str) {
+        self.faulted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+    }
+
+    /// Removes every packet fault applied so far; nothing to do (and no
+    /// tool needed) when none was.
     pub fn heal_packets(&self) -> Result<()> {
-        let all: Vec<String> = {
-            let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-            nodes.keys().cloned().collect()
+        let faulted: Vec<String> = {
+            let f = self.faulted.lock().unwrap_or_else(|p| p.into_inner());
+            f.iter().cloned().collect()
         };
-        for ns in self.namespaces(&all) {
-            packet::clear_loss(&ns)?;
+        // Every node is tried; a node that could not be healed stays marked
+        // (for the next heal) and the first error is answered.
+        let mut first_error = None;
+        for (name, ns) in self.namespaces(&faulted) {
+            if let Err(e) = packet::clear_loss(&ns) {
+                first_error.get_or_insert(e);
+                continue;
+            }
             if self.packet.delay.is_ok() {
                 packet::clear_delay(&ns, IFACE);
             }
+            self.faulted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Node `name`'s loss table as nft lists it, if it has one.
     pub fn packet_rules(&self, name: &str) -> Option<String> {
-        let ns = self.namespaces(&[name.to_string()]).pop()?;
+        let (_, ns) = self.namespaces(&[name.to_string()]).pop()?;
         packet::list_loss(&ns)
     }
 }
@@ -327,6 +354,42 @@ mod tests {
         assert_eq!(rules.matches("numgen").count(), 2, "{rules}");
         net.heal_packets().expect("loss off");
         assert_eq!(net.packet_rules("a"), None);
+    }
+
+    /// A directory holding only `ip`, to stand as the whole PATH: a
+    /// machine without nftables (or tc).
+    fn path_with_ip_only() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let ip = std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join("ip"))
+            .find(|p| p.exists())
+            .expect("ip (iproute2) on PATH");
+        std::os::unix::fs::symlink(ip, dir.path().join("ip")).expect("a link to ip");
+        dir
+    }
+
+    /// Root only. The first-run bug: a run without packet faults healed
+    /// them anyway, and died where `nft` is not installed.
+    #[test]
+    fn healing_needs_no_packet_tools_when_no_packet_fault_was_applied() {
+        if let Err(why) = Network::probe() {
+            println!("skipped: network namespaces unavailable ({why})");
+            return;
+        }
+        let bin = path_with_ip_only();
+        // nextest runs each test in its own process: PATH is ours alone.
+        std::env::set_var("PATH", bin.path());
+        let net = Network::create().expect("a bridge");
+        assert!(net.packet.loss.is_err(), "nft must be hidden here");
+        net.add_node("a").expect("a node");
+        net.add_node("b").expect("a node");
+        net.partition(&grudges(&[names(&["a"]), names(&["b"])], None))
+            .expect("a partition needs only ip");
+        net.heal().expect("healed");
+        net.heal_packets()
+            .expect("no packet fault was applied: nothing to heal, no nft needed");
     }
 
     #[test]

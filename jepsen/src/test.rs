@@ -19,6 +19,7 @@ use crate::checker::{self, overlap::Interval, Validity, Verdict};
 use crate::cluster::{ClusterSpec, DataPlaneSpec, LocalCluster};
 use crate::history::{pairs, Op, OpType, Recorder};
 use crate::nemesis::{self, Schedule};
+use crate::progress::Phase;
 use crate::stats::summarize;
 use crate::trino::TrinoClient;
 use crate::workload::{self, Ctx, QueryClient, SemaphoreClient, Workload};
@@ -97,12 +98,17 @@ pub struct Summary {
     pub ok_per_second: f64,
     pub seconds_unavailable: f64,
     pub dir: PathBuf,
+    /// Requested fault families this machine could not run.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Runs one test into `dir` (created). Answers its summary.
 pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = std::fs::canonicalize(dir)?;
+    // The harness's log lines go to the run's jepsen.log (the terminal gets
+    // progress lines only, unless -v).
+    let _log = crate::log::to_file(&dir.join("jepsen.log"))?;
     let groups_text = match spec.workload {
         Workload::Semaphore => {
             if spec.mode != Mode::Linearizable {
@@ -118,61 +124,24 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     std::fs::write(&groups_file, &groups_text)?;
     let limits = limits_of(&groups_text)?;
 
-    // Namespaces where the machine allows them, else loopback (and then no
-    // partitions: they would be a lie).
-    let mut schedule = spec.schedule.clone();
-    let (net, network) = if spec.loopback {
-        (
-            None,
-            "loopback (--loopback): process faults only".to_string(),
-        )
-    } else {
-        match crate::netns::Network::probe() {
-            Ok(()) => {
-                let n = Arc::new(crate::netns::Network::create()?);
-                let d = n.describe();
-                (Some(n), d)
-            }
-            Err(why) => (
-                None,
-                format!("loopback: network namespaces unavailable ({why}); process faults only"),
-            ),
-        }
-    };
-    if net.is_none() && schedule.faults.contains(&nemesis::Fault::Partition) {
-        schedule.faults.retain(|f| *f != nemesis::Fault::Partition);
-        println!("partitions skipped: {network}");
+    let progress = crate::progress::Progress::new(&spec.mode.label());
+    let env = probe_environment(spec)?;
+    progress.phase(Phase::Probe, &env.network);
+    for s in &env.skipped {
+        progress.phase(Phase::Probe, &format!("skipped {}: {}", s.feature, s.why));
     }
-    // Probed in a scratch namespace when the network was made.
-    let packet = match &net {
-        Some(n) => n.packet.clone(),
-        None => crate::netns::packet::Capabilities::none(&network),
-    };
-    if let Err(why) = &packet.loss {
-        if schedule.faults.contains(&nemesis::Fault::Packet) {
-            schedule.faults.retain(|f| *f != nemesis::Fault::Packet);
-            println!("packet faults skipped: {why}");
-        }
-    }
-    let faketime = Path::new(crate::cluster::LIBFAKETIME);
-    let clock = if faketime.exists() {
-        "libfaketime preloaded: the clock nemesis shifts one process's wall clock".to_string()
-    } else {
-        format!(
-            "no {} (Debian package faketime): no clock faults",
-            faketime.display()
-        )
-    };
-    if !faketime.exists() && schedule.faults.contains(&nemesis::Fault::Clock) {
-        schedule.faults.retain(|f| *f != nemesis::Fault::Clock);
-        println!("clock faults skipped: {clock}");
-    }
+    let Environment {
+        net,
+        network,
+        packet,
+        faketime,
+        clock,
+        schedule,
+        skipped,
+    } = env;
     let mut cluster = LocalCluster::start(ClusterSpec {
         net,
-        faketime: schedule
-            .faults
-            .contains(&nemesis::Fault::Clock)
-            .then(|| faketime.to_path_buf()),
+        faketime,
         nodes: spec.nodes,
         base_port: 0,
         dir: dir.clone(),
@@ -251,8 +220,19 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         spec.concurrency
     };
     if concurrency != spec.concurrency {
-        println!("queue workload: {concurrency} clients, so the queues fill");
+        tracing::info!("queue workload: {concurrency} clients, so the queues fill");
     }
+    progress.phase(
+        Phase::Start,
+        &format!(
+            "{} RMs, {} coordinators, {} workers up; {concurrency} clients, nemesis {:?} on {:?}",
+            spec.nodes,
+            coordinators.len(),
+            workers.len(),
+            schedule.faults,
+            schedule.roles
+        ),
+    );
     let start_wall_ms = common::clock::SystemClock::default().now_ms();
     let history = Arc::new(Recorder::new(Some(&dir.join("history.jsonl")))?);
     let (stop_tx, stop) = watch::channel(false);
@@ -320,9 +300,25 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         history.clone(),
         stop.clone(),
     ));
-    tokio::time::sleep(spec.time_limit).await;
+    let run_start = Instant::now();
+    while run_start.elapsed() < spec.time_limit {
+        let t = history.tally();
+        progress.bar(run_start.elapsed(), spec.time_limit, t.faults, t.client_ops);
+        let left = spec.time_limit.saturating_sub(run_start.elapsed());
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+    }
     let _ = stop_tx.send(true);
     let windows = nemesis.await.context("nemesis task")??;
+    let t = history.tally();
+    progress.phase(
+        Phase::Run,
+        &format!(
+            "{}/{} s, {}",
+            spec.time_limit.as_secs(),
+            spec.time_limit.as_secs(),
+            crate::progress::counts(t.faults, t.client_ops)
+        ),
+    );
     for c in clients {
         let abort = c.abort_handle();
         if tokio::time::timeout(Duration::from_secs(40), c)
@@ -358,6 +354,14 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         None
     };
     let ops = history.ops();
+    progress.phase(
+        Phase::Quiesce,
+        &if leaked.is_empty() {
+            "faults healed, every admission released".to_string()
+        } else {
+            format!("faults healed, {} groups still hold queries", leaked.len())
+        },
+    );
 
     let end_state = EndState {
         start_wall_ms,
@@ -393,7 +397,15 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
             .as_f64()
             .unwrap_or(0.0),
         dir: dir.clone(),
+        skipped: skipped.clone(),
     };
+    progress.phase(
+        Phase::Check,
+        &format!(
+            "valid: {}",
+            serde_json::to_string(&valid).unwrap_or_default()
+        ),
+    );
     let counts = op_counts(&ops);
     // A table that cannot be computed costs the run its tables, not its verdict.
     let analysis = match crate::analysis::analyze(&ops) {
@@ -412,6 +424,7 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
         "network": network,
         "clock": clock,
         "faults_run": schedule.faults,
+        "skipped": skipped,
         "clients": concurrency,
         "packet_faults": packet.report(),
         "checkers": checkers,
@@ -436,7 +449,110 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     for id in 1..=spec.nodes {
         let _ = std::fs::remove_dir_all(dir.join(format!("n{id}")));
     }
+    progress.phase(Phase::Report, &format!("{}", dir.display()));
     Ok(summary)
+}
+
+/// A requested fault family this machine cannot run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub feature: String,
+    pub why: String,
+}
+
+/// What this machine allows a run, found before anything starts.
+struct Environment {
+    /// Per-node network namespaces, or `None`: loopback.
+    net: Option<Arc<crate::netns::Network>>,
+    /// How the nodes are networked, in words.
+    network: String,
+    packet: crate::netns::packet::Capabilities,
+    /// libfaketime to preload, when clock faults run.
+    faketime: Option<PathBuf>,
+    /// How clock faults run here, in words.
+    clock: String,
+    /// The spec's schedule less the fault families that cannot run here.
+    schedule: Schedule,
+    skipped: Vec<Skipped>,
+}
+
+/// Finds what the run may use: namespaces (root and `ip`), `nft` and `tc`
+/// for packet faults (tried in a scratch namespace), libfaketime for clock
+/// faults. A requested fault family whose tool is missing is skipped and
+/// recorded, never an error; a tool is used only by the faults that need it.
+fn probe_environment(spec: &TestSpec) -> Result<Environment> {
+    let mut schedule = spec.schedule.clone();
+    let mut skipped = Vec::new();
+    let mut skip = |schedule: &mut Schedule, fault: nemesis::Fault, feature: &str, why: &str| {
+        if schedule.faults.contains(&fault) {
+            schedule.faults.retain(|f| *f != fault);
+            skipped.push(Skipped {
+                feature: feature.to_string(),
+                why: why.to_string(),
+            });
+        }
+    };
+    // Namespaces where the machine allows them, else loopback (and then no
+    // partitions: they would be a lie).
+    let (net, network) = if spec.loopback {
+        (
+            None,
+            "loopback (--loopback): process faults only".to_string(),
+        )
+    } else {
+        match crate::netns::Network::probe() {
+            Ok(()) => {
+                let n = Arc::new(crate::netns::Network::create()?);
+                let d = n.describe();
+                (Some(n), d)
+            }
+            Err(why) => (
+                None,
+                format!("loopback: network namespaces unavailable ({why}); process faults only"),
+            ),
+        }
+    };
+    if net.is_none() {
+        skip(
+            &mut schedule,
+            nemesis::Fault::Partition,
+            "partition faults",
+            &network,
+        );
+    }
+    // Probed in a scratch namespace when the network was made.
+    let packet = match &net {
+        Some(n) => n.packet.clone(),
+        None => crate::netns::packet::Capabilities::none(&network),
+    };
+    if let Err(why) = &packet.loss {
+        skip(&mut schedule, nemesis::Fault::Packet, "packet faults", why);
+    }
+    let lib = crate::cluster::libfaketime();
+    let clock = if lib.exists() {
+        "libfaketime preloaded: the clock nemesis shifts one process's wall clock".to_string()
+    } else {
+        format!(
+            "no {} (Debian package faketime): no clock faults",
+            lib.display()
+        )
+    };
+    if !lib.exists() {
+        skip(&mut schedule, nemesis::Fault::Clock, "clock faults", &clock);
+    }
+    let faketime = schedule
+        .faults
+        .contains(&nemesis::Fault::Clock)
+        .then_some(lib);
+    Ok(Environment {
+        net,
+        network,
+        packet,
+        faketime,
+        clock,
+        schedule,
+        skipped,
+    })
 }
 
 /// Each worker's pool in the oom workload.
@@ -838,10 +954,12 @@ fn op_counts(ops: &[Op]) -> Value {
     json!(counts)
 }
 
-/// A readable account of the run: every op, then the verdicts.
+/// A readable account of the run, after the harness's log lines: every
+/// op, then the verdicts.
 fn write_log(path: &Path, ops: &[Op], results: &Value) -> Result<()> {
     use std::fmt::Write as _;
-    let mut out = String::new();
+    use std::io::Write as _;
+    let mut out = String::from("\n== history\n");
     for o in ops {
         let kind = format!("{:?}", o.kind).to_lowercase();
         let process = match o.process {
@@ -865,7 +983,12 @@ fn write_log(path: &Path, ops: &[Op], results: &Value) -> Result<()> {
         serde_json::to_string_pretty(&results["checkers"])?
     );
     let _ = writeln!(out, "valid: {}", results["valid"]);
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+    std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -6,8 +6,11 @@
 //!   openraft storage traits over them (append acknowledged only after fsync).
 //! - [`network`]: the Raft RPC client side (HTTP + bincode).
 //! - [`http`]: the server side, one router per concern: Raft RPC, admin,
-//!   health/metrics, canary writes; auth and the error-to-status mapping.
+//!   health/metrics, canary writes, admission, groups and the watch,
+//!   discovery and heartbeats; auth and the error-to-status mapping.
 //! - [`config`]: flags and the TOML config file, validated into [`config::NodeConfig`].
+//! - [`election`]: the election timer, ours instead of openraft's: a fresh
+//!   random timeout for every wait, and openraft's longer-log back-off.
 //! - [`node`]: wires the above into a running node ([`node::start`]).
 //! - [`admin_cli`]: the `raft-rm admin ...` command-line client.
 //! - [`inspect`]: `raft-rm inspect`, what a stopped node's data dir holds.
