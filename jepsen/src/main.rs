@@ -825,11 +825,10 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             let spec = run.spec(mode, nemesis.schedule());
             println!(
-                "jepsen test: {workload:?} {} for {time_limit} s, nemesis {:?} on {:?}, seed {}",
+                "jepsen test: {} workload, {} mode, {time_limit} s, nemesis {}",
+                workload_name(workload),
                 mode.label(),
-                spec.schedule.faults,
-                spec.schedule.roles,
-                spec.schedule.seed
+                spec.schedule.describe()
             );
             let s = jepsen::test::run(&spec, &dir).await?;
             println!();
@@ -873,8 +872,9 @@ async fn run(cmd: Cmd) -> Result<()> {
                 max_staleness_ms: *b,
             }));
             let about = format!(
-                "jepsen compare: {workload:?} workload, {time_limit} s per mode, nemesis {:?} on {:?}, seed {}",
-                schedule.faults, schedule.roles, schedule.seed
+                "jepsen compare: {} workload, {time_limit} s per mode, nemesis {}",
+                workload_name(workload),
+                schedule.describe()
             );
             println!("{about}");
             let run = RunArgs {
@@ -1052,4 +1052,11 @@ impl RunArgs<'_> {
             loopback: self.nemesis.loopback,
         }
     }
+}
+
+/// A workload as its flag spells it.
+fn workload_name(w: jepsen::workload::Workload) -> String {
+    use clap::ValueEnum;
+    w.to_possible_value()
+        .map_or_else(|| format!("{w:?}"), |v| v.get_name().to_string())
 }

@@ -82,6 +82,31 @@ pub struct Schedule {
     pub seed: u64,
 }
 
+impl Schedule {
+    /// `kill,pause,partition on rm,coordinator, seed 7` (`no faults` when
+    /// none), as the flags spell them.
+    pub fn describe(&self) -> String {
+        use clap::ValueEnum;
+        fn names<T: ValueEnum>(items: &[T]) -> String {
+            items
+                .iter()
+                .filter_map(|i| i.to_possible_value())
+                .map(|v| v.get_name().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        if self.faults.is_empty() {
+            return format!("no faults, seed {}", self.seed);
+        }
+        format!(
+            "{} on {}, seed {}",
+            names(&self.faults),
+            names(&self.roles),
+            self.seed
+        )
+    }
+}
+
 /// A fault's time in the run, for checkers and plots.
 #[derive(Debug, Clone, Serialize)]
 pub struct Window {
@@ -404,4 +429,24 @@ async fn strobe(
         cluster.lock().await.set_clock_offset(target, offset)?;
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_describes_itself_as_its_flags_spell_it() {
+        let mut s = Schedule {
+            faults: vec![Fault::Kill, Fault::Partition],
+            roles: vec![Role::Rm, Role::Coordinator],
+            interval: Duration::from_secs(1),
+            kill_for: Duration::from_secs(1),
+            pause_for: Duration::from_secs(1),
+            seed: 7,
+        };
+        assert_eq!(s.describe(), "kill,partition on rm,coordinator, seed 7");
+        s.faults.clear();
+        assert_eq!(s.describe(), "no faults, seed 7");
+    }
 }

@@ -225,12 +225,11 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     progress.phase(
         Phase::Start,
         &format!(
-            "{} RMs, {} coordinators, {} workers up; {concurrency} clients, nemesis {:?} on {:?}",
+            "{} RMs, {} coordinators, {} workers up; {concurrency} clients; nemesis {}",
             spec.nodes,
             coordinators.len(),
             workers.len(),
-            schedule.faults,
-            schedule.roles
+            schedule.describe()
         ),
     );
     let start_wall_ms = common::clock::SystemClock::default().now_ms();
@@ -449,7 +448,12 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     for id in 1..=spec.nodes {
         let _ = std::fs::remove_dir_all(dir.join(format!("n{id}")));
     }
-    progress.phase(Phase::Report, &format!("{}", dir.display()));
+    // Relative to where the command ran, when the run is below it.
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| dir.clone());
+    progress.phase(Phase::Report, &shown.display().to_string());
     Ok(summary)
 }
 
