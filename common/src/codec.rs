@@ -91,4 +91,16 @@ mod tests {
         let bytes = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
         assert!(decode::<String>(&bytes).is_err());
     }
+
+    /// The validated resource-group tree goes into the Raft log.
+    #[test]
+    fn the_validated_resource_group_tree_survives_the_codec() {
+        let text = include_str!("../../docs/examples/resource-groups.json");
+        let rg =
+            crate::resource_groups::parse(text, &crate::resource_groups::Consistency::Linearizable)
+                .unwrap();
+        let bytes = encode(&rg.roots).unwrap();
+        let back: Vec<crate::resource_groups::GroupSpec> = decode(&bytes).unwrap();
+        assert_eq!(back, rg.roots);
+    }
 }

@@ -11,8 +11,9 @@
 //! - [`cpu`]: a process's CPU time from `/proc` (worker reports, benchmarks).
 //! - [`cli`]: one-line errors and exit status 2 for bad flags or config.
 //! - [`net`]: loopback ports for the processes tests and the harness start.
-//! - [`resource_groups`]: Trino's `resource-groups.json` (plus our
-//!   `consistency` field), validated with JSON-path errors, and selectors.
+//! - [`resource_groups`] (re-exported from `common/resource-groups`):
+//!   Trino's `resource-groups.json` (plus our `consistency` field),
+//!   validated with JSON-path errors, and selectors.
 //! - [`units`]: durations (`5m`) and data sizes (`20GB`) as upstream writes them.
 //! - [`telemetry`]: `tracing` to stderr, filtered by `RUST_LOG`; colours
 //!   only on a terminal.
@@ -26,7 +27,9 @@ pub mod codec;
 pub mod cpu;
 pub mod http;
 pub mod net;
-pub mod resource_groups;
+/// The resource-group model, a crate of its own (`common/resource-groups`)
+/// so that the pure state machine can use it without this crate's I/O.
+pub use resource_groups;
 pub mod telemetry;
 pub mod units;
 pub mod wire;

@@ -31,7 +31,8 @@ pub mod http;
 pub mod inspect;
 pub mod killer;
 pub mod log_clock;
-pub mod machine;
+/// The pure state machine, a crate of its own (`raft-rm/machine`).
+pub use rm_machine as machine;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 
-use common::resource_groups::SchedulingPolicy;
+use resource_groups::SchedulingPolicy;
 
 use super::admission::{Admission, QueryStatus};
 

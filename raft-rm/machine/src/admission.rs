@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use common::resource_groups::{self, GroupSpec, SchedulingPolicy};
+use resource_groups::{self, GroupSpec, SchedulingPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::scheduling;

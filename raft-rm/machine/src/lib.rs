@@ -5,8 +5,10 @@
 //! state, byte for byte (see `State::digest`). The only notion of time is the
 //! time the leader stamped into each entry, kept monotonic here.
 //!
-//! This module imports only serde and std: the boundary is visible. The
-//! openraft glue in `store::state_machine` does log ids, membership and
+//! A crate of its own, depending only on serde and the resource-group
+//! model: no runtime, storage, Raft, network, clock or randomness can
+//! reach it (its tests check the dependency list too). The node's openraft
+//! glue (`raft-rm`'s `store::state_machine`) does log ids, membership and
 //! snapshots, and delegates every application command here.
 //!
 //! Commands:
@@ -20,6 +22,8 @@
 //!   to prove that every acknowledged write is applied exactly once.
 
 pub mod admission;
+#[cfg(any(test, feature = "arbitrary"))]
+pub mod arbitrary;
 pub mod finished;
 pub mod memory;
 mod scheduling;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use common::resource_groups::{self, Consistency};
 use proptest::prelude::*;
+use resource_groups::{self, Consistency};
 
 use super::admission::{AcquireRequest, GroupsConfig, QueryStatus};
 use super::*;

@@ -177,14 +177,6 @@ fn memory_limits_parse_like_trino() {
 }
 
 #[test]
-fn the_validated_tree_survives_the_codec() {
-    let rg = parse(EXAMPLE, &DEFAULT).unwrap();
-    let bytes = crate::codec::encode(&rg.roots).unwrap();
-    let back: Vec<GroupSpec> = crate::codec::decode(&bytes).unwrap();
-    assert_eq!(back, rg.roots);
-}
-
-#[test]
 fn templates_split_into_literals_and_variables() {
     use super::spec::{template_parts, TemplatePart::*};
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Memory kills, as the log decides them. Pure, like the rest of the
 //! machine: the leader watches the workers' memory (soft state, see
-//! `crate::killer`) and proposes; this module decides what stands.
+//! the node's `killer`) and proposes; this module decides what stands.
 //!
 //! Rules:
 //! - at most one low-memory kill is unsettled at a time: a proposal while

@@ -1,0 +1,255 @@
+//! Generated logs for property tests: every [`Command`] variant, drawn from
+//! small pools of query ids, groups, coordinators and sessions so that
+//! commands meet each other (a release finds an admission, a renewal a
+//! session, a batch mixes them). Built for this crate's tests, and for the
+//! node's (feature `arbitrary`): snapshots and the codec are checked
+//! against the same logs.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use resource_groups::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+
+use crate::admission::{AdmissionSettings, GroupsConfig};
+use crate::memory::{KillProposal, KillReason, KillerPolicy, MemoryFigures};
+use crate::{AcquireRequest, Command, Request};
+
+const QUERIES: u64 = 12;
+const COORDINATORS: [&str; 3] = ["c1", "c2", "c3"];
+const GROUPS: [&str; 4] = ["g.a", "g.b", "g.c.x", "h"];
+
+fn query_id() -> impl Strategy<Value = String> {
+    (0..QUERIES).prop_map(|q| format!("q{q}"))
+}
+
+fn coordinator() -> impl Strategy<Value = String> {
+    prop::sample::select(&COORDINATORS[..]).prop_map(str::to_string)
+}
+
+/// Session ids are entry indexes: small numbers hit real sessions.
+fn session() -> impl Strategy<Value = u64> {
+    0..40u64
+}
+
+/// A coordinator and, mostly, the session [`log`] registered for it at
+/// its start (entry 2 + its number); else any session, often not its own.
+fn coordinator_session() -> impl Strategy<Value = (String, u64)> {
+    (0..COORDINATORS.len(), prop::bool::weighted(0.85), session()).prop_map(|(k, own, other)| {
+        let session = if own { k as u64 + 2 } else { other };
+        (COORDINATORS[k].to_string(), session)
+    })
+}
+
+fn group(name: &str, limit: u32, queued: u32, subs: Vec<GroupSpec>) -> GroupSpec {
+    GroupSpec {
+        name: name.to_string(),
+        hard_concurrency_limit: limit,
+        max_queued: queued,
+        soft_concurrency_limit: None,
+        soft_memory_limit: None,
+        scheduling_policy: SchedulingPolicy::Fair,
+        scheduling_weight: 1,
+        consistency: Consistency::Linearizable,
+        sub_groups: subs,
+    }
+}
+
+/// A configuration over [`GROUPS`], with drawn limits and policies.
+pub fn config() -> impl Strategy<Value = GroupsConfig> {
+    (
+        1..5u32,
+        0..4u32,
+        prop::sample::select(vec![
+            SchedulingPolicy::Fair,
+            SchedulingPolicy::WeightedFair,
+            SchedulingPolicy::Weighted,
+            SchedulingPolicy::QueryPriority,
+        ]),
+        prop::option::of(prop_oneof![
+            (1..1u64 << 30).prop_map(MemoryLimit::Bytes),
+            (1..100u32).prop_map(|p| MemoryLimit::Percent(f64::from(p))),
+        ]),
+        any::<bool>(),
+        2_000..60_000u64,
+    )
+        .prop_map(|(limit, queued, policy, memory, eventual, lease)| {
+            let mut g = group(
+                "g",
+                limit + 1,
+                queued + 2,
+                vec![
+                    group("a", limit, queued, vec![]),
+                    group("b", 1, queued, vec![]),
+                    group("c", limit, queued, vec![group("x", limit, queued, vec![])]),
+                ],
+            );
+            g.scheduling_policy = policy;
+            g.soft_memory_limit = memory;
+            let mut h = group("h", limit, queued, vec![]);
+            if eventual {
+                h.consistency = Consistency::Eventual {
+                    max_staleness_ms: 500,
+                };
+            }
+            GroupsConfig {
+                version: 0,
+                roots: vec![g, h],
+                source: format!("limit {limit}, queued {queued}"),
+                settings: AdmissionSettings {
+                    session_lease_ms: lease,
+                    queue_timeout_ms: lease * 3,
+                },
+            }
+        })
+}
+
+fn kill() -> impl Strategy<Value = KillProposal> {
+    (
+        query_id(),
+        prop_oneof![
+            prop::sample::select(vec![
+                KillerPolicy::TotalReservation,
+                KillerPolicy::TotalReservationOnBlockedNodes
+            ])
+            .prop_map(|policy| KillReason::LowMemory { policy }),
+            (1..1u64 << 30).prop_map(|limit_bytes| KillReason::ExceededGlobalLimit { limit_bytes }),
+            (coordinator(), 1..1u64 << 30).prop_map(|(node, limit_bytes)| {
+                KillReason::ExceededLocalLimit { node, limit_bytes }
+            }),
+        ],
+        0..4u32,
+        0..1u64 << 32,
+        0..10_000u64,
+    )
+        .prop_map(|(query_id, reason, workers, bytes, ms)| KillProposal {
+            query_id,
+            reason,
+            figures: MemoryFigures {
+                workers,
+                cluster_total_bytes: bytes * 2,
+                cluster_reserved_bytes: bytes,
+                blocked_nodes: (0..workers).map(|w| format!("w{w}")).collect(),
+                query_bytes: bytes / 2,
+                query_total_bytes: bytes / 2,
+                out_of_memory_ms: ms,
+            },
+            leak_timeout_ms: ms + 1,
+        })
+}
+
+/// One command that may travel in a batch.
+pub fn batchable() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        ((0..3u8), 0..8u64).prop_map(|(c, seq)| Command::Canary {
+            client: format!("client-{c}"),
+            seq
+        }),
+        session().prop_map(|session| Command::RenewSession { session }),
+        (
+            query_id(),
+            prop::sample::select(&GROUPS[..]),
+            coordinator_session(),
+            -2..3i32
+        )
+            .prop_map(|(query_id, group, (coordinator, session), priority)| {
+                Command::Acquire(AcquireRequest {
+                    query_id,
+                    group: group.to_string(),
+                    coordinator,
+                    session,
+                    priority,
+                    payload: String::new(),
+                })
+            }),
+        query_id().prop_map(|query_id| Command::Release { query_id }),
+        (query_id(), coordinator_session()).prop_map(|(query_id, (coordinator, session))| {
+            Command::Adopt {
+                query_id,
+                coordinator,
+                session,
+            }
+        }),
+        (
+            coordinator(),
+            0..10u64,
+            prop::collection::btree_map(
+                prop::sample::select(&GROUPS[..]),
+                (0..4u32, 0..4u32),
+                0..3
+            )
+        )
+            .prop_map(|(coordinator, seq, groups)| Command::Report {
+                coordinator,
+                seq,
+                groups: groups
+                    .into_iter()
+                    .map(|(g, n)| (g.to_string(), n))
+                    .collect::<BTreeMap<_, _>>(),
+            }),
+    ]
+}
+
+/// Any command, every variant of [`Command`] (batches included, with the
+/// odd unbatchable command inside, which the machine must refuse).
+pub fn command() -> impl Strategy<Value = Command> {
+    let single = prop_oneof![
+        6 => batchable(),
+        2 => Just(Command::Tick),
+        2 => coordinator().prop_map(|coordinator| Command::RegisterSession { coordinator }),
+        1 => config().prop_map(Command::SetConfig),
+        1 => kill().prop_map(Command::Kill),
+        1 => (0..60u64).prop_map(|index| Command::SettleKill { index }),
+    ];
+    prop_oneof![
+        8 => single,
+        1 => prop::collection::vec(batchable(), 1..6).prop_map(Command::Batch),
+        1 => prop::collection::vec(command_unbatchable(), 1..3).prop_map(Command::Batch),
+    ]
+}
+
+/// A batch may only hold batchable commands; these are the others.
+fn command_unbatchable() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        Just(Command::Tick),
+        coordinator().prop_map(|coordinator| Command::RegisterSession { coordinator }),
+        (0..60u64).prop_map(|index| Command::SettleKill { index }),
+    ]
+}
+
+/// A log: a configuration first (so admissions have groups) and a session
+/// for each coordinator (entries 2, 3, 4), then commands with leader
+/// times that mostly advance (and sometimes step back, as a new leader's
+/// clock may).
+pub fn log(max: usize) -> impl Strategy<Value = Vec<Request>> {
+    (
+        config(),
+        prop::collection::vec((command(), 0..1_500u64, prop::bool::weighted(0.1)), 0..max),
+    )
+        .prop_map(|(config, commands)| {
+            let mut t = 1_000u64;
+            let mut out = vec![Request {
+                leader_time_ms: t,
+                command: Command::SetConfig(config),
+            }];
+            for c in COORDINATORS {
+                out.push(Request {
+                    leader_time_ms: t,
+                    command: Command::RegisterSession {
+                        coordinator: c.to_string(),
+                    },
+                });
+            }
+            for (command, step, back) in commands {
+                t = if back {
+                    t.saturating_sub(step)
+                } else {
+                    t + step
+                };
+                out.push(Request {
+                    leader_time_ms: t,
+                    command,
+                });
+            }
+            out
+        })
+}
