@@ -469,21 +469,25 @@ pub async fn step_down(state: &AppState, to: Option<NodeId>) -> Result<StepDownR
         None => most_caught_up_follower(state, &voters)
             .ok_or_else(|| ApiError::Unavailable("no follower to hand leadership to".into()))?,
     };
-    if state
-        .transferring
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    let Some(guard) = TransferGuard::take(state) else {
         return Err(ApiError::Conflict(
             "a step-down is already in progress".into(),
         ));
-    }
+    };
     let start = Instant::now();
-    state.raft.runtime_config().heartbeat(false);
-    let outcome = hand_over(state, target).await;
-    state.raft.runtime_config().heartbeat(true);
-    state.transferring.store(false, Ordering::Release);
-    let new_leader = outcome?;
+    // The transfer runs as a task of its own, holding the guard: a caller
+    // that goes away (a client hanging up drops this future) must not
+    // leave heartbeats off and writes refused.
+    let task = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            hand_over(&state, target).await
+        })
+    };
+    let new_leader = task
+        .await
+        .map_err(|e| ApiError::Internal(format!("the step-down task failed: {e}")))??;
     tracing::info!(from = state.id, to = target, ?new_leader, "stepped down");
     Ok(StepDownReport {
         from: state.id,
@@ -491,6 +495,34 @@ pub async fn step_down(state: &AppState, to: Option<NodeId>) -> Result<StepDownR
         new_leader,
         elapsed_ms: start.elapsed().as_millis() as u64,
     })
+}
+
+/// Holds a leadership transfer: while it lives this node sends no
+/// heartbeats and refuses writes and ticks; dropping it (the transfer
+/// finished, failed, or its task was cancelled) turns both back on.
+struct TransferGuard {
+    state: AppState,
+}
+
+impl TransferGuard {
+    /// `None` when a transfer is already running.
+    fn take(state: &AppState) -> Option<TransferGuard> {
+        state
+            .transferring
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        state.raft.runtime_config().heartbeat(false);
+        Some(TransferGuard {
+            state: state.clone(),
+        })
+    }
+}
+
+impl Drop for TransferGuard {
+    fn drop(&mut self) {
+        self.state.raft.runtime_config().heartbeat(true);
+        self.state.transferring.store(false, Ordering::Release);
+    }
 }
 
 fn most_caught_up_follower(state: &AppState, voters: &BTreeSet<NodeId>) -> Option<NodeId> {

@@ -1,6 +1,6 @@
 //! In-process 3-node clusters: the Raft claims this project relies on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft_rm::http::canary::CanaryView;
 use serde_json::json;
@@ -223,6 +223,53 @@ async fn a_relay_to_a_cut_off_leader_ends_when_a_new_leader_is_elected() {
     // The retry a client makes next succeeds through the same follower.
     c.canary(via, "relayed", 2).await.unwrap();
     c.heal();
+    c.shutdown().await;
+}
+
+/// A client that hangs up during `POST /v1/admin/step-down` (the server
+/// drops its request) used to leave the leader with heartbeats off and
+/// writes refused until restart. The transfer must finish without it, and
+/// the old leader must take writes and keep leading when it leads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_down_whose_client_hangs_up_still_finishes_and_leaves_writes_working() {
+    let c = TestCluster::start(3, Settings::default()).await;
+    let old = c.wait_leader(&[1, 2, 3], T).await;
+    let to = if old == 3 { 1 } else { old + 1 };
+    // The transfer first waits out the followers' leader lease, so a
+    // 200 ms client gives up in the middle of it.
+    let impatient = c.http.with_timeout(Duration::from_millis(200));
+    let hung_up = impatient
+        .post_json::<_, raft_rm::http::admin::StepDownReport>(
+            &c.url(old, "/v1/admin/step-down"),
+            &serde_json::json!({"to": to}),
+        )
+        .await;
+    assert!(hung_up.is_err(), "the client gave up: {hung_up:?}");
+    let deadline = Instant::now() + T;
+    while c.wait_leader(&[1, 2, 3], T).await != to {
+        assert!(
+            Instant::now() < deadline,
+            "the transfer to {to} did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Back to the old leader: it must take writes, and keep leading for
+    // several election timeouts (it sends heartbeats again).
+    let back: raft_rm::http::admin::StepDownReport = c
+        .http
+        .post_json(
+            &c.url(to, "/v1/admin/step-down"),
+            &serde_json::json!({"to": old}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.new_leader, Some(old));
+    for seq in 1..=20 {
+        let w = c.canary(old, "after-hang-up", seq).await.unwrap();
+        assert_eq!(w.served_by, old, "write {seq}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.wait_leader(&[1, 2, 3], T).await, old);
     c.shutdown().await;
 }
 
