@@ -31,8 +31,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::http::AppState;
-use crate::machine::memory::{KillAnswer, KillProposal, KillReason, KillerPolicy, MemoryFigures};
+use crate::machine::memory::{
+    KillAnswer, KillProposal, KillReason, KillerPolicy, MemoryFigures, MemoryState,
+};
 use crate::machine::{Command, Response};
+use crate::soft::ClusterMemory;
 use policy::NodePool;
 
 /// The killer's settings (each RM's own flags; only the leader's count).
@@ -167,14 +170,58 @@ struct Round {
     low_memory_unsettled: Option<u64>,
 }
 
-/// A proposal this round makes, worked out under the read lock.
-enum Step {
+impl Round {
+    /// Follows the log's unsettled decisions, also on followers, so a new
+    /// leader knows since when it has been waiting for each. A low-memory
+    /// kill that settled restarts the delay.
+    fn follow(&mut self, memory: &MemoryState, now_ms: u64, killer: &Killer) {
+        let unsettled: Vec<u64> = memory
+            .decisions
+            .iter()
+            .filter(|d| d.outcome.is_none())
+            .map(|d| d.index)
+            .collect();
+        self.first_seen.retain(|index, _| unsettled.contains(index));
+        for index in unsettled {
+            self.first_seen.entry(index).or_insert(now_ms);
+        }
+        let low_memory_unsettled = memory.unsettled_low_memory().map(|d| d.index);
+        if self.low_memory_unsettled.is_some() && low_memory_unsettled.is_none() {
+            killer.restart_delay(now_ms);
+        }
+        self.low_memory_unsettled = low_memory_unsettled;
+    }
+}
+
+/// A proposal a round makes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
     Settle {
         index: u64,
         query_id: String,
         bytes: u64,
     },
     Kill(KillProposal),
+}
+
+/// Everything one round decides from, read only: [`plan`] is a pure
+/// function of it.
+pub struct PlanInputs<'a> {
+    pub config: &'a KillerConfig,
+    /// This node's clock (ms since epoch).
+    pub now_ms: u64,
+    /// Only a leader (not handing leadership over) proposes.
+    pub leader: bool,
+    /// The workers' memory, from this node's soft state.
+    pub view: &'a ClusterMemory,
+    /// The log's kill decisions.
+    pub memory: &'a MemoryState,
+    /// Unsettled decision index -> when this node first saw it.
+    pub first_seen: &'a BTreeMap<u64, u64>,
+    /// How long the low-memory delay has run (0 when not out of memory).
+    pub delay_ran_ms: u64,
+    /// When the current out-of-memory episode began, if there is one.
+    pub out_of_memory_since_ms: Option<u64>,
 }
 
 /// Runs the killer on every RM until `stop`; only a leader proposes.
@@ -187,17 +234,51 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = interval.tick() => {}
         }
-        for step in plan(&state, &mut round) {
+        for step in next_round(&state, &mut round) {
             execute(&state, step).await;
         }
     }
 }
 
-fn plan(state: &AppState, round: &mut Round) -> Vec<Step> {
+/// Gathers one round's inputs (and updates what this node remembers),
+/// then plans.
+fn next_round(state: &AppState, round: &mut Round) -> Vec<Step> {
     let killer = &state.killer;
-    let config = &killer.config;
-    let now = state.clock.now_ms();
+    let now_ms = state.clock.now_ms();
     let view = state.soft.memory();
+    let out_of_memory = view.nodes.iter().any(|n| n.heartbeat.memory.is_blocked());
+    let delay_ran_ms = killer.observe(now_ms, out_of_memory, &state.metrics);
+    let leader = state.raft.metrics().borrow().current_leader == Some(state.id)
+        && !state.transferring.load(Ordering::Acquire);
+    let applied = state.applied.read();
+    round.follow(&applied.state.memory, now_ms, killer);
+    plan(&PlanInputs {
+        config: &killer.config,
+        now_ms,
+        leader,
+        view: &view,
+        memory: &applied.state.memory,
+        first_seen: &round.first_seen,
+        delay_ran_ms,
+        out_of_memory_since_ms: killer.episode().map(|e| e.since_ms),
+    })
+}
+
+/// What a round proposes, in order: settlements of kills whose memory is
+/// gone, kills of queries over a memory limit, then (out of memory for the
+/// delay, no low-memory kill unsettled) the policy's victim. Nothing
+/// unless leader.
+pub fn plan(inputs: &PlanInputs) -> Vec<Step> {
+    let PlanInputs {
+        config,
+        now_ms: now,
+        view,
+        memory,
+        ..
+    } = *inputs;
+    if !inputs.leader {
+        return Vec::new();
+    }
     let nodes: Vec<NodePool> = view
         .nodes
         .iter()
@@ -211,37 +292,11 @@ fn plan(state: &AppState, round: &mut Round) -> Vec<Step> {
         .filter(|n| n.pool.is_blocked())
         .map(|n| n.node.clone())
         .collect();
-    let delay_ran_ms = killer.observe(now, !blocked.is_empty(), &state.metrics);
-    let leader = state.raft.metrics().borrow().current_leader == Some(state.id)
-        && !state.transferring.load(Ordering::Acquire);
-
-    let applied = state.applied.read();
-    let memory = &applied.state.memory;
-    // Follow the unsettled decisions, also on followers, so a new leader
-    // knows since when it has been waiting for each.
-    let unsettled: Vec<_> = memory
-        .decisions
-        .iter()
-        .filter(|d| d.outcome.is_none())
-        .collect();
-    round
-        .first_seen
-        .retain(|index, _| unsettled.iter().any(|d| d.index == *index));
-    for d in &unsettled {
-        round.first_seen.entry(d.index).or_insert(now);
-    }
-    let low_memory_unsettled = memory.unsettled_low_memory().map(|d| d.index);
-    if round.low_memory_unsettled.is_some() && low_memory_unsettled.is_none() {
-        killer.restart_delay(now);
-    }
-    round.low_memory_unsettled = low_memory_unsettled;
-    if !leader {
-        return Vec::new();
-    }
-
     let mut steps = Vec::new();
-    for d in &unsettled {
-        let seen = round.first_seen[&d.index];
+    for d in memory.decisions.iter().filter(|d| d.outcome.is_none()) {
+        // Seen now if this round is the first to see it.
+        let seen = inputs.first_seen.get(&d.index).copied().unwrap_or(now);
+        // Every worker has reported since this node saw the decision.
         let fresh = view
             .nodes
             .iter()
@@ -281,8 +336,9 @@ fn plan(state: &AppState, round: &mut Round) -> Vec<Step> {
             }));
         }
     }
-    let due = !blocked.is_empty() && delay_ran_ms >= config.delay.as_millis() as u64;
-    if let (Some(policy), true, None) = (config.policy, due, low_memory_unsettled) {
+    let due = !blocked.is_empty() && inputs.delay_ran_ms >= config.delay.as_millis() as u64;
+    let low_memory_unsettled = memory.unsettled_low_memory().is_some();
+    if let (Some(policy), true, false) = (config.policy, due, low_memory_unsettled) {
         let victim = policy::choose(policy, &nodes, |q| {
             memory.decision_for(q).is_some()
                 || steps
@@ -290,9 +346,9 @@ fn plan(state: &AppState, round: &mut Round) -> Vec<Step> {
                     .any(|s| matches!(s, Step::Kill(p) if p.query_id == q))
         });
         if let Some(v) = victim {
-            let oom_ms = killer
-                .episode()
-                .map_or(0, |e| now.saturating_sub(e.since_ms));
+            let oom_ms = inputs
+                .out_of_memory_since_ms
+                .map_or(0, |since| now.saturating_sub(since));
             steps.push(Step::Kill(KillProposal {
                 query_id: v.query_id,
                 reason: KillReason::LowMemory { policy },
@@ -375,6 +431,199 @@ mod tests {
         assert!(
             text.contains("raft_rm_memory_out_of_memory_seconds_total 0.9"),
             "{text}"
+        );
+    }
+
+    /// A worker's pool of 100 bytes holding `queries`, heard `age_ms` ago;
+    /// blocked when `waiting` tasks wait and the pool is full.
+    fn worker(
+        name: &str,
+        age_ms: u64,
+        waiting: u32,
+        queries: &[(&str, u64)],
+    ) -> crate::soft::WorkerMemory {
+        let queries: BTreeMap<String, u64> =
+            queries.iter().map(|(q, b)| (q.to_string(), *b)).collect();
+        crate::soft::WorkerMemory {
+            age_ms,
+            heartbeat: std::sync::Arc::new(common::wire::WorkerHeartbeat {
+                node_id: name.into(),
+                memory: common::wire::MemoryPool {
+                    total_bytes: 100,
+                    reserved_bytes: queries.values().sum(),
+                    blocked_tasks: waiting,
+                    queries,
+                },
+                cpu_cores: 0.0,
+                running_tasks: 0,
+                ttl_ms: 1_000,
+            }),
+        }
+    }
+
+    fn view(nodes: Vec<crate::soft::WorkerMemory>) -> ClusterMemory {
+        let total_bytes = nodes.iter().map(|n| n.heartbeat.memory.total_bytes).sum();
+        let reserved_bytes = nodes
+            .iter()
+            .map(|n| n.heartbeat.memory.reserved_bytes)
+            .sum();
+        ClusterMemory {
+            workers: nodes.len(),
+            total_bytes,
+            reserved_bytes,
+            free_bytes: total_bytes - reserved_bytes,
+            blocked_workers: nodes
+                .iter()
+                .filter(|n| n.heartbeat.memory.is_blocked())
+                .count(),
+            queries: BTreeMap::new(),
+            nodes,
+        }
+    }
+
+    fn config() -> KillerConfig {
+        KillerConfig {
+            policy: Some(KillerPolicy::TotalReservation),
+            delay: Duration::from_millis(500),
+            max_memory: Some(90),
+            ..KillerConfig::default()
+        }
+    }
+
+    fn inputs<'a>(
+        config: &'a KillerConfig,
+        view: &'a ClusterMemory,
+        memory: &'a MemoryState,
+        first_seen: &'a BTreeMap<u64, u64>,
+        delay_ran_ms: u64,
+    ) -> PlanInputs<'a> {
+        PlanInputs {
+            config,
+            now_ms: 10_000,
+            leader: true,
+            view,
+            memory,
+            first_seen,
+            delay_ran_ms,
+            out_of_memory_since_ms: Some(9_000),
+        }
+    }
+
+    fn killed(steps: &[Step]) -> Vec<(&str, &KillReason)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kill(p) => Some((p.query_id.as_str(), &p.reason)),
+                Step::Settle { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_plans_nothing() {
+        let (c, m, seen) = (config(), MemoryState::default(), BTreeMap::new());
+        let v = view(vec![worker("w1", 0, 2, &[("big", 100)])]);
+        let mut i = inputs(&c, &v, &m, &seen, 60_000);
+        i.leader = false;
+        assert!(plan(&i).is_empty());
+    }
+
+    #[test]
+    fn low_memory_kills_the_policys_choice_only_after_the_delay() {
+        let (c, m, seen) = (config(), MemoryState::default(), BTreeMap::new());
+        let v = view(vec![
+            worker("w1", 0, 1, &[("small", 30), ("big", 70)]),
+            worker("w2", 0, 0, &[("small", 20)]),
+        ]);
+        assert!(
+            plan(&inputs(&c, &v, &m, &seen, 499)).is_empty(),
+            "delay not over"
+        );
+        let steps = plan(&inputs(&c, &v, &m, &seen, 500));
+        assert_eq!(
+            killed(&steps),
+            [(
+                "big",
+                &KillReason::LowMemory {
+                    policy: KillerPolicy::TotalReservation
+                }
+            )]
+        );
+        let Step::Kill(p) = &steps[0] else {
+            unreachable!()
+        };
+        assert_eq!(p.figures.blocked_nodes, ["w1"]);
+        assert_eq!(p.figures.out_of_memory_ms, 1_000);
+        assert_eq!(p.figures.query_total_bytes, 70);
+    }
+
+    #[test]
+    fn no_second_low_memory_kill_while_one_is_unsettled() {
+        let (c, seen) = (config(), BTreeMap::new());
+        let v = view(vec![worker("w1", 0, 1, &[("a", 60), ("b", 40)])]);
+        let mut m = MemoryState::default();
+        let first = plan(&inputs(&c, &v, &m, &seen, 600));
+        let Step::Kill(p) = &first[0] else {
+            panic!("{first:?}")
+        };
+        m.kill(7, p, 10_000);
+        let again = plan(&inputs(&c, &v, &m, &seen, 600));
+        assert!(killed(&again).is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_query_over_the_cluster_limit_is_killed_at_once_and_once() {
+        let (c, seen) = (config(), BTreeMap::new());
+        // 95 bytes over the cluster: over max_memory (90), no worker blocked.
+        let v = view(vec![
+            worker("w1", 0, 0, &[("wide", 50)]),
+            worker("w2", 0, 0, &[("wide", 45)]),
+        ]);
+        let mut m = MemoryState::default();
+        let steps = plan(&inputs(&c, &v, &m, &seen, 0));
+        assert_eq!(
+            killed(&steps),
+            [("wide", &KillReason::ExceededGlobalLimit { limit_bytes: 90 })]
+        );
+        let Step::Kill(p) = &steps[0] else {
+            unreachable!()
+        };
+        m.kill(3, p, 10_000);
+        assert!(killed(&plan(&inputs(&c, &v, &m, &seen, 0))).is_empty());
+    }
+
+    #[test]
+    fn a_kill_settles_once_every_worker_has_reported_without_its_query() {
+        let c = config();
+        let mut m = MemoryState::default();
+        let held = view(vec![worker("w1", 0, 0, &[("gone", 10)])]);
+        let first = plan(&inputs(&c, &held, &m, &BTreeMap::new(), 0));
+        assert!(first.is_empty(), "{first:?}");
+        let p = KillProposal {
+            query_id: "gone".into(),
+            reason: KillReason::ExceededGlobalLimit { limit_bytes: 5 },
+            figures: MemoryFigures {
+                query_total_bytes: 10,
+                ..MemoryFigures::default()
+            },
+            leak_timeout_ms: 60_000,
+        };
+        m.kill(4, &p, 9_000);
+        // Seen at 9,500 here; the query is still held: no settlement.
+        let seen = BTreeMap::from([(4, 9_500)]);
+        assert!(plan(&inputs(&c, &held, &m, &seen, 0)).is_empty());
+        // Freed, but by a heartbeat from before the decision was seen.
+        let stale = view(vec![worker("w1", 600, 0, &[])]);
+        assert!(plan(&inputs(&c, &stale, &m, &seen, 0)).is_empty());
+        // Freed, by a heartbeat since.
+        let fresh = view(vec![worker("w1", 100, 0, &[])]);
+        assert_eq!(
+            plan(&inputs(&c, &fresh, &m, &seen, 0)),
+            [Step::Settle {
+                index: 4,
+                query_id: "gone".into(),
+                bytes: 10
+            }]
         );
     }
 }
