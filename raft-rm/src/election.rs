@@ -25,16 +25,36 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::config::Timings;
-use crate::metrics::Metrics;
 use crate::{NodeId, Raft};
 
-/// What the Raft network learns that the timer needs.
+/// What the Raft network and the Raft RPC server learn that the timer
+/// needs (the metrics read the leader contact from here too).
 #[derive(Debug, Default)]
 pub struct Signals {
     greater_log_at: Mutex<Option<Instant>>,
+    /// When this node last accepted an AppendEntries (or snapshot chunk)
+    /// from a leader.
+    leader_contact_at: Mutex<Option<Instant>>,
 }
 
 impl Signals {
+    /// This node accepted an AppendEntries or snapshot chunk from a leader.
+    pub fn leader_contacted(&self, now: Instant) {
+        *self
+            .leader_contact_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    /// When this node last accepted an AppendEntries or snapshot chunk
+    /// from a leader: the election timer restarts from it.
+    pub fn last_leader_contact(&self) -> Option<Instant> {
+        *self
+            .leader_contact_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A voter answered with a longer log than this node's.
     pub fn saw_greater_log(&self) {
         *self
@@ -79,7 +99,6 @@ pub async fn run(
     id: NodeId,
     raft: Raft,
     timings: Timings,
-    metrics: Arc<Metrics>,
     signals: Arc<Signals>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -118,7 +137,7 @@ pub async fn run(
             since = now;
             timeout = draw(&timings);
         }
-        if let Some(contact) = metrics.last_leader_contact() {
+        if let Some(contact) = signals.last_leader_contact() {
             since = since.max(contact);
             epoch = epoch.max(contact);
         }

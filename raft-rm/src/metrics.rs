@@ -49,9 +49,6 @@ struct LeaderContact {
     /// when that report was seen. openraft computes the figure when it
     /// reports, so the age at a later scrape adds the time since then.
     quorum_ack: Option<(u64, Instant)>,
-    /// When this node last accepted an AppendEntries (or snapshot chunk)
-    /// from a leader.
-    last_append: Option<Instant>,
     /// Process start: the age before any contact at all.
     started: Instant,
 }
@@ -311,7 +308,6 @@ impl Metrics {
             contact: Mutex::new(LeaderContact {
                 last_leader: None,
                 quorum_ack: None,
-                last_append: None,
                 started: Instant::now(),
             }),
             memory,
@@ -335,28 +331,23 @@ impl Metrics {
         c.quorum_ack = quorum_ack_ms.map(|ms| (ms, now));
     }
 
-    /// This node accepted an AppendEntries or snapshot chunk from a leader.
-    pub fn leader_contacted(&self, now: Instant) {
-        self.contact().last_append = Some(now);
-    }
-
-    /// When this node last accepted an AppendEntries or snapshot chunk
-    /// from a leader (the election timer restarts from it).
-    pub fn last_leader_contact(&self) -> Option<Instant> {
-        self.contact().last_append
-    }
-
     /// The leader contact age at `now`: on a leader with a quorum ack, the
-    /// time since that ack; otherwise the time since this node last
-    /// accepted a leader's AppendEntries, or since the process started.
-    /// Always a number (Prometheus has no "unknown"), and never smaller
-    /// than the truth, so an alert on it cannot miss a silent leader.
-    pub fn leader_contact_age(&self, is_leader: bool, now: Instant) -> Duration {
+    /// time since that ack; otherwise the time since `last_append` (when
+    /// this node last accepted a leader's AppendEntries, kept by the
+    /// election signals), or since the process started. Always a number
+    /// (Prometheus has no "unknown"), and never smaller than the truth, so
+    /// an alert on it cannot miss a silent leader.
+    pub fn leader_contact_age(
+        &self,
+        is_leader: bool,
+        last_append: Option<Instant>,
+        now: Instant,
+    ) -> Duration {
         let c = self.contact();
         if let (true, Some((ms, seen))) = (is_leader, c.quorum_ack) {
             return Duration::from_millis(ms) + now.saturating_duration_since(seen);
         }
-        now.saturating_duration_since(c.last_append.unwrap_or(c.started))
+        now.saturating_duration_since(last_append.unwrap_or(c.started))
     }
 
     /// An error answer of a coordinator-facing route.
@@ -387,8 +378,10 @@ impl Metrics {
         self.auth_failures.inc();
     }
 
-    /// Prometheus text exposition, with Raft gauges refreshed from `raft`.
-    pub fn render(&self, raft: &Raft) -> String {
+    /// Prometheus text exposition, with Raft gauges refreshed from `raft`
+    /// and the leader contact age from `last_append` (see
+    /// [`Metrics::leader_contact_age`]).
+    pub fn render(&self, raft: &Raft, last_append: Option<Instant>) -> String {
         let rm = raft.metrics().borrow().clone();
         let idx = |v: Option<u64>| v.map(|i| i as i64).unwrap_or(-1);
         self.term.set(rm.current_term as i64);
@@ -402,7 +395,7 @@ impl Metrics {
         self.snapshot_index.set(idx(rm.snapshot.map(|l| l.index)));
         let is_leader = rm.current_leader == Some(rm.id);
         self.leader_contact_age.set(
-            self.leader_contact_age(is_leader, Instant::now())
+            self.leader_contact_age(is_leader, last_append, Instant::now())
                 .as_secs_f64(),
         );
         self.render_registry()
@@ -488,22 +481,25 @@ mod tests {
         let t0 = Instant::now();
         let secs = Duration::from_secs;
         // Never contacted: counts from process start.
-        assert!(m.leader_contact_age(false, t0 + secs(7)) >= secs(7));
-        m.leader_contacted(t0 + secs(10));
-        assert_eq!(m.leader_contact_age(false, t0 + secs(12)), secs(2));
+        assert!(m.leader_contact_age(false, None, t0 + secs(7)) >= secs(7));
+        let contact = Some(t0 + secs(10));
+        assert_eq!(m.leader_contact_age(false, contact, t0 + secs(12)), secs(2));
         // A leader without a quorum ack yet falls back to its last append.
-        assert_eq!(m.leader_contact_age(true, t0 + secs(13)), secs(3));
+        assert_eq!(m.leader_contact_age(true, contact, t0 + secs(13)), secs(3));
         // Reported as leader 250 ms after its last ack, seen at t0 + 20 s.
         m.raft_reported(Some(1), Some(250), t0 + secs(20));
         assert_eq!(
-            m.leader_contact_age(true, t0 + secs(21)),
+            m.leader_contact_age(true, contact, t0 + secs(21)),
             Duration::from_millis(1250)
         );
         // Demoted: the follower figure again.
         m.raft_reported(Some(2), None, t0 + secs(22));
-        assert_eq!(m.leader_contact_age(false, t0 + secs(22)), secs(12));
-        m.leader_contacted(t0 + secs(22));
-        assert_eq!(m.leader_contact_age(false, t0 + secs(22)), secs(0));
+        assert_eq!(
+            m.leader_contact_age(false, contact, t0 + secs(22)),
+            secs(12)
+        );
+        let contact = Some(t0 + secs(22));
+        assert_eq!(m.leader_contact_age(false, contact, t0 + secs(22)), secs(0));
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub async fn start_with_listener(
         identity: stores.identity.clone(),
         http: http.clone(),
         metrics,
+        elections: elections.clone(),
         secret: config.secret.clone(),
         clock: options.clock.clone(),
         timings: config.timings.clone(),
@@ -176,7 +177,6 @@ pub async fn start_with_listener(
         config.id,
         raft.clone(),
         config.timings.clone(),
-        state.metrics.clone(),
         elections,
         shutdown_rx.clone(),
     )));

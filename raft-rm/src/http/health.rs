@@ -156,7 +156,9 @@ async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&state.raft),
+        state
+            .metrics
+            .render(&state.raft, state.elections.last_leader_contact()),
     )
         .into_response()
 }

@@ -64,6 +64,8 @@ pub struct AppState {
     pub identity: ClusterIdentity,
     pub http: HttpClient,
     pub metrics: Arc<Metrics>,
+    /// Leader contact and vote answers, for the election timer.
+    pub elections: Arc<crate::election::Signals>,
     pub secret: Option<SharedSecret>,
     pub clock: SharedClock,
     pub timings: Timings,

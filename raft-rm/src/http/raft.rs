@@ -63,7 +63,7 @@ async fn append(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             // election timeout, and the election timer must not campaign
             // meanwhile (openraft's own timer also counts the arrival).
             if req.vote >= state.raft.metrics().borrow().vote {
-                state.metrics.leader_contacted(Instant::now());
+                state.elections.leader_contacted(Instant::now());
             }
             bincode_reply(&state.raft.append_entries(req).await)
         }
@@ -86,7 +86,7 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             let answer = state.raft.install_snapshot(req).await;
             // Accepted when this node's vote is no newer than the sender's.
             if matches!(&answer, Ok(r) if r.vote <= vote) {
-                state.metrics.leader_contacted(Instant::now());
+                state.elections.leader_contacted(Instant::now());
             }
             bincode_reply(&answer)
         }
