@@ -82,7 +82,51 @@ pub struct Schedule {
     pub seed: u64,
 }
 
+/// One fault of a schedule, drawn from the seed alone: which family, which
+/// role, which process of that role (`pick`, taken modulo the processes
+/// there are when the fault comes), whether to aim at the RM leader, and
+/// the seed of a partition's shuffle. Shapes follow from `pick` too. The
+/// nemesis resolves a draw against the cluster as it stands at that
+/// moment; the draws themselves never depend on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub fault: Fault,
+    pub role: Role,
+    pub pick: usize,
+    pub prefer_leader: bool,
+    pub shuffle_seed: u64,
+}
+
+impl Planned {
+    /// The partition's shape, for a partition.
+    fn partition_shape(&self) -> &'static str {
+        PARTITIONS[self.pick % PARTITIONS.len()]
+    }
+
+    /// The clock fault's shape, for a clock fault.
+    fn clock_shape(&self) -> &'static str {
+        ["forward", "backward", "strobe"][self.pick % 3]
+    }
+}
+
 impl Schedule {
+    /// The schedule's faults in order: a pure function of the seed, the
+    /// fault families and the roles (no I/O, no clock), so one seed always
+    /// gives one schedule. Empty when there is nothing to draw from.
+    pub fn planned(&self) -> impl Iterator<Item = Planned> + '_ {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let possible = !self.faults.is_empty() && !self.roles.is_empty();
+        std::iter::from_fn(move || {
+            possible.then(|| Planned {
+                fault: self.faults[rng.gen_range(0..self.faults.len())],
+                role: self.roles[rng.gen_range(0..self.roles.len())],
+                pick: rng.gen_range(0..1000usize),
+                prefer_leader: rng.gen_bool(0.5),
+                shuffle_seed: rng.gen(),
+            })
+        })
+    }
+
     /// `kill,pause,partition on rm,coordinator, seed 7` (`no faults` when
     /// none), as the flags spell them.
     pub fn describe(&self) -> String {
@@ -141,7 +185,7 @@ pub async fn run(
     history: Arc<Recorder>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Vec<Window>> {
-    let mut rng = StdRng::seed_from_u64(schedule.seed);
+    let mut plan = schedule.planned();
     let mut windows = Vec::new();
     let mut retired = membership::Retired::new();
     let sleep_or_stop = |d: Duration, stop: &mut watch::Receiver<bool>| {
@@ -161,10 +205,8 @@ pub async fn run(
         if sleep_or_stop(schedule.interval, &mut stop).await {
             break;
         }
-        let fault = schedule.faults[rng.gen_range(0..schedule.faults.len())];
-        let role = schedule.roles[rng.gen_range(0..schedule.roles.len())];
-        let pick = rng.gen_range(0..1000usize);
-        let prefer_leader = rng.gen_bool(0.5);
+        let Some(planned) = plan.next() else { break };
+        let (fault, role, pick) = (planned.fault, planned.role, planned.pick);
         let target = {
             let c = cluster.lock().await;
             let of_role: Vec<Target> = c
@@ -175,7 +217,7 @@ pub async fn run(
             if of_role.is_empty() {
                 continue;
             }
-            let leader = if role == Role::Rm && prefer_leader {
+            let leader = if role == Role::Rm && planned.prefer_leader {
                 c.client.agreed_leader(&c.addr_list()).await.map(Target::Rm)
             } else {
                 None
@@ -183,7 +225,7 @@ pub async fn run(
             leader.unwrap_or_else(|| of_role[pick % of_role.len()].clone())
         };
         let name = target.to_string();
-        let shape = PARTITIONS[pick % PARTITIONS.len()];
+        let shape = planned.partition_shape();
         let f = match fault {
             Fault::Kill => "kill",
             Fault::Pause => "pause",
@@ -192,7 +234,7 @@ pub async fn run(
             Fault::Packet => "packet",
             Fault::Membership => "membership",
         };
-        let clock_shape = ["forward", "backward", "strobe"][pick % 3];
+        let clock_shape = planned.clock_shape();
         // What the fault windows call it, where the target alone says too little.
         let mut label = name.clone();
         let value = {
@@ -205,7 +247,8 @@ pub async fn run(
                         .agreed_leader(&c.addr_list())
                         .await
                         .map(|l| format!("n{l}"));
-                    let grudges = partition(shape, &nodes, leader.as_deref(), &mut rng);
+                    let mut shuffle = StdRng::seed_from_u64(planned.shuffle_seed);
+                    let grudges = partition(shape, &nodes, leader.as_deref(), &mut shuffle);
                     let value = json!({"shape": shape, "grudges": grudges});
                     history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
                     match c.net() {
@@ -448,5 +491,57 @@ mod tests {
         assert_eq!(s.describe(), "kill,partition on rm,coordinator, seed 7");
         s.faults.clear();
         assert_eq!(s.describe(), "no faults, seed 7");
+    }
+
+    fn schedule(seed: u64) -> Schedule {
+        Schedule {
+            faults: vec![Fault::Kill, Fault::Pause, Fault::Partition, Fault::Clock],
+            roles: vec![Role::Rm, Role::Coordinator, Role::Worker],
+            interval: Duration::from_secs(1),
+            kill_for: Duration::from_secs(1),
+            pause_for: Duration::from_secs(1),
+            seed,
+        }
+    }
+
+    #[test]
+    fn one_seed_gives_one_schedule() {
+        let a: Vec<Planned> = schedule(42).planned().take(200).collect();
+        let b: Vec<Planned> = schedule(42).planned().take(200).collect();
+        assert_eq!(a, b);
+        let other: Vec<Planned> = schedule(43).planned().take(200).collect();
+        assert_ne!(a, other, "another seed, another schedule");
+        // The draws cover what was asked for, and only that.
+        let s = schedule(42);
+        for fault in &s.faults {
+            assert!(a.iter().any(|p| p.fault == *fault), "{fault:?} never drawn");
+        }
+        for role in &s.roles {
+            assert!(a.iter().any(|p| p.role == *role), "{role:?} never drawn");
+        }
+        let shapes: std::collections::BTreeSet<&str> =
+            a.iter().map(Planned::partition_shape).collect();
+        assert_eq!(shapes.len(), PARTITIONS.len(), "{shapes:?}");
+    }
+
+    #[test]
+    fn a_partition_is_the_same_for_the_same_draw() {
+        let nodes: Vec<String> = ["n1", "n2", "n3", "c1", "c2"].map(String::from).to_vec();
+        let p = schedule(7)
+            .planned()
+            .find(|p| p.fault == Fault::Partition)
+            .expect("a partition");
+        let cut = |p: &Planned| {
+            let mut rng = StdRng::seed_from_u64(p.shuffle_seed);
+            partition(p.partition_shape(), &nodes, Some("n1"), &mut rng)
+        };
+        assert_eq!(cut(&p), cut(&p));
+    }
+
+    #[test]
+    fn nothing_to_draw_from_plans_nothing() {
+        let mut s = schedule(1);
+        s.roles.clear();
+        assert_eq!(s.planned().count(), 0);
     }
 }
