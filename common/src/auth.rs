@@ -80,6 +80,81 @@ impl fmt::Debug for SharedSecret {
     }
 }
 
+/// The one check of internal requests, for every process that serves them
+/// (an axum middleware: `from_fn_with_state(guard, require_secret)`). A
+/// process without a secret (allowed on loopback only) lets every request
+/// through. A refusal is logged with the peer and answered 401
+/// `{"error": ..., "kind": "unauthorized"}`.
+#[derive(Clone)]
+pub struct SecretGuard {
+    secret: Option<SharedSecret>,
+    /// Called on each refusal (a node counts them in its metrics).
+    on_refusal: std::sync::Arc<dyn Fn() + Send + Sync>,
+}
+
+impl SecretGuard {
+    pub fn new(secret: Option<SharedSecret>) -> SecretGuard {
+        SecretGuard {
+            secret,
+            on_refusal: std::sync::Arc::new(|| {}),
+        }
+    }
+
+    /// Also calls `f` on every refusal.
+    pub fn on_refusal(mut self, f: impl Fn() + Send + Sync + 'static) -> SecretGuard {
+        self.on_refusal = std::sync::Arc::new(f);
+        self
+    }
+}
+
+/// What a refused request is told.
+pub const REFUSED: &str = "missing or wrong shared secret";
+
+/// The middleware of [`SecretGuard`].
+pub async fn require_secret(
+    axum::extract::State(guard): axum::extract::State<SecretGuard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(secret) = &guard.secret else {
+        return next.run(request).await;
+    };
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if secret.verify_header(header) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    tracing::warn!(
+        path = %request.uri().path(),
+        peer = %peer,
+        had_header = header.is_some(),
+        "refused request: {REFUSED}"
+    );
+    (guard.on_refusal)();
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({"error": REFUSED, "kind": "unauthorized"})),
+    )
+        .into_response()
+}
+
+/// A name another process gives us (a node, coordinator, query or task
+/// id): non-empty, at most 256 bytes, no control characters.
+pub fn check_name(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(format!("{field}: must be 1 to 256 printable characters"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

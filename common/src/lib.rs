@@ -5,7 +5,9 @@
 //!   on-disk records, with a size limit so a hostile length prefix cannot
 //!   allocate unbounded memory.
 //! - [`auth`]: the internal shared secret (as Presto's
-//!   `internal-communication.shared-secret`): loading it and checking it.
+//!   `internal-communication.shared-secret`): loading it, the one
+//!   middleware that checks it on every server (`require_secret`), and the
+//!   one check of the names other processes send (`check_name`).
 //! - [`http`]: the one HTTP client: pooled, with timeouts and the secret attached.
 //! - [`clock`]: the clock abstraction; processes read time only through it.
 //! - [`cpu`]: a process's CPU time from `/proc` (worker reports, benchmarks).

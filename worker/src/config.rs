@@ -46,9 +46,7 @@ pub struct WorkerConfig {
 
 impl WorkerArgs {
     pub fn validate(self) -> Result<WorkerConfig, String> {
-        if self.id.is_empty() || self.id.len() > 256 || self.id.chars().any(char::is_control) {
-            return Err("id: must be 1 to 256 printable characters".into());
-        }
+        common::auth::check_name("id", &self.id)?;
         let listen = common::cli::listen_addr(&self.listen)?;
         let rms = common::cli::rm_list(self.rm)?;
         if self.memory_bytes == 0 {

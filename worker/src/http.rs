@@ -11,13 +11,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::auth::{SharedSecret, AUTHORIZATION};
+use common::auth::SharedSecret;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -41,8 +40,8 @@ pub fn router(state: WorkerState) -> Router {
         .route("/v1/tasks/{id}/kill", post(kill))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_secret,
+            common::auth::SecretGuard::new(state.secret.clone()),
+            common::auth::require_secret,
         ));
     Router::new()
         .route("/v1/info", get(info))
@@ -69,39 +68,13 @@ fn task_error(e: TaskError) -> Response {
     error(status, e)
 }
 
-async fn require_secret(
-    State(state): State<WorkerState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(secret) = &state.secret else {
-        return next.run(request).await;
-    };
-    let header = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if secret.verify_header(header) {
-        return next.run(request).await;
-    }
-    tracing::warn!(path = %request.uri().path(), "refused request: missing or wrong shared secret");
-    error(StatusCode::UNAUTHORIZED, "missing or wrong shared secret")
-}
-
-fn check_id(field: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-        return Err(format!("{field}: must be 1 to 256 printable characters"));
-    }
-    Ok(())
-}
-
 async fn create(State(state): State<WorkerState>, body: Bytes) -> Response {
     let spec: TaskSpec = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
-    if let Err(problem) =
-        check_id("task_id", &spec.task_id).and(check_id("query_id", &spec.query_id))
+    if let Err(problem) = common::auth::check_name("task_id", &spec.task_id)
+        .and(common::auth::check_name("query_id", &spec.query_id))
     {
         return error(StatusCode::BAD_REQUEST, problem);
     }

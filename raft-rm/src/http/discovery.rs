@@ -29,12 +29,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn check(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!(
-            "{field}: must be 1 to 256 printable characters"
-        )));
-    }
-    Ok(())
+    common::auth::check_name(field, value).map_err(ApiError::BadRequest)
 }
 
 fn soft_error(e: SoftError) -> ApiError {

@@ -16,8 +16,6 @@ use crate::NodeId;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or wrong shared secret")]
-    Unauthorized,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -69,7 +67,6 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::NotLeader { .. } => "not_leader",
@@ -144,7 +141,6 @@ impl ApiError {
     fn response(self) -> Response {
         let (status, extra) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, json!({})),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({})),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, json!({})),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, json!({})),
             ApiError::NotLeader {

@@ -17,7 +17,6 @@
 
 pub mod admin;
 pub mod admission;
-pub mod auth;
 pub mod canary;
 pub mod discovery;
 pub mod error;
@@ -32,7 +31,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use common::auth::SharedSecret;
+use common::auth::{SecretGuard, SharedSecret};
 use common::clock::SharedClock;
 use common::http::HttpClient;
 
@@ -204,8 +203,11 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         )
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_secret,
+            {
+                let metrics = state.metrics.clone();
+                SecretGuard::new(state.secret.clone()).on_refusal(move || metrics.auth_failed())
+            },
+            common::auth::require_secret,
         ));
     Router::new()
         .merge(health::router())
