@@ -4,6 +4,8 @@
 //! - [`codec`]: the one binary codec (bincode 2 over serde) for wire bodies and
 //!   on-disk records, with a size limit so a hostile length prefix cannot
 //!   allocate unbounded memory.
+//! - [`api`]: the admission routes' requests and answers as types, shared
+//!   by the RMs and every client (statuses and reasons are enums).
 //! - [`auth`]: the internal shared secret (as Presto's
 //!   `internal-communication.shared-secret`): loading it, the one
 //!   middleware that checks it on every server (`require_secret`), and the
@@ -22,6 +24,7 @@
 //! - [`wire`]: messages that more than one crate reads (announcements,
 //!   worker heartbeats, watch events).
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod clock;

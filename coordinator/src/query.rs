@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::api::{
+    Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason,
+};
 use common::http::HttpClient;
 use common::resource_groups::{Consistency, QueryContext, ResourceGroups};
 use serde_json::{json, Value};
@@ -271,12 +274,12 @@ impl Coordinator {
         id: &str,
         slug: &str,
     ) -> Result<Option<Arc<Query>>, QueryError> {
-        let entry: Value = match self.rms.get(&format!("/v1/admission/queries/{id}")).await {
+        let entry: QueryEntry = match self.rms.get(&format!("/v1/admission/queries/{id}")).await {
             Ok(e) => e,
             Err(e) if e.status() == Some(404) => return Ok(None),
             Err(e) => return Err(rm_error(e)),
         };
-        if entry["status"] == "finished" {
+        if entry.status == LedgerStatus::Finished {
             // It ended while its coordinator could not tell the client (the
             // coordinator died, and the RMs revoked its admission or timed
             // it out). Say so, rather than "not found".
@@ -294,14 +297,13 @@ impl Coordinator {
             q.wait_ended(Duration::from_secs(1)).await;
             return Ok(Some(q));
         }
-        let Ok(payload) = serde_json::from_str::<Payload>(entry["payload"].as_str().unwrap_or(""))
-        else {
+        let Ok(payload) = serde_json::from_str::<Payload>(&entry.payload) else {
             return Ok(None);
         };
         if payload.slug != slug {
             return Ok(None); // not the caller's query
         }
-        if entry["session_alive"] == true {
+        if entry.session_alive {
             // Its coordinator lives: the client should reach it (sticky
             // routing); 503 tells Trino clients to retry.
             return Err(QueryError::new(
@@ -315,7 +317,7 @@ impl Coordinator {
             client_tags: payload.client_tags,
             session: payload.session,
         };
-        if entry["status"] == "running" {
+        if entry.status == LedgerStatus::Running {
             let q = self.start(
                 id.to_string(),
                 slug.to_string(),
@@ -617,22 +619,34 @@ async fn admit(
     // session that expired under us (a pause, a partition) is replaced
     // first: the refusal changed nothing, so the acquire is simply retried.
     let retry_until = Instant::now() + Duration::from_secs(10);
-    let answer: Value = loop {
-        let request = if adopted {
-            json!({"query_id": q.id, "coordinator": c.id, "session": session})
+    let answer: AcquireAnswer = loop {
+        let answer: AcquireAnswer = if adopted {
+            let request = Adopt {
+                query_id: q.id.clone(),
+                coordinator: c.id.clone(),
+                session,
+            };
+            c.rms.post(path, &request).await
         } else {
-            json!({"query_id": q.id, "group": group, "coordinator": c.id, "session": session,
-                   "priority": priority, "payload": payload})
-        };
-        let answer: Value = c.rms.post(path, &request).await.map_err(rm_error)?;
+            let request = Acquire {
+                query_id: q.id.clone(),
+                group: group.to_string(),
+                coordinator: c.id.clone(),
+                session,
+                priority,
+                payload: payload.to_string(),
+            };
+            c.rms.post(path, &request).await
+        }
+        .map_err(rm_error)?;
         if Instant::now() >= retry_until {
             break answer;
         }
-        if answer["reason"] == "NO_CONFIGURATION" {
+        if answer.reason == Some(RejectReason::NoConfiguration) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        if answer["reason"] == "SESSION_EXPIRED" {
+        if answer.reason == Some(RejectReason::SessionExpired) {
             c.session_recheck.notify_one();
             let mut rx = c.session.clone();
             let replaced = tokio::time::timeout_at(
@@ -650,22 +664,21 @@ async fn admit(
     q.update(|i| i.recorded = true);
     let mut answer = answer;
     loop {
-        match answer["status"].as_str() {
-            Some("admitted") => {
-                let token = answer["fencing_token"].as_u64().unwrap_or(0);
-                return Ok((token, session));
-            }
-            Some("queued") => {}
-            _ => {
-                let reason = answer["reason"].as_str().unwrap_or("rejected");
+        let decision = answer
+            .decision()
+            .map_err(|e| QueryError::new(ErrorKind::GenericInternalError, e.to_string()))?;
+        match decision {
+            Decision::Admitted { fencing_token } => return Ok((fencing_token, session)),
+            Decision::Queued { .. } => {}
+            Decision::Rejected { reason } => {
                 return Err(match reason {
-                    "QUERY_QUEUE_FULL" => QueryError::new(
+                    RejectReason::QueueFull => QueryError::new(
                         ErrorKind::QueryQueueFull,
                         format!("Too many queued queries for \"{group}\""),
                     ),
                     other => QueryError::new(
                         ErrorKind::GenericInternalError,
-                        format!("admission refused: {other}"),
+                        format!("admission refused: {}", other.name()),
                     ),
                 });
             }
@@ -701,12 +714,14 @@ async fn admit(
             None => {
                 // Our session was replaced: take the queued query along.
                 session = current_session(c).await?;
+                let request = Adopt {
+                    query_id: q.id.clone(),
+                    coordinator: c.id.clone(),
+                    session,
+                };
                 answer = c
                     .rms
-                    .post(
-                        "/v1/admission/adopt",
-                        &json!({"query_id": q.id, "coordinator": c.id, "session": session}),
-                    )
+                    .post("/v1/admission/adopt", &request)
                     .await
                     .map_err(rm_error)?;
             }

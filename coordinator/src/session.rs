@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use common::api::{RegisterSession, RenewSession, SessionAnswer};
 use tokio::sync::{watch, Notify};
 
 use crate::rm::Rms;
@@ -59,17 +59,16 @@ pub async fn keep(
 ) {
     loop {
         let asked = Instant::now();
-        let registered: Result<Value, _> = rms
-            .post("/v1/sessions", &json!({"coordinator": coordinator}))
+        let registered: Result<SessionAnswer, _> = rms
+            .post(
+                "/v1/sessions",
+                &RegisterSession {
+                    coordinator: coordinator.to_string(),
+                },
+            )
             .await;
         let (session, mut lease) = match registered {
-            Ok(v) => match (v["session"].as_u64(), v["lease_ms"].as_u64()) {
-                (Some(s), Some(l)) => (s, Duration::from_millis(l)),
-                _ => {
-                    tracing::error!(answer = %v, "unexpected session answer");
-                    (0, Duration::ZERO)
-                }
-            },
+            Ok(a) => (a.session, Duration::from_millis(a.lease_ms)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot register a session; retrying");
                 (0, Duration::ZERO)
@@ -105,14 +104,14 @@ pub async fn keep(
             // keep it alive here.
             let renewed = tokio::time::timeout_at(
                 valid_until.into(),
-                rms.post::<_, Value>("/v1/sessions/renew", &json!({"session": session})),
+                rms.post::<_, SessionAnswer>("/v1/sessions/renew", &RenewSession { session }),
             )
             .await;
             match renewed {
-                Ok(Ok(v)) => {
+                Ok(Ok(a)) => {
                     // The lease is configuration and may change: follow it.
-                    if let Some(ms) = v["lease_ms"].as_u64().filter(|ms| *ms > 0) {
-                        lease = Duration::from_millis(ms);
+                    if a.lease_ms > 0 {
+                        lease = Duration::from_millis(a.lease_ms);
                     }
                     valid_until = sent + safe(lease);
                     lease_clock.set(Some(valid_until));

@@ -294,7 +294,7 @@ pub async fn admission_cycle(
 ) -> Outcome {
     let acquire = async {
         let a = client.acquire(addr, q, group, session).await;
-        let admitted = matches!(a, Ok(a) if a.status == "admitted");
+        let admitted = matches!(a, Ok(a) if a.status == crate::rm_client::AcquireStatus::Admitted);
         if !admitted {
             // Gives up a queued query, so that it takes no slot later.
             let _ = client.release(addr, q).await;

@@ -356,10 +356,10 @@ async fn acquire(
     for _ in 0..ATTEMPTS {
         match client.acquire(addr, q, group, session).await {
             Ok(a) => {
-                let counter = match a.status.as_str() {
-                    "admitted" => &statuses.admitted,
-                    "queued" => &statuses.queued,
-                    _ => &statuses.rejected,
+                let counter = match a.status {
+                    crate::rm_client::AcquireStatus::Admitted => &statuses.admitted,
+                    crate::rm_client::AcquireStatus::Queued => &statuses.queued,
+                    crate::rm_client::AcquireStatus::Rejected => &statuses.rejected,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 return Outcome {

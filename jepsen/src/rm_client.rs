@@ -25,15 +25,8 @@ pub struct CanaryWritten {
     pub applied: bool,
 }
 
-/// The answer to an acquire.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Acquired {
-    pub status: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub fencing_token: Option<u64>,
-}
+/// The answer to an acquire: the RMs' own type.
+pub use common::api::{AcquireAnswer, AcquireStatus};
 
 /// The answer to `POST /v1/admin/snapshot`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -234,8 +227,15 @@ impl RmClient {
         query_id: &str,
         group: &str,
         session: u64,
-    ) -> Result<Acquired, HttpError> {
-        let body = json!({"query_id": query_id, "group": group, "coordinator": "jepsen", "session": session});
+    ) -> Result<AcquireAnswer, HttpError> {
+        let body = common::api::Acquire {
+            query_id: query_id.to_string(),
+            group: group.to_string(),
+            coordinator: "jepsen".into(),
+            session,
+            priority: 0,
+            payload: String::new(),
+        };
         self.http
             .post_json(&format!("http://{addr}/v1/admission/acquire"), &body)
             .await

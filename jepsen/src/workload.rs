@@ -136,7 +136,7 @@ impl SemaphoreClient {
             let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
             let admitted = match self.rm.acquire(addr, &q, group, session).await {
                 Ok(a) => {
-                    let admitted = a.status == "admitted";
+                    let admitted = a.status == crate::rm_client::AcquireStatus::Admitted;
                     self.ctx.complete(
                         p,
                         OpType::Ok,

@@ -363,16 +363,19 @@ impl AdmissionClient {
                 .acquire(addr, query_id, &self.spec.group, session)
                 .await
             {
-                Ok(a) if a.status == "admitted" => match a.fencing_token {
-                    Some(t) => return Acquired::Admitted(t),
-                    None => return Acquired::Refused("admitted without a token".into()),
-                },
                 Ok(a) => {
-                    return Acquired::Refused(format!(
-                        "{}: {}",
-                        a.status,
-                        a.reason.unwrap_or_default()
-                    ))
+                    return match a.decision() {
+                        Ok(common::api::Decision::Admitted { fencing_token }) => {
+                            Acquired::Admitted(fencing_token)
+                        }
+                        Ok(common::api::Decision::Queued { position }) => {
+                            Acquired::Refused(format!("queued: position {position}"))
+                        }
+                        Ok(common::api::Decision::Rejected { reason }) => {
+                            Acquired::Refused(format!("rejected: {}", reason.name()))
+                        }
+                        Err(e) => Acquired::Refused(e.to_string()),
+                    }
                 }
                 Err(e) if definite(&e) => return Acquired::Refused(e.to_string()),
                 Err(e) => last = e.to_string(),

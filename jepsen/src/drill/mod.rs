@@ -375,7 +375,7 @@ async fn probe_admission(
         let addr = survivors[i % survivors.len()].clone();
         i += 1;
         if let Ok(a) = rm.acquire(&addr, &query_id, &group, session).await {
-            if a.status == "admitted" {
+            if a.status == crate::rm_client::AcquireStatus::Admitted {
                 let acked = Instant::now();
                 // The release is not part of the measurement.
                 tokio::spawn(async move { rm.release(&addr, &query_id).await });

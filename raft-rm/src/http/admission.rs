@@ -18,8 +18,10 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
+
+use common::api::{Acquire, Adopt, RegisterSession, Release, RenewSession, SessionAnswer};
 
 use super::error::json_body;
 use super::forward::or_forward;
@@ -64,18 +66,6 @@ fn unexpected(answer: Answer) -> ApiError {
     ApiError::Internal(format!("unexpected state machine answer {answer:?}"))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Register {
-    coordinator: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Renew {
-    session: u64,
-}
-
 fn session_answer(state: &AppState, answer: Answer) -> Result<Response, ApiError> {
     match answer {
         Answer::Session {
@@ -89,9 +79,11 @@ fn session_answer(state: &AppState, answer: Answer) -> Result<Response, ApiError
                 .admission
                 .settings
                 .session_lease_ms;
-            Ok(Json(
-                json!({"session": session, "lease_ms": lease_ms, "expires_at_ms": expires_at_ms}),
-            )
+            Ok(Json(SessionAnswer {
+                session,
+                lease_ms,
+                expires_at_ms,
+            })
             .into_response())
         }
         Answer::SessionExpired => Err(ApiError::SessionExpired),
@@ -106,7 +98,7 @@ async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         headers,
         "/v1/sessions",
         body,
-        |r: Register| {
+        |r: RegisterSession| {
             check_name("coordinator", &r.coordinator)?;
             Ok(Command::RegisterSession {
                 coordinator: r.coordinator,
@@ -124,74 +116,38 @@ async fn renew(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         headers,
         "/v1/sessions/renew",
         body,
-        |r: Renew| Ok(Command::RenewSession { session: r.session }),
+        |r: RenewSession| Ok(Command::RenewSession { session: r.session }),
         move |_, answer| session_answer(&s, answer),
     )
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Acquire {
-    query_id: String,
-    group: String,
-    coordinator: String,
-    session: u64,
-    #[serde(default)]
-    priority: i32,
-    /// Opaque; kept with the ledger entry for whoever adopts the query.
-    #[serde(default)]
-    payload: String,
-}
-
 /// Largest acquire payload (a statement and its client context).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
-/// The wire form of an admission decision.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AcquireAnswer {
-    /// `admitted`, `queued` or `rejected`.
-    pub status: String,
-    /// For rejections: Trino's error name where one exists.
-    pub reason: Option<String>,
-    pub fencing_token: Option<u64>,
-    pub position: Option<u32>,
-}
+pub use common::api::AcquireAnswer;
 
-pub fn reason_name(reason: &RejectReason) -> &'static str {
+/// The wire name of the machine's reason.
+fn wire_reason(reason: &RejectReason) -> common::api::RejectReason {
+    use common::api::RejectReason as Wire;
     match reason {
-        RejectReason::QueueFull => "QUERY_QUEUE_FULL",
-        RejectReason::NoSuchGroup => "NO_SUCH_GROUP",
-        RejectReason::NotALeaf => "NOT_A_LEAF_GROUP",
-        RejectReason::EventualGroup => "EVENTUAL_GROUP",
-        RejectReason::SessionExpired => "SESSION_EXPIRED",
-        RejectReason::NoConfiguration => "NO_CONFIGURATION",
-        RejectReason::AlreadyFinished => "QUERY_ALREADY_FINISHED",
-        RejectReason::GroupMismatch => "GROUP_MISMATCH",
-        RejectReason::NotAdoptable => "NOT_ADOPTABLE",
+        RejectReason::QueueFull => Wire::QueueFull,
+        RejectReason::NoSuchGroup => Wire::NoSuchGroup,
+        RejectReason::NotALeaf => Wire::NotALeaf,
+        RejectReason::EventualGroup => Wire::EventualGroup,
+        RejectReason::SessionExpired => Wire::SessionExpired,
+        RejectReason::NoConfiguration => Wire::NoConfiguration,
+        RejectReason::AlreadyFinished => Wire::AlreadyFinished,
+        RejectReason::GroupMismatch => Wire::GroupMismatch,
+        RejectReason::NotAdoptable => Wire::NotAdoptable,
     }
 }
 
 pub fn answer_of(d: &Decision) -> AcquireAnswer {
     match d {
-        Decision::Admitted { fencing_token } => AcquireAnswer {
-            status: "admitted".into(),
-            reason: None,
-            fencing_token: Some(*fencing_token),
-            position: None,
-        },
-        Decision::Queued { position } => AcquireAnswer {
-            status: "queued".into(),
-            reason: None,
-            fencing_token: None,
-            position: Some(*position),
-        },
-        Decision::Rejected { reason } => AcquireAnswer {
-            status: "rejected".into(),
-            reason: Some(reason_name(reason).into()),
-            fencing_token: None,
-            position: None,
-        },
+        Decision::Admitted { fencing_token } => AcquireAnswer::admitted(*fencing_token),
+        Decision::Queued { position } => AcquireAnswer::queued(*position),
+        Decision::Rejected { reason } => AcquireAnswer::rejected(wire_reason(reason)),
     }
 }
 
@@ -227,12 +183,6 @@ async fn acquire(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Release {
-    query_id: String,
-}
-
 async fn release(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     write(
         state,
@@ -258,14 +208,6 @@ async fn release(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         },
     )
     .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Adopt {
-    query_id: String,
-    coordinator: String,
-    session: u64,
 }
 
 async fn adopt(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -242,19 +242,7 @@ fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTr
 }
 
 /// One query's ledger entry (linearizable read; any node relays).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct QueryEntry {
-    pub query_id: String,
-    pub group: String,
-    pub coordinator: String,
-    pub session: u64,
-    /// False once the session expired: the query waits for adoption.
-    pub session_alive: bool,
-    /// `running` or `queued`.
-    pub status: String,
-    pub fencing_token: Option<u64>,
-    pub payload: String,
-}
+pub use common::api::{LedgerStatus, QueryEntry};
 
 async fn query(
     State(state): State<AppState>,
@@ -276,7 +264,7 @@ async fn query(
                     coordinator: String::new(),
                     session: 0,
                     session_alive: false,
-                    status: "finished".into(),
+                    status: LedgerStatus::Finished,
                     fencing_token: None,
                     payload: String::new(),
                 }));
@@ -287,9 +275,9 @@ async fn query(
         };
         let (status, fencing_token) = match q.status {
             crate::machine::admission::QueryStatus::Running { fencing_token } => {
-                ("running", Some(fencing_token))
+                (LedgerStatus::Running, Some(fencing_token))
             }
-            crate::machine::admission::QueryStatus::Queued { .. } => ("queued", None),
+            crate::machine::admission::QueryStatus::Queued { .. } => (LedgerStatus::Queued, None),
         };
         Ok::<_, ApiError>(Json(QueryEntry {
             query_id: id.clone(),
@@ -297,7 +285,7 @@ async fn query(
             coordinator: q.coordinator.clone(),
             session: q.session,
             session_alive: adm.sessions.contains_key(&q.session),
-            status: status.into(),
+            status,
             fencing_token,
             payload: q.payload.clone(),
         }))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::api::Decision;
 use common::http::HttpClient;
 use raft_rm::http::admission::AcquireAnswer;
 use raft_rm::http::groups::View;
@@ -137,9 +138,11 @@ async fn a_hot_group_never_runs_more_than_its_limit_through_a_partition_and_a_le
                 let mut v = post_any(&http, &addrs, "/v1/admission/acquire", &req).await;
                 let (start, token) = loop {
                     let a: AcquireAnswer = serde_json::from_value(v).unwrap();
-                    match a.status.as_str() {
-                        "admitted" => break (Instant::now(), a.fencing_token.unwrap()),
-                        "queued" => {
+                    match a.decision().unwrap() {
+                        Decision::Admitted { fencing_token } => {
+                            break (Instant::now(), fencing_token)
+                        }
+                        Decision::Queued { .. } => {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             match poll_queued(&http, &addrs, &q, session).await {
                                 Some(next) => v = next,
@@ -450,10 +453,10 @@ async fn a_burst_of_acquires_shares_entries_and_each_gets_its_own_answer() {
     let mut positions = BTreeSet::new();
     for a in answers {
         let a: AcquireAnswer = serde_json::from_value(a).unwrap();
-        match a.status.as_str() {
-            "admitted" => assert!(tokens.insert(a.fencing_token.unwrap())),
-            "queued" => assert!(positions.insert(a.position.unwrap())),
-            other => panic!("{other}: {a:?}"),
+        match a.decision().unwrap() {
+            Decision::Admitted { fencing_token } => assert!(tokens.insert(fencing_token)),
+            Decision::Queued { position } => assert!(positions.insert(position)),
+            other => panic!("{other:?}: {a:?}"),
         }
     }
     assert_eq!(tokens.len(), LIMIT, "admitted: {tokens:?}");
