@@ -52,6 +52,20 @@ pub async fn wait_ready(addr: &str, timeout: Duration) -> Result<()> {
     anyhow::bail!("coordinator {addr} did not become ready within {timeout:?}")
 }
 
+/// The error context of a submission that got no answer: the coordinator
+/// may or may not have taken the query (it died, or the connection broke,
+/// after the request left), so nobody can say how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnansweredSubmission {
+    pub coordinator: String,
+}
+
+impl std::fmt::Display for UnansweredSubmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "submitting to {}", self.coordinator)
+    }
+}
+
 #[derive(Clone)]
 pub struct TrinoClient {
     http: HttpClient,
@@ -184,7 +198,11 @@ impl TrinoClient {
                     break;
                 }
                 Err(e) if e.never_sent() && i + 1 < targets.len() => continue,
-                Err(e) => return Err(e).with_context(|| format!("submitting to {target}")),
+                Err(e) => {
+                    return Err(e).context(UnansweredSubmission {
+                        coordinator: target.clone(),
+                    })
+                }
             }
         }
         let body = body.context("no coordinator to submit to")?;
@@ -253,6 +271,19 @@ impl TrinoClient {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unanswered_submission_is_told_apart_and_still_reads_as_before() {
+        use super::UnansweredSubmission;
+        use anyhow::Context as _;
+        let e = Err::<(), _>(std::io::Error::other("connection closed"))
+            .context(UnansweredSubmission {
+                coordinator: "c1:8080".into(),
+            })
+            .unwrap_err();
+        assert!(e.downcast_ref::<UnansweredSubmission>().is_some());
+        assert_eq!(format!("{e:#}"), "submitting to c1:8080: connection closed");
+    }
+
     #[test]
     fn failover_moves_only_the_authority() {
         assert_eq!(

@@ -306,6 +306,13 @@ impl QueryClient {
                     }
                 }
                 Err(e) => {
+                    let mut v = v;
+                    if e.downcast_ref::<crate::trino::UnansweredSubmission>()
+                        .is_some()
+                    {
+                        // No answer at all: the system never acknowledged it.
+                        v["unanswered_submission"] = json!(true);
+                    }
                     self.ctx
                         .complete(p, OpType::Info, "query", v, Some(format!("{e:#}")));
                     p += self.ctx.concurrency;

@@ -6,7 +6,10 @@
 //!
 //! With `every_query_answered` (the `queue` workload, whose clients move
 //! between coordinators as behind a load balancer), an indeterminate end is
-//! a violation too: the system must say how every query ended.
+//! a violation too: the system must say how every query it acknowledged
+//! ended. A submission that got no answer at all (its coordinator died with
+//! the request in flight: `unanswered_submission`) was never acknowledged,
+//! so it stays indeterminate, and is counted apart.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,7 @@ pub fn check(history: &[Op], every_query_answered: bool) -> Verdict {
     let mut finished = 0;
     let mut failed: BTreeMap<String, u64> = BTreeMap::new();
     let mut indeterminate = 0;
+    let mut unanswered_submissions = 0u64;
     let mut lost = Vec::new();
     let mut unexplained = Vec::new();
     let mut ids: BTreeMap<String, u64> = BTreeMap::new();
@@ -52,7 +56,10 @@ pub fn check(history: &[Op], every_query_answered: bool) -> Verdict {
             },
             _ => {
                 indeterminate += 1;
-                if every_query_answered || c.error.as_deref().is_none_or(str::is_empty) {
+                let unanswered = c.value["unanswered_submission"] == true;
+                unanswered_submissions += u64::from(unanswered);
+                let silent = c.error.as_deref().is_none_or(str::is_empty);
+                if silent || (every_query_answered && !unanswered) {
                     unexplained.push(c.index);
                 }
             }
@@ -76,7 +83,8 @@ pub fn check(history: &[Op], every_query_answered: bool) -> Verdict {
     Verdict::new(
         valid,
         json!({"submitted": submitted, "finished": finished, "failed": failed,
-               "indeterminate": indeterminate, "lost": lost, "duplicated": duplicated,
+               "indeterminate": indeterminate, "unanswered_submissions": unanswered_submissions,
+               "lost": lost, "duplicated": duplicated,
                "unexplained": unexplained, "were_queued": queued.0,
                "were_queued_and_ended_with_a_reason": queued.1}),
     )
@@ -156,6 +164,36 @@ mod tests {
             Some("coordinator unreachable".into()),
         );
         assert_eq!(check(&h.ops(), false).valid, Validity::Valid);
+        assert_eq!(check(&h.ops(), true).valid, Validity::Invalid);
+    }
+
+    /// A submission whose coordinator died with the request in flight got
+    /// no answer: nothing was acknowledged, so even the strict check lets
+    /// it stay unknown (with its reason), and counts it.
+    #[test]
+    fn an_unanswered_submission_is_unknown_even_when_every_query_must_be_answered() {
+        let h = Recorder::new(None).unwrap();
+        h.record(Process::Client(0), OpType::Invoke, "query", json!({}), None);
+        h.record(
+            Process::Client(0),
+            OpType::Info,
+            "query",
+            json!({"unanswered_submission": true}),
+            Some("submitting to c1: connection closed before message completed".into()),
+        );
+        let v = check(&h.ops(), true);
+        assert_eq!(v.valid, Validity::Valid, "{:?}", v.details);
+        assert_eq!(v.details["unanswered_submissions"], 1);
+        // Without its reason it is still unexplained.
+        let h = Recorder::new(None).unwrap();
+        h.record(Process::Client(0), OpType::Invoke, "query", json!({}), None);
+        h.record(
+            Process::Client(0),
+            OpType::Info,
+            "query",
+            json!({"unanswered_submission": true}),
+            None,
+        );
         assert_eq!(check(&h.ops(), true).valid, Validity::Invalid);
     }
 }
