@@ -1,16 +1,20 @@
 //! `raft-rm`: a resource manager replicated with Raft (openraft 0.9 + sled).
 //!
 //! # Layout
-//! - [`machine`]: the pure, deterministic state machine (`State::apply`).
+//! - [`machine`]: the pure, deterministic state machine (`State::apply`),
+//!   re-exported from its own crate (`raft-rm/machine`), which cannot reach
+//!   I/O, a clock or randomness.
 //! - [`store`]: durable log, vote, snapshots and identity in sled, and the
 //!   openraft storage traits over them (append acknowledged only after fsync).
 //! - [`network`]: the Raft RPC client side (HTTP + bincode).
 //! - [`http`]: the server side, one router per concern: Raft RPC, admin,
 //!   health/metrics, canary writes, admission, groups and the watch,
-//!   discovery and heartbeats; auth and the error-to-status mapping.
+//!   discovery and heartbeats; the error-to-status mapping (the secret is
+//!   checked by `common::auth::require_secret`); leadership transfer.
 //! - [`config`]: flags and the TOML config file, validated into [`config::NodeConfig`].
 //! - [`election`]: the election timer, ours instead of openraft's: a fresh
-//!   random timeout for every wait, and openraft's longer-log back-off.
+//!   random timeout for every wait, and openraft's longer-log back-off;
+//!   its signals (leader contact, longer logs seen).
 //! - [`node`]: wires the above into a running node ([`node::start`]).
 //! - [`admin_cli`]: the `raft-rm admin ...` command-line client.
 //! - [`inspect`]: `raft-rm inspect`, what a stopped node's data dir holds.
@@ -20,7 +24,7 @@
 //! - [`log_clock`]: the time a leader stamps into the log, kept to the rate
 //!   of its monotonic clock so a jumping wall clock cannot expire sessions.
 //! - [`killer`]: the leader's low-memory killer and per-query memory limits,
-//!   deciding through the log.
+//!   deciding through the log: a pure `plan` and the loop that feeds it.
 
 use std::io::Cursor;
 

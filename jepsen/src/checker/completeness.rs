@@ -152,19 +152,25 @@ mod tests {
         assert_eq!(silent.valid, Validity::Invalid);
     }
 
-    #[test]
-    fn when_every_query_must_be_answered_an_unknown_end_is_invalid() {
+    /// One query that ended unknown, with `value` and `error`.
+    fn unknown_end(value: serde_json::Value, error: Option<&str>) -> Vec<Op> {
         let h = Recorder::new(None).unwrap();
         h.record(Process::Client(0), OpType::Invoke, "query", json!({}), None);
         h.record(
             Process::Client(0),
             OpType::Info,
             "query",
-            json!({}),
-            Some("coordinator unreachable".into()),
+            value,
+            error.map(String::from),
         );
-        assert_eq!(check(&h.ops(), false).valid, Validity::Valid);
-        assert_eq!(check(&h.ops(), true).valid, Validity::Invalid);
+        h.ops()
+    }
+
+    #[test]
+    fn when_every_query_must_be_answered_an_unknown_end_is_invalid() {
+        let ops = unknown_end(json!({}), Some("coordinator unreachable"));
+        assert_eq!(check(&ops, false).valid, Validity::Valid);
+        assert_eq!(check(&ops, true).valid, Validity::Invalid);
     }
 
     /// A submission whose coordinator died with the request in flight got
@@ -172,28 +178,15 @@ mod tests {
     /// it stay unknown (with its reason), and counts it.
     #[test]
     fn an_unanswered_submission_is_unknown_even_when_every_query_must_be_answered() {
-        let h = Recorder::new(None).unwrap();
-        h.record(Process::Client(0), OpType::Invoke, "query", json!({}), None);
-        h.record(
-            Process::Client(0),
-            OpType::Info,
-            "query",
+        let ops = unknown_end(
             json!({"unanswered_submission": true}),
-            Some("submitting to c1: connection closed before message completed".into()),
+            Some("submitting to c1: connection closed before message completed"),
         );
-        let v = check(&h.ops(), true);
+        let v = check(&ops, true);
         assert_eq!(v.valid, Validity::Valid, "{:?}", v.details);
         assert_eq!(v.details["unanswered_submissions"], 1);
         // Without its reason it is still unexplained.
-        let h = Recorder::new(None).unwrap();
-        h.record(Process::Client(0), OpType::Invoke, "query", json!({}), None);
-        h.record(
-            Process::Client(0),
-            OpType::Info,
-            "query",
-            json!({"unanswered_submission": true}),
-            None,
-        );
-        assert_eq!(check(&h.ops(), true).valid, Validity::Invalid);
+        let ops = unknown_end(json!({"unanswered_submission": true}), None);
+        assert_eq!(check(&ops, true).valid, Validity::Invalid);
     }
 }
