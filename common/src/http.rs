@@ -75,6 +75,11 @@ impl HttpClient {
         }
     }
 
+    /// The default timeout of each request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The same client (pool, secret) with another default timeout.
     pub fn with_timeout(&self, timeout: Duration) -> HttpClient {
         HttpClient {

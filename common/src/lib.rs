@@ -4,8 +4,13 @@
 //! - [`codec`]: the one binary codec (bincode 2 over serde) for wire bodies and
 //!   on-disk records, with a size limit so a hostile length prefix cannot
 //!   allocate unbounded memory.
-//! - [`api`]: the admission routes' requests and answers as types, shared
-//!   by the RMs and every client (statuses and reasons are enums).
+//! - [`api`]: every request and answer that crosses a process boundary, as
+//!   types shared by the server and its clients (statuses, reasons, roles,
+//!   modes are enums): admission, health and views, memory, worker tasks.
+//! - [`rm`]: the one client of the RM group, with the one failover, retry
+//!   and leader-hint policy, typed per route.
+//! - [`session`]: the one keeper of a coordinator session (register, renew,
+//!   report expiry, re-register), for coordinators and harness clients.
 //! - [`auth`]: the internal shared secret (as Presto's
 //!   `internal-communication.shared-secret`): loading it, the one
 //!   middleware that checks it on every server (`require_secret`), and the
@@ -21,8 +26,8 @@
 //! - [`units`]: durations (`5m`) and data sizes (`20GB`) as upstream writes them.
 //! - [`telemetry`]: `tracing` to stderr, filtered by `RUST_LOG`; colours
 //!   only on a terminal.
-//! - [`wire`]: messages that more than one crate reads (announcements,
-//!   worker heartbeats, watch events).
+//! - [`wire`]: messages the RMs hear from workers and coordinators and the
+//!   watch's events (announcements, heartbeats, kill orders, watch events).
 
 pub mod api;
 pub mod auth;
@@ -35,6 +40,8 @@ pub mod net;
 /// The resource-group model, a crate of its own (`common/resource-groups`)
 /// so that the pure state machine can use it without this crate's I/O.
 pub use resource_groups;
+pub mod rm;
+pub mod session;
 pub mod telemetry;
 pub mod units;
 pub mod wire;

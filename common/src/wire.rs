@@ -80,13 +80,26 @@ pub struct WatchEvent {
     pub group: String,
     pub coordinator: String,
     pub session: u64,
-    /// `promoted`, `revoked`, `failed` or `killed` (for memory).
-    pub kind: String,
+    pub kind: WatchEventKind,
     pub fencing_token: Option<u64>,
     pub reason: Option<String>,
     /// `killed`: Trino's error name (`CLUSTER_OUT_OF_MEMORY`, ...).
     #[serde(default)]
     pub error_name: Option<String>,
+}
+
+/// What happened to a query's admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchEventKind {
+    /// Admitted from the queue (the event carries the fencing token).
+    Promoted,
+    /// Its session expired: the admission (and its fencing token) is void.
+    Revoked,
+    /// It left the queue without running (queue timeout, group removed).
+    Failed,
+    /// Killed for memory (the event carries Trino's error name).
+    Killed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,28 +4,11 @@
 
 use std::time::Duration;
 
+use common::api::{TaskInfo, TaskSpec, TaskState};
 use common::http::HttpClient;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use common::rm::RmClient;
 
 use crate::protocol::{ErrorKind, QueryError};
-use crate::rm::Rms;
-
-#[derive(Deserialize)]
-struct Memory {
-    nodes: Vec<WorkerMemory>,
-}
-
-#[derive(Deserialize)]
-struct WorkerMemory {
-    heartbeat: common::wire::WorkerHeartbeat,
-}
-
-#[derive(Deserialize)]
-struct NodeView {
-    node_id: String,
-    addr: String,
-}
 
 /// How a task ended, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,18 +23,15 @@ pub struct Placement {
 }
 
 /// The live worker with the least memory reserved that can hold `bytes`.
-pub async fn choose_worker(rms: &Rms, bytes: u64) -> Result<Placement, QueryError> {
+pub async fn choose_worker(rms: &RmClient, bytes: u64) -> Result<Placement, QueryError> {
     let internal = |e| {
         QueryError::new(
             ErrorKind::GenericInternalError,
             format!("cannot read the cluster state: {e}"),
         )
     };
-    let memory: Memory = rms.get("/v1/memory").await.map_err(internal)?;
-    let nodes: Vec<NodeView> = rms
-        .get("/v1/discovery/nodes?role=worker")
-        .await
-        .map_err(internal)?;
+    let memory = rms.memory().await.map_err(internal)?.pool;
+    let nodes = rms.nodes(Some("worker")).await.map_err(internal)?;
     let best = memory
         .nodes
         .iter()
@@ -60,14 +40,14 @@ pub async fn choose_worker(rms: &Rms, bytes: u64) -> Result<Placement, QueryErro
         .filter_map(|h| {
             nodes
                 .iter()
-                .find(|n| n.node_id == h.node_id)
+                .find(|n| n.announcement.node_id == h.node_id)
                 .map(|n| (h, n))
         })
-        .min_by_key(|(h, n)| (h.memory.reserved_bytes, n.node_id.clone()));
+        .min_by_key(|(h, n)| (h.memory.reserved_bytes, n.announcement.node_id.clone()));
     match best {
         Some((_, n)) => Ok(Placement {
-            worker: n.node_id.clone(),
-            addr: n.addr.clone(),
+            worker: n.announcement.node_id.clone(),
+            addr: n.announcement.addr.clone(),
         }),
         None if memory.nodes.is_empty() => Err(QueryError::new(
             ErrorKind::NoNodesAvailable,
@@ -88,9 +68,14 @@ pub async fn create_task(
     duration_ms: u64,
     memory_bytes: u64,
 ) -> Result<(), QueryError> {
-    let spec = json!({"task_id": query_id, "query_id": query_id, "fencing_token": fencing_token,
-                      "duration_ms": duration_ms, "memory_bytes": memory_bytes});
-    http.post_json::<_, Value>(&format!("http://{addr}/v1/tasks"), &spec)
+    let spec = TaskSpec {
+        task_id: query_id.to_string(),
+        query_id: query_id.to_string(),
+        fencing_token,
+        duration_ms,
+        memory_bytes,
+    };
+    http.post_json::<_, TaskInfo>(&format!("http://{addr}/v1/tasks"), &spec)
         .await
         .map(|_| ())
         .map_err(|e| {
@@ -111,34 +96,33 @@ pub async fn follow_task(
     let url = format!("http://{addr}/v1/tasks/{task_id}");
     let mut failures = 0;
     loop {
-        match http.get_json::<Value>(&url, 1).await {
+        match http.get_json::<TaskInfo>(&url, 1).await {
             Ok(t) => {
                 failures = 0;
-                let reason = t["reason"].as_str().unwrap_or("").to_string();
-                match t["state"].as_str() {
-                    Some("finished") => {
+                let reason = t.reason.unwrap_or_default();
+                match t.state {
+                    TaskState::Finished => {
                         return TaskEnd::Finished {
                             peak_memory_bytes: memory_bytes,
                         }
                     }
-                    Some("killed") => {
-                        let kind =
-                            ErrorKind::of_memory_kill(t["error_name"].as_str().unwrap_or(""));
+                    TaskState::Killed => {
+                        let kind = ErrorKind::of_memory_kill(t.error_name.as_deref().unwrap_or(""));
                         return TaskEnd::Failed(QueryError::new(kind, reason));
                     }
-                    Some("revoked") => {
+                    TaskState::Revoked => {
                         return TaskEnd::Failed(QueryError::new(
                             ErrorKind::GenericInternalError,
                             format!("admission lost: {reason}"),
                         ))
                     }
-                    Some("cancelled") => {
+                    TaskState::Cancelled => {
                         return TaskEnd::Failed(QueryError::new(
                             ErrorKind::UserCanceled,
                             "query cancelled",
                         ))
                     }
-                    _ => {}
+                    TaskState::Blocked | TaskState::Running => {}
                 }
             }
             Err(e) => {

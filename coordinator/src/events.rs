@@ -11,10 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::wire::{WatchAnswer, WatchEvent};
+use common::rm::RmClient;
+use common::wire::{WatchAnswer, WatchEvent, WatchEventKind};
 use tokio::sync::{broadcast, oneshot, watch};
-
-use crate::rm::Rms;
 
 /// Unclaimed events kept, oldest dropped first.
 const KEPT: usize = 10_000;
@@ -88,7 +87,7 @@ impl Events {
 
 /// Follows the watch for `coordinator` from the RMs' current position.
 pub async fn follow(
-    rms: Arc<Rms>,
+    rms: Arc<RmClient>,
     coordinator: String,
     events: Arc<Events>,
     mut stop: watch::Receiver<bool>,
@@ -99,10 +98,12 @@ pub async fn follow(
             _ = stop.wait_for(|s| *s) => None,
             a = async {
                 match after {
-                    None => rms.get::<serde_json::Value>("/v1/health").await.map(|h| {
-                        WatchAnswer { events: vec![], next_after: h["last_applied"].as_u64().unwrap_or(0), truncated: false }
+                    None => rms.health().await.map(|h| WatchAnswer {
+                        events: vec![],
+                        next_after: h.last_applied.unwrap_or(0),
+                        truncated: false,
                     }),
-                    Some(a) => rms.get_long::<WatchAnswer>(&format!("/v1/watch?after={a}&coordinator={coordinator}&timeout_ms=10000")).await,
+                    Some(a) => rms.watch(a, Some(&coordinator), 10_000).await,
                 }
             } => Some(a),
         };
@@ -116,7 +117,7 @@ pub async fn follow(
                     );
                 }
                 for e in w.events {
-                    if e.kind == "killed" {
+                    if e.kind == WatchEventKind::Killed {
                         // No receiver only means no query to fail.
                         let _ = events.kills.send(e);
                     } else {

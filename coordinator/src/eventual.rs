@@ -25,31 +25,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::api::{GroupUsage, UsageReport};
 use common::resource_groups::{chain_ids, Consistency, GroupSpec, ResourceGroups};
+use common::rm::RmClient;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use crate::protocol::{ErrorKind, QueryError};
-use crate::rm::Rms;
-
-#[derive(Deserialize)]
-struct ViewGroup {
-    id: String,
-    running: u32,
-    queued: u32,
-}
-
-#[derive(Deserialize)]
-struct View {
-    staleness_ms: u64,
-    groups: Vec<ViewGroup>,
-    /// Which usage report of each coordinator the counts include.
-    #[serde(default)]
-    reports: BTreeMap<String, u64>,
-}
 
 struct Snapshot {
     /// group id -> (running, queued), everyone's, as the view stated.
@@ -351,7 +334,7 @@ impl Eventual {
     /// Reads the view and reports our usage, every `refresh`.
     pub async fn refresh(
         self: Arc<Self>,
-        rms: Arc<Rms>,
+        rms: Arc<RmClient>,
         coordinator: String,
         groups: ResourceGroups,
         refresh: Duration,
@@ -374,16 +357,15 @@ impl Eventual {
                 (s.seq, usage)
             };
             let (seq, usage) = usage;
-            let groups_json: serde_json::Map<String, serde_json::Value> = usage
-                .iter()
-                .map(|(k, (r, q))| (k.clone(), json!({"running": r, "queued": q})))
-                .collect();
-            let reported: Result<serde_json::Value, _> = rms
-                .post(
-                    "/v1/usage",
-                    &json!({"coordinator": coordinator, "seq": seq, "groups": groups_json}),
-                )
-                .await;
+            let report = UsageReport {
+                coordinator: coordinator.clone(),
+                seq,
+                groups: usage
+                    .iter()
+                    .map(|(k, &(running, queued))| (k.clone(), GroupUsage { running, queued }))
+                    .collect(),
+            };
+            let reported = rms.report_usage(&report).await;
             if reported.is_ok() {
                 let mut s = self.lock();
                 s.reported.insert(seq, usage);
@@ -392,10 +374,7 @@ impl Eventual {
                 }
             }
             let asked = Instant::now();
-            if let Ok(v) = rms
-                .get::<View>(&format!("/v1/resource-groups?max_staleness_ms={bound}"))
-                .await
-            {
+            if let Ok(v) = rms.view(bound).await {
                 generation += 1;
                 let snapshot = Snapshot {
                     groups: v

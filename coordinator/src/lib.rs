@@ -8,8 +8,9 @@
 //!   or a clean "not supported").
 //! - [`query`]: one driver per query: selection, admission, execution,
 //!   release; cancellation and abandonment.
-//! - [`rm`]: calls to the RMs, failing over between them.
-//! - [`session`]: the coordinator's session (register, renew, lose).
+//! - [`session`]: the coordinator's link to its session, which
+//!   `common::session::SessionKeeper` keeps (calls to the RMs go through
+//!   the one `common::rm::RmClient`).
 //! - [`events`]: promotions and revocations from the RMs' watch.
 //! - [`eventual`]: eventual-mode admission on the aggregated view
 //!   (staleness bound, freshness gate, usage reports).
@@ -24,6 +25,5 @@ pub mod http;
 pub mod node;
 pub mod protocol;
 pub mod query;
-pub mod rm;
 pub mod session;
 pub mod statement;

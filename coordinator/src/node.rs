@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::http::HttpClient;
+use common::rm::RmClient;
+use common::session::{KeeperSpec, SessionKeeper};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -11,13 +13,14 @@ use crate::config::CoordinatorConfig;
 use crate::events::Events;
 use crate::http::{router, AppState};
 use crate::query::Coordinator;
-use crate::rm::Rms;
 
 pub struct RunningCoordinator {
     pub addr: std::net::SocketAddr,
     pub coordinator: Arc<Coordinator>,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
+    /// Renews the session until the coordinator stops (dropping it stops it).
+    _session: SessionKeeper,
 }
 
 pub async fn start(
@@ -29,38 +32,24 @@ pub async fn start(
         .external_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let rms = Arc::new(Rms::new(
+    let rms = Arc::new(RmClient::new(
         config.rms.clone(),
         HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
     ));
     let (stop, stop_rx) = watch::channel(false);
-    let (session_tx, session_rx) = watch::channel(None);
-    let session_recheck = Arc::new(tokio::sync::Notify::new());
+    let session = SessionKeeper::start((*rms).clone(), KeeperSpec::coordinator(&config.id), |_| {});
     let events = Arc::new(Events::default());
     let kills = events.kills();
     let eventual = crate::eventual::Eventual::new(config.freshness_gate);
-    let lease = Arc::new(crate::session::Lease::default());
     let coordinator = Arc::new(Coordinator::new(
         &config,
         rms.clone(),
         HttpClient::new(config.secret.clone(), Duration::from_secs(5)),
-        crate::session::SessionLink {
-            current: session_rx,
-            lease: lease.clone(),
-            recheck: session_recheck.clone(),
-        },
+        crate::session::SessionLink::of(&session),
         events.clone(),
         eventual.clone(),
     ));
     let mut handles = vec![
-        tokio::spawn(crate::session::keep(
-            rms.clone(),
-            config.id.clone(),
-            session_tx,
-            lease,
-            session_recheck,
-            stop_rx.clone(),
-        )),
         tokio::spawn(crate::events::follow(
             rms.clone(),
             config.id.clone(),
@@ -100,6 +89,7 @@ pub async fn start(
         coordinator,
         stop,
         handles,
+        _session: session,
     })
 }
 

@@ -23,13 +23,14 @@ use common::api::{
 };
 use common::http::HttpClient;
 use common::resource_groups::{Consistency, QueryContext, ResourceGroups};
+use common::rm::RmClient;
+use common::wire::WatchEventKind;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
 use crate::dispatch::{self, TaskEnd};
 use crate::events::Events;
 use crate::protocol::{ClientInfo, Column, ErrorKind, QueryError, QueryState};
-use crate::rm::Rms;
 use crate::session::SessionId;
 use crate::statement::{self, Statement};
 
@@ -37,7 +38,7 @@ use crate::statement::{self, Statement};
 pub struct Coordinator {
     pub id: String,
     pub groups: ResourceGroups,
-    pub rms: Arc<Rms>,
+    pub rms: Arc<RmClient>,
     /// For workers.
     pub http: HttpClient,
     pub session: watch::Receiver<SessionId>,
@@ -174,7 +175,7 @@ impl Coordinator {
 
     pub fn new(
         config: &crate::config::CoordinatorConfig,
-        rms: Arc<Rms>,
+        rms: Arc<RmClient>,
         http: HttpClient,
         session: crate::session::SessionLink,
         events: Arc<Events>,
@@ -274,9 +275,9 @@ impl Coordinator {
         id: &str,
         slug: &str,
     ) -> Result<Option<Arc<Query>>, QueryError> {
-        let entry: QueryEntry = match self.rms.get(&format!("/v1/admission/queries/{id}")).await {
-            Ok(e) => e,
-            Err(e) if e.status() == Some(404) => return Ok(None),
+        let entry: QueryEntry = match self.rms.query(id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(None),
             Err(e) => return Err(rm_error(e)),
         };
         if entry.status == LedgerStatus::Finished {
@@ -610,14 +611,9 @@ async fn admit(
 ) -> Result<(u64, u64), QueryError> {
     let mut session = current_session(c).await?;
     *admitted = true; // from here on, release on every path
-    let path = if adopted {
-        "/v1/admission/adopt"
-    } else {
-        "/v1/admission/acquire"
-    };
-    // A cluster that is starting has no configuration yet: wait for it. A
-    // session that expired under us (a pause, a partition) is replaced
-    // first: the refusal changed nothing, so the acquire is simply retried.
+                      // A cluster that is starting has no configuration yet: wait for it. A
+                      // session that expired under us (a pause, a partition) is replaced
+                      // first: the refusal changed nothing, so the acquire is simply retried.
     let retry_until = Instant::now() + Duration::from_secs(10);
     let answer: AcquireAnswer = loop {
         let answer: AcquireAnswer = if adopted {
@@ -626,7 +622,7 @@ async fn admit(
                 coordinator: c.id.clone(),
                 session,
             };
-            c.rms.post(path, &request).await
+            c.rms.adopt(&request).await
         } else {
             let request = Acquire {
                 query_id: q.id.clone(),
@@ -636,7 +632,7 @@ async fn admit(
                 priority,
                 payload: payload.to_string(),
             };
-            c.rms.post(path, &request).await
+            c.rms.acquire(&request).await
         }
         .map_err(rm_error)?;
         if Instant::now() >= retry_until {
@@ -692,10 +688,16 @@ async fn admit(
         };
         match next {
             Some(Ok(e)) => {
-                return match e.kind.as_str() {
-                    "promoted" => Ok((e.fencing_token.unwrap_or(0), session)),
+                return match e.kind {
+                    WatchEventKind::Promoted => match e.fencing_token {
+                        Some(token) => Ok((token, session)),
+                        None => Err(QueryError::new(
+                            ErrorKind::GenericInternalError,
+                            "the RMs promoted the query without a fencing token",
+                        )),
+                    },
                     // The RMs fail a queued query only at its queue timeout.
-                    "failed" => Err(QueryError::new(
+                    WatchEventKind::Failed => Err(QueryError::new(
                         ErrorKind::ExceededTimeLimit,
                         e.reason.unwrap_or_else(|| "failed while queued".into()),
                     )),
@@ -822,8 +824,6 @@ async fn release(c: &Coordinator, query_id: &str) {
 /// How long a coordinator keeps retrying a release the RMs did not take.
 const RELEASE_RETRY_FOR: Duration = Duration::from_secs(600);
 
-async fn release_once(rms: &Rms, query_id: &str) -> Result<(), common::http::HttpError> {
-    rms.post::<_, Value>("/v1/admission/release", &json!({"query_id": query_id}))
-        .await
-        .map(|_| ())
+async fn release_once(rms: &RmClient, query_id: &str) -> Result<(), common::http::HttpError> {
+    rms.release(query_id).await.map(|_| ())
 }

@@ -432,15 +432,21 @@ pub async fn run(c: &LocalCluster, spec: &HeartbeatSpec) -> Result<(Vec<Phase>, 
 /// What the RM at `addr` holds, right after the phases for `n` workers.
 async fn check(c: &LocalCluster, addr: &str, n: usize) -> Result<Held> {
     let memory = c.client.memory(addr).await?;
-    let http = c.internal_http(Duration::from_secs(30))?;
-    let nodes: Vec<serde_json::Value> = http
-        .get_json(&format!("http://{addr}/v1/discovery/nodes?role=worker"), 3)
+    let nodes = c
+        .client
+        .at(addr)
+        .with_timeout(Duration::from_secs(30))
+        .with_policy(common::rm::RetryPolicy {
+            attempts: 3,
+            backoff: Duration::from_millis(50),
+        })
+        .nodes(Some("worker"))
         .await?;
     Ok(Held {
         workers: n,
-        memory_workers: memory["workers"].as_u64().unwrap_or(0),
+        memory_workers: memory.pool.workers as u64,
         discovered: nodes.len(),
-        kills: memory["kills"].as_array().map_or(0, Vec::len),
+        kills: memory.kills.len(),
     })
 }
 

@@ -398,14 +398,10 @@ async fn report_progress(done: Arc<AtomicU64>, total: u64) {
 /// The root group's queued and running counts, read linearizably.
 async fn root_counts(client: &RmClient, addr: &str) -> Result<(u64, u64)> {
     let view = client.resource_groups(addr).await?;
-    let root = view["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| g["id"] == ROOT)
+    let root = view
+        .group(ROOT)
         .with_context(|| format!("no group {ROOT} in the view"))?;
-    let count = |k: &str| root[k].as_u64().unwrap_or_default();
-    Ok((count("queued"), count("running")))
+    Ok((u64::from(root.queued), u64::from(root.running)))
 }
 
 /// Starts a new RM as a learner and waits until it has installed the

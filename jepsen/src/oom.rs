@@ -10,10 +10,10 @@ use common::clock::Clock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use common::api::{KillView, WorkerInfo};
 use common::http::HttpClient;
 use common::wire::MemoryPool;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::cluster::LocalCluster;
 use crate::trino::TrinoClient;
@@ -48,11 +48,11 @@ impl OomRound {
 }
 
 async fn pool(http: &HttpClient, worker: &str) -> Result<MemoryPool> {
-    let info: Value = http
+    let info: WorkerInfo = http
         .get_json(&format!("http://{worker}/v1/info"), 2)
         .await
         .with_context(|| format!("reading worker {worker}"))?;
-    Ok(serde_json::from_value(info["memory"].clone())?)
+    Ok(info.memory)
 }
 
 /// Polls the worker's pool every 5 ms until `f` holds; answers when.
@@ -127,18 +127,15 @@ pub async fn round(
         .await
         .context("no leader")?;
     let view = cluster.client.memory(&cluster.addrs[&leader]).await?;
-    let kills: Vec<&Value> = view["kills"]
-        .as_array()
-        .map(|k| {
-            k.iter()
-                .filter(|d| d["decided_ms"].as_u64().is_some_and(|t| t >= started_ms))
-                .collect()
-        })
-        .unwrap_or_default();
+    let kills: Vec<&KillView> = view
+        .kills
+        .iter()
+        .filter(|d| d.decided_ms >= started_ms)
+        .collect();
     let decided = kills
         .iter()
-        .find(|d| d["query_id"] == victim.id.as_str())
-        .and_then(|d| d["decided_ms"].as_u64());
+        .find(|d| d.query_id == victim.id)
+        .map(|d| d.decided_ms);
     Ok(OomRound {
         round,
         blocked_to_decision_ms: decided.map(|d| d.saturating_sub(blocked_wall) as f64),

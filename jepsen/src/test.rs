@@ -799,14 +799,11 @@ async fn wait_ledger_empty(
     while Instant::now() < deadline {
         for addr in rms {
             if let Ok(v) = rm.resource_groups(addr).await {
-                held = v["groups"]
-                    .as_array()
+                held = v
+                    .groups
                     .into_iter()
-                    .flatten()
-                    .filter(|g| {
-                        g["running"].as_u64().unwrap_or(0) + g["queued"].as_u64().unwrap_or(0) > 0
-                    })
-                    .cloned()
+                    .filter(|g| g.running + g.queued > 0)
+                    .map(|g| serde_json::to_value(g).unwrap_or_default())
                     .collect();
                 if held.is_empty() {
                     return held;
@@ -823,7 +820,7 @@ async fn wait_ledger_empty(
 async fn memory_view(rm: &crate::rm_client::RmClient, rms: &[String]) -> Value {
     for addr in rms {
         if let Ok(v) = rm.memory(addr).await {
-            return v;
+            return serde_json::to_value(v).unwrap_or_default();
         }
     }
     Value::Null

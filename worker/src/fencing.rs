@@ -7,50 +7,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::http::HttpClient;
-use common::wire::WatchAnswer;
-use serde::Deserialize;
+use common::rm::RmClient;
+use common::wire::WatchEventKind;
 use tokio::sync::watch;
 
 use crate::tasks::Tasks;
 
-#[derive(Deserialize)]
-struct Health {
-    last_applied: Option<u64>,
-}
-
-pub async fn follow_revocations(
-    rms: Vec<String>,
-    http: HttpClient,
-    tasks: Arc<Tasks>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut i = 0usize;
+pub async fn follow_revocations(rms: RmClient, tasks: Arc<Tasks>, mut stop: watch::Receiver<bool>) {
     // Start from the RMs' current position: revocations before this worker
     // started have no tasks here.
     let mut after = loop {
-        let url = format!("http://{}/v1/health", rms[i % rms.len()]);
         // Finish the select before awaiting anything else: its output
         // borrows the stop channel.
         let health = tokio::select! {
             _ = stop.wait_for(|s| *s) => None,
-            h = http.get_json::<Health>(&url, 1) => Some(h),
+            h = rms.health() => Some(h),
         };
         match health {
             None => return,
             Some(Ok(h)) => break h.last_applied.unwrap_or(0),
             Some(Err(_)) => {
-                i += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     };
     loop {
-        let rm = &rms[i % rms.len()];
-        let url = format!("http://{rm}/v1/watch?after={after}&timeout_ms=10000");
         let answer = tokio::select! {
             _ = stop.wait_for(|s| *s) => None,
-            a = http.get_json::<WatchAnswer>(&url, 1) => Some(a),
+            a = rms.watch(after, None, 10_000) => Some(a),
         };
         let Some(answer) = answer else { return };
         match answer {
@@ -58,7 +42,7 @@ pub async fn follow_revocations(
                 if w.truncated {
                     tracing::warn!(after, "missed admission events (the RM dropped them); revocations in that gap are not applied here");
                 }
-                for e in w.events.iter().filter(|e| e.kind == "killed") {
+                for e in w.events.iter().filter(|e| e.kind == WatchEventKind::Killed) {
                     crate::report::carry_out(
                         &tasks,
                         &common::wire::KillOrder {
@@ -69,7 +53,11 @@ pub async fn follow_revocations(
                         },
                     );
                 }
-                for e in w.events.iter().filter(|e| e.kind == "revoked") {
+                for e in w
+                    .events
+                    .iter()
+                    .filter(|e| e.kind == WatchEventKind::Revoked)
+                {
                     if let Some(token) = e.fencing_token {
                         let n = tasks.revoke(&e.query_id, token);
                         if n > 0 {
@@ -80,8 +68,7 @@ pub async fn follow_revocations(
                 after = w.next_after;
             }
             Err(e) => {
-                tracing::debug!(rm = %rm, error = %e, "watch failed; trying the next RM");
-                i += 1;
+                tracing::debug!(error = %e, "watch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

@@ -16,11 +16,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::api::{KillTask, WorkerInfo};
 use common::auth::SharedSecret;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::tasks::{TaskError, TaskSpec, TaskState, TaskStop, Tasks};
@@ -105,17 +105,8 @@ async fn cancel(State(state): State<WorkerState>, Path(id): Path<String>) -> Res
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Kill {
-    reason: String,
-    /// Trino's error name for the query's failure.
-    #[serde(default)]
-    error_name: Option<String>,
-}
-
 async fn kill(State(state): State<WorkerState>, Path(id): Path<String>, body: Bytes) -> Response {
-    let k: Kill = match serde_json::from_slice(&body) {
+    let k: KillTask = match serde_json::from_slice(&body) {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
@@ -131,12 +122,12 @@ async fn kill(State(state): State<WorkerState>, Path(id): Path<String>, body: By
 }
 
 async fn info(State(state): State<WorkerState>) -> Response {
-    Json(json!({
-        "node_id": state.node_id,
-        "starting": false,
-        "memory": state.tasks.pool().snapshot(),
-        "running_tasks": state.tasks.running(),
-    }))
+    Json(WorkerInfo {
+        node_id: state.node_id.clone(),
+        starting: false,
+        memory: state.tasks.pool().snapshot(),
+        running_tasks: state.tasks.running(),
+    })
     .into_response()
 }
 

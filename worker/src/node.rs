@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use common::clock::SharedClock;
 use common::http::HttpClient;
+use common::rm::RmClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,7 +36,11 @@ pub async fn start(
         config.advertise.clone()
     };
     let tasks = Tasks::new(Pool::new(config.memory_bytes), clock);
-    let http = HttpClient::new(config.secret.clone(), Duration::from_secs(5));
+    // Watch polls wait up to 10 s for an event: 15 s bounds one.
+    let rms = RmClient::new(
+        config.rms.clone(),
+        HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
+    );
     let (stop, stop_rx) = watch::channel(false);
     let state = WorkerState {
         node_id: config.id.clone(),
@@ -58,15 +63,13 @@ pub async fn start(
     let reporter = Reporter {
         node_id: config.id.clone(),
         advertise,
-        rms: config.rms.clone(),
+        rms: rms.clone(),
         interval: config.heartbeat,
-        http: http.clone(),
         tasks: tasks.clone(),
     };
     let report = tokio::spawn(reporter.run(stop_rx.clone()));
     let fence = tokio::spawn(crate::fencing::follow_revocations(
-        config.rms.clone(),
-        HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
+        rms,
         tasks.clone(),
         stop_rx,
     ));

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::cpu::CpuMeter;
-use common::http::HttpClient;
-use common::wire::{Announcement, HeartbeatAnswer, WorkerHeartbeat};
+use common::rm::RmClient;
+use common::wire::{Announcement, WorkerHeartbeat};
 use tokio::sync::watch;
 
 use crate::tasks::Tasks;
@@ -18,9 +18,8 @@ use crate::tasks::Tasks;
 pub struct Reporter {
     pub node_id: String,
     pub advertise: String,
-    pub rms: Vec<String>,
+    pub rms: RmClient,
     pub interval: Duration,
-    pub http: HttpClient,
     pub tasks: Arc<Tasks>,
 }
 
@@ -32,7 +31,7 @@ impl Reporter {
         let this = Arc::new(self);
         let cpu = Arc::new(AtomicU64::new(0f64.to_bits()));
         let mut loops = tokio::task::JoinSet::new();
-        for rm in this.rms.clone() {
+        for rm in this.rms.addrs().to_vec() {
             loops.spawn(this.clone().report_to(rm, cpu.clone(), stop.clone()));
         }
         let mut meter = CpuMeter::new(None);
@@ -56,6 +55,7 @@ impl Reporter {
         // slower than that is of no use.
         let ttl = self.interval * 3;
         let ttl_ms = ttl.as_millis() as u64;
+        let to = self.rms.at(&rm);
         let mut down = false;
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,18 +78,8 @@ impl Reporter {
                 ttl_ms,
             };
             let sent = async {
-                self.http
-                    .post_json::<_, serde_json::Value>(
-                        &format!("http://{rm}/v1/announce"),
-                        &announcement,
-                    )
-                    .await?;
-                self.http
-                    .post_json::<_, HeartbeatAnswer>(
-                        &format!("http://{rm}/v1/heartbeat/worker"),
-                        &heartbeat,
-                    )
-                    .await
+                to.announce(&announcement).await?;
+                to.heartbeat(&heartbeat).await
             };
             let answer = match tokio::time::timeout(ttl, sent).await {
                 Ok(Ok(a)) => Ok(a),

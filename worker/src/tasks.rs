@@ -7,56 +7,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use common::api::{TaskInfo, TaskSpec, TaskState};
 use common::clock::SharedClock;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::pool::Pool;
 
 /// Finished tasks remembered for `GET`, oldest forgotten first.
 pub const FINISHED_KEPT: usize = 10_000;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskSpec {
-    pub task_id: String,
-    pub query_id: String,
-    /// The admission's fencing token; tasks under a revoked token stop.
-    pub fencing_token: u64,
-    pub duration_ms: u64,
-    pub memory_bytes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    /// Waiting for memory.
-    Blocked,
-    Running,
-    Finished,
-    Cancelled,
-    Killed,
-    Revoked,
-}
-
-impl TaskState {
-    pub fn is_done(self) -> bool {
-        !matches!(self, TaskState::Blocked | TaskState::Running)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskInfo {
-    #[serde(flatten)]
-    pub spec: TaskSpec,
-    pub state: TaskState,
-    pub started_ms: Option<u64>,
-    pub finished_ms: Option<u64>,
-    pub reason: Option<String>,
-    /// Killed: Trino's error name for the query's failure
-    /// (`CLUSTER_OUT_OF_MEMORY`, `EXCEEDED_LOCAL_MEMORY_LIMIT`, ...).
-    pub error_name: Option<String>,
-}
 
 /// Why a task stopped early.
 #[derive(Debug)]

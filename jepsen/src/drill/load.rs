@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use common::api::{LedgerStatus, ReleaseOutcome};
 use common::http::HttpError;
+use common::session::{KeeperSpec, SessionEvent, SessionKeeper};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -159,34 +161,27 @@ pub struct Load {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     pub ledger: Arc<Ledger>,
-    session: Arc<std::sync::atomic::AtomicU64>,
+    session: Arc<SessionKeeper>,
 }
 
 impl Load {
-    /// Registers a session and starts the clients, the view reader and one
-    /// session renewer per RM (a frozen RM must not starve the others).
+    /// Registers a session and starts the clients, the view reader and the
+    /// session keeper (renewing on every RM at once: a frozen RM must not
+    /// starve the others).
     pub async fn start(
         rm: RmClient,
         addrs: Vec<String>,
         spec: LoadSpec,
         history: Arc<Recorder>,
     ) -> Result<Load> {
-        let session = Arc::new(std::sync::atomic::AtomicU64::new(
-            register(&rm, &addrs).await?,
-        ));
-        let (stop, stopped) = watch::channel(false);
         let ledger = Arc::new(Ledger::default());
+        let session = Arc::new(keep_session(&rm, &addrs, ledger.clone()));
+        session
+            .registered(Duration::from_secs(15))
+            .await
+            .map_err(anyhow::Error::new)?;
+        let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for addr in &addrs {
-            tasks.spawn(renew(
-                rm.clone(),
-                addr.clone(),
-                addrs.clone(),
-                session.clone(),
-                ledger.clone(),
-                stopped.clone(),
-            ));
-        }
         for k in 0..spec.clients {
             let c = AdmissionClient {
                 k: k as u64,
@@ -217,7 +212,7 @@ impl Load {
 
     /// The load's coordinator session (it changes if one expires).
     pub fn session(&self) -> u64 {
-        self.session.load(std::sync::atomic::Ordering::Relaxed)
+        self.session.latest().unwrap_or_default()
     }
 
     pub async fn stop(mut self) -> Arc<Ledger> {
@@ -227,38 +222,24 @@ impl Load {
     }
 }
 
-async fn register(rm: &RmClient, addrs: &[String]) -> Result<u64> {
-    rm.register_anywhere(addrs, "drill", Duration::from_secs(15))
-        .await
-        .map_err(anyhow::Error::msg)
-}
-
-/// Renews the session at `addr` every 300 ms. An RM that says the session
-/// expired gets it replaced (once, by whichever renewer sees it first), and
-/// the ledger learns that its admissions were revoked, not lost.
-async fn renew(
-    rm: RmClient,
-    addr: String,
-    addrs: Vec<String>,
-    session: Arc<std::sync::atomic::AtomicU64>,
-    ledger: Arc<Ledger>,
-    mut stop: watch::Receiver<bool>,
-) {
-    use std::sync::atomic::Ordering;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+/// Keeps the drill's session, renewing every 300 ms on every RM at once.
+/// An RM that says it expired gets it replaced, and the ledger learns that
+/// its admissions were revoked, not lost.
+fn keep_session(rm: &RmClient, addrs: &[String], ledger: Arc<Ledger>) -> SessionKeeper {
+    let spec = KeeperSpec {
+        coordinator: "drill".into(),
+        renew_every: Some(Duration::from_millis(300)),
+        fan_out: true,
+        // The drill records what the RMs say; it keeps using a session it
+        // could not renew until they say it expired.
+        give_up_after_lease: false,
+    };
+    SessionKeeper::start(rm.over(addrs), spec, move |e| {
+        if let SessionEvent::Expired(session) = e {
+            ledger.session_expired(session);
+            tracing::warn!(session, "the drill's session expired");
         }
-        let current = session.load(Ordering::Relaxed);
-        if let Ok(false) = rm.renew_session(&addr, current).await {
-            ledger.session_expired(current);
-            tracing::warn!(session = current, "the drill's session expired");
-            if let Ok(s) = register(&rm, &addrs).await {
-                let _ = session.compare_exchange(current, s, Ordering::AcqRel, Ordering::Acquire);
-            }
-        }
-    }
+    })
 }
 
 struct AdmissionClient {
@@ -266,7 +247,7 @@ struct AdmissionClient {
     rm: RmClient,
     addrs: Vec<String>,
     spec: LoadSpec,
-    session: Arc<std::sync::atomic::AtomicU64>,
+    session: Arc<SessionKeeper>,
     ledger: Arc<Ledger>,
     history: Arc<Recorder>,
 }
@@ -288,7 +269,7 @@ impl AdmissionClient {
             n += 1;
             let query_id = format!("{}-{}-{n}", self.spec.tag, self.k);
             let process = Process::Client(self.k);
-            let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
+            let session = self.session.latest().unwrap_or_default();
             let invoke = self.history.record(
                 process,
                 OpType::Invoke,
@@ -408,8 +389,8 @@ impl AdmissionClient {
             match self.rm.release(addr, query_id).await {
                 Ok(outcome) => {
                     if acked {
-                        let fate = match outcome.as_str() {
-                            "released" => Fate::Present,
+                        let fate = match outcome {
+                            ReleaseOutcome::Released => Fate::Present,
                             _ => self.check_missing(query_id, ambiguous).await,
                         };
                         self.ledger.settle(query_id, fate, self.history.now_ns());
@@ -456,7 +437,7 @@ impl AdmissionClient {
             match self.rm.query_status(addr, query_id).await {
                 // Ended in the ledger after a try of ours that may have
                 // reached the leader: that try released it.
-                Ok(Some(s)) if s == "finished" && ambiguous => return Fate::Present,
+                Ok(Some(LedgerStatus::Finished)) if ambiguous => return Fate::Present,
                 // Ended otherwise, or still held although the release found
                 // nothing, or never there: lost, unless its session expired
                 // (then it was revoked by design; see `admissions`).

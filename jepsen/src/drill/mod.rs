@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use common::api::Mode;
 use serde::Serialize;
 use serde_json::json;
 
@@ -142,15 +143,11 @@ impl Drill {
             bail!("the cluster has no resource-group configuration, or the secret is wrong (waited 15 s)");
         }
         let view = self.admin.resource_groups(&addr).await?;
-        let groups = view["groups"].as_array().cloned().unwrap_or_default();
-        let Some(g) = groups.iter().find(|g| g["id"] == group) else {
+        let Some(g) = view.group(group) else {
             bail!("the cluster has no resource group '{group}' (pass --group with a linearizable leaf group)");
         };
-        if g["mode"] != "linearizable" {
-            bail!(
-                "resource group '{group}' is {}, not linearizable",
-                g["mode"]
-            );
+        if g.mode != Mode::Linearizable {
+            bail!("resource group '{group}' is eventual, not linearizable");
         }
         Ok(())
     }

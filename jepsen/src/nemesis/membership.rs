@@ -82,7 +82,9 @@ async fn leader(c: &LocalCluster) -> Option<(u64, String)> {
     let mut best: Option<(u64, u64, String)> = None;
     for (id, addr) in &c.addrs {
         if let Ok(h) = c.client.health(addr).await {
-            if h.role == "leader" && best.as_ref().is_none_or(|(term, _, _)| h.term > *term) {
+            if h.role == common::api::Role::Leader
+                && best.as_ref().is_none_or(|(term, _, _)| h.term > *term)
+            {
                 best = Some((h.term, *id, addr.clone()));
             }
         }

@@ -10,18 +10,17 @@
 //! - `POST /v1/admission/adopt {"query_id","coordinator","session"}`
 //! - `POST /v1/usage {"coordinator","seq","groups":{"id":{"running","queued"}}}`
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
 
-use common::api::{Acquire, Adopt, RegisterSession, Release, RenewSession, SessionAnswer};
+use common::api::{
+    self, Acquire, Adopt, RegisterSession, Release, RenewSession, SessionAnswer, UsageAnswer,
+    UsageReport,
+};
 
 use super::error::json_body;
 use super::forward::or_forward;
@@ -198,11 +197,11 @@ async fn release(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         |_, answer| match answer {
             Answer::Release(outcome) => {
                 let outcome = match outcome {
-                    ReleaseOutcome::Released => "released",
-                    ReleaseOutcome::Cancelled => "cancelled",
-                    ReleaseOutcome::Unknown => "unknown",
+                    ReleaseOutcome::Released => api::ReleaseOutcome::Released,
+                    ReleaseOutcome::Cancelled => api::ReleaseOutcome::Cancelled,
+                    ReleaseOutcome::Unknown => api::ReleaseOutcome::Unknown,
                 };
-                Ok(Json(json!({"outcome": outcome})).into_response())
+                Ok(Json(api::ReleaseAnswer { outcome }).into_response())
             }
             other => Err(unexpected(other)),
         },
@@ -236,28 +235,13 @@ async fn adopt(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupUsage {
-    running: u32,
-    queued: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Usage {
-    coordinator: String,
-    seq: u64,
-    groups: BTreeMap<String, GroupUsage>,
-}
-
 async fn usage(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     write(
         state,
         headers,
         "/v1/usage",
         body,
-        |r: Usage| {
+        |r: UsageReport| {
             check_name("coordinator", &r.coordinator)?;
             if r.groups.len() > 10_000 {
                 return Err(ApiError::BadRequest("groups: at most 10000 entries".into()));
@@ -276,7 +260,7 @@ async fn usage(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             })
         },
         |_, answer| match answer {
-            Answer::Reported { applied } => Ok(Json(json!({"applied": applied})).into_response()),
+            Answer::Reported { applied } => Ok(Json(UsageAnswer { applied }).into_response()),
             other => Err(unexpected(other)),
         },
     )

@@ -11,13 +11,16 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use common::api::{
+    EpisodeView, KillFigures, KillSettlement, KillView, KillerView, MemoryView, NodeView,
+};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::json_body;
 use super::{ApiError, AppState};
 use crate::machine::memory::{KillDecision, KillOutcome};
-use crate::soft::{Announcement, ClusterMemory, NodeView, SoftError, WorkerHeartbeat};
+use crate::soft::{Announcement, SoftError, WorkerHeartbeat};
 use common::wire::{HeartbeatAnswer, KillOrder};
 
 pub fn router() -> Router<AppState> {
@@ -100,77 +103,32 @@ async fn nodes(State(state): State<AppState>, Query(p): Query<NodesParams>) -> J
 /// Kills listed by `GET /v1/memory`, newest first.
 const KILLS_SHOWN: usize = 50;
 
-/// `GET /v1/memory`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MemoryView {
-    #[serde(flatten)]
-    pub pool: ClusterMemory,
-    /// Some worker's pool is blocked (full, with tasks waiting).
-    pub out_of_memory: bool,
-    /// This RM's view of the current episode (each RM keeps its own).
-    pub episode: Option<EpisodeView>,
-    pub killer: KillerView,
-    /// Low-memory episodes that ended in a kill (replicated).
-    pub episodes_with_kills: u64,
-    pub kills: Vec<KillView>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EpisodeView {
-    pub since_ms: u64,
-    pub out_of_memory_ms: u64,
-    /// How long until the killer may act, if nothing changes (0: due, or
-    /// waiting for the previous kill to settle).
-    pub kill_in_ms: u64,
-    /// The low-memory kill of this episode, until it settles.
-    pub unsettled_kill: Option<KillView>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KillerView {
-    pub policy: String,
-    pub delay_ms: u64,
-    pub leak_timeout_ms: u64,
-    pub query_max_memory: Option<u64>,
-    pub query_max_memory_per_node: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KillView {
-    pub decision: u64,
-    /// 0 for limit kills.
-    pub episode: u64,
-    pub query_id: String,
-    pub error_name: String,
-    pub message: String,
-    /// The policy, or the limit exceeded.
-    pub reason: String,
-    pub decided_ms: u64,
-    pub figures: crate::machine::memory::MemoryFigures,
-    /// `unsettled`, `freed` or `leaked`.
-    pub outcome: String,
-    pub settled_ms: Option<u64>,
-}
-
-impl From<&KillDecision> for KillView {
-    fn from(d: &KillDecision) -> Self {
-        let (outcome, settled_ms) = match d.outcome {
-            None => ("unsettled", None),
-            Some(KillOutcome::Freed { at_ms }) => ("freed", Some(at_ms)),
-            Some(KillOutcome::Leaked { at_ms }) => ("leaked", Some(at_ms)),
-        };
-        KillView {
-            decision: d.index,
-            episode: d.episode,
-            query_id: d.query_id.clone(),
-            error_name: d.reason.error_name().to_string(),
-            message: d.reason.message(),
-            reason: d.reason.label().to_string(),
-            decided_ms: d.decided_ms,
-            figures: d.figures.clone(),
-            outcome: outcome.to_string(),
-            settled_ms,
-        }
+fn kill_view(d: &KillDecision) -> KillView {
+    let (outcome, settled_ms) = match d.outcome {
+        None => (KillSettlement::Unsettled, None),
+        Some(KillOutcome::Freed { at_ms }) => (KillSettlement::Freed, Some(at_ms)),
+        Some(KillOutcome::Leaked { at_ms }) => (KillSettlement::Leaked, Some(at_ms)),
+    };
+    let f = &d.figures;
+    KillView {
+        decision: d.index,
+        episode: d.episode,
+        query_id: d.query_id.clone(),
+        error_name: d.reason.error_name().to_string(),
+        message: d.reason.message(),
+        reason: d.reason.label().to_string(),
+        decided_ms: d.decided_ms,
+        figures: KillFigures {
+            workers: f.workers,
+            cluster_total_bytes: f.cluster_total_bytes,
+            cluster_reserved_bytes: f.cluster_reserved_bytes,
+            blocked_nodes: f.blocked_nodes.clone(),
+            query_bytes: f.query_bytes,
+            query_total_bytes: f.query_total_bytes,
+            out_of_memory_ms: f.out_of_memory_ms,
+        },
+        outcome,
+        settled_ms,
     }
 }
 
@@ -180,7 +138,7 @@ async fn memory(State(state): State<AppState>) -> Json<MemoryView> {
     let config = &state.killer.config;
     let applied = state.applied.read();
     let memory = &applied.state.memory;
-    let unsettled = memory.unsettled_low_memory().map(KillView::from);
+    let unsettled = memory.unsettled_low_memory().map(kill_view);
     let delay_ms = config.delay.as_millis() as u64;
     let episode = state.killer.episode().map(|e| EpisodeView {
         since_ms: e.since_ms,
@@ -208,7 +166,7 @@ async fn memory(State(state): State<AppState>) -> Json<MemoryView> {
             .iter()
             .rev()
             .take(KILLS_SHOWN)
-            .map(KillView::from)
+            .map(kill_view)
             .collect(),
         pool,
     })

@@ -22,8 +22,11 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use common::api::Mode;
+pub use common::api::{GroupView, View};
 use common::resource_groups::{Consistency, GroupSpec};
-use serde::{Deserialize, Serialize};
+use common::wire::WatchEventKind;
+use serde::Deserialize;
 
 use super::forward::{relay, was_forwarded};
 use super::{ApiError, AppState};
@@ -40,36 +43,6 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct ViewParams {
     max_staleness_ms: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct GroupView {
-    pub id: String,
-    /// `linearizable` or `eventual`.
-    pub mode: String,
-    pub max_staleness_ms: Option<u64>,
-    pub running: u32,
-    pub queued: u32,
-    pub hard_concurrency_limit: u32,
-    pub max_queued: u32,
-    pub draining: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct View {
-    pub served_by: u64,
-    /// Leader time of the last applied entry.
-    pub as_of_ms: u64,
-    pub staleness_ms: u64,
-    pub last_applied: Option<u64>,
-    pub config_version: Option<u64>,
-    pub groups: Vec<GroupView>,
-    /// The eventual-mode usage report of each coordinator that the counts
-    /// include, by its sequence number: a coordinator subtracts exactly
-    /// that report of its own, not its newest (which a lagging replica may
-    /// not have applied yet).
-    #[serde(default)]
-    pub reports: BTreeMap<String, u64>,
 }
 
 async fn view(
@@ -163,11 +136,10 @@ pub fn build_view(state: &AppState) -> View {
                 None => GroupView {
                     id: id.clone(),
                     mode: if g.limits.linearizable {
-                        "linearizable"
+                        Mode::Linearizable
                     } else {
-                        "eventual"
-                    }
-                    .into(),
+                        Mode::Eventual
+                    },
                     max_staleness_ms: None,
                     running: 0,
                     queued: 0,
@@ -198,12 +170,12 @@ pub fn build_view(state: &AppState) -> View {
 
 fn group_view(id: &str, spec: &GroupSpec) -> GroupView {
     let (mode, bound) = match spec.consistency {
-        Consistency::Linearizable => ("linearizable", None),
-        Consistency::Eventual { max_staleness_ms } => ("eventual", Some(max_staleness_ms)),
+        Consistency::Linearizable => (Mode::Linearizable, None),
+        Consistency::Eventual { max_staleness_ms } => (Mode::Eventual, Some(max_staleness_ms)),
     };
     GroupView {
         id: id.to_string(),
-        mode: mode.into(),
+        mode,
         max_staleness_ms: bound,
         running: 0,
         queued: 0,
@@ -341,17 +313,19 @@ fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnsw
         .map(|e| {
             let (kind, fencing_token, reason, error_name) = match &e.kind {
                 EventKind::Promoted { fencing_token } => {
-                    ("promoted", Some(*fencing_token), None, None)
+                    (WatchEventKind::Promoted, Some(*fencing_token), None, None)
                 }
                 EventKind::Revoked { fencing_token } => {
-                    ("revoked", Some(*fencing_token), None, None)
+                    (WatchEventKind::Revoked, Some(*fencing_token), None, None)
                 }
-                EventKind::Failed { reason } => ("failed", None, Some(reason.clone()), None),
+                EventKind::Failed { reason } => {
+                    (WatchEventKind::Failed, None, Some(reason.clone()), None)
+                }
                 EventKind::Killed {
                     error_name,
                     message,
                 } => (
-                    "killed",
+                    WatchEventKind::Killed,
                     None,
                     Some(message.clone()),
                     Some(error_name.clone()),
@@ -363,7 +337,7 @@ fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnsw
                 group: e.group.clone(),
                 coordinator: e.coordinator.clone(),
                 session: e.session,
-                kind: kind.into(),
+                kind,
                 fencing_token,
                 reason,
                 error_name,

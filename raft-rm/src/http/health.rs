@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+pub use common::api::{ClusterView, Health, Member};
+use common::api::{LeaderHint, Role};
 use openraft::ServerState;
-use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::NodeId;
@@ -22,31 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Health {
-    pub node_id: NodeId,
-    pub role: String,
-    pub leader_id: Option<NodeId>,
-    pub leader_addr: Option<String>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub last_applied: Option<u64>,
-    /// Now (this node's clock) minus the leader time of the last applied
-    /// entry; the leader stamps its time into the log every tick. `None`
-    /// before the first stamped entry is applied.
-    pub staleness_ms: Option<u64>,
-    /// False until this node has a vote or a log entry: only an
-    /// uninitialized node may bootstrap a cluster.
-    pub initialized: bool,
-}
-
-fn role(state: ServerState, is_voter: bool) -> &'static str {
+fn role(state: ServerState, is_voter: bool) -> Role {
     match state {
-        ServerState::Leader => "leader",
-        ServerState::Candidate => "candidate",
-        ServerState::Follower if is_voter => "follower",
-        ServerState::Follower | ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
+        ServerState::Leader => Role::Leader,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Follower if is_voter => Role::Follower,
+        ServerState::Follower | ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
     }
 }
 
@@ -60,7 +43,7 @@ pub fn health_of(state: &AppState) -> Health {
     let log_time = state.applied.read().state.log_time_ms;
     Health {
         node_id: state.id,
-        role: role(m.state, is_voter).to_string(),
+        role: role(m.state, is_voter),
         leader_id: m.current_leader,
         leader_addr: state.leader().map(|(_, a)| a),
         term: m.current_term,
@@ -79,42 +62,18 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 /// checks to send writes straight to the leader.
 async fn health_leader(State(state): State<AppState>) -> Response {
     let h = health_of(&state);
-    let status = if h.role == "leader" {
+    let status = if h.role == Role::Leader {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
-        "node_id": h.node_id,
-        "leader_id": h.leader_id,
-        "leader_addr": h.leader_addr,
-        "term": h.term,
-    });
+    let body = LeaderHint {
+        node_id: Some(h.node_id),
+        leader_id: h.leader_id,
+        leader_addr: h.leader_addr,
+        term: Some(h.term),
+    };
     (status, Json(body)).into_response()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Member {
-    pub id: NodeId,
-    pub addr: String,
-    pub voter: bool,
-    /// Highest log index known replicated to it (leader only).
-    pub matched: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClusterView {
-    pub cluster_id: Option<String>,
-    pub served_by: NodeId,
-    pub leader_id: Option<NodeId>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub members: Vec<Member>,
-    /// This node's applied index, its snapshot and a digest of its state:
-    /// replicas at the same `last_applied` must show the same digest.
-    pub last_applied: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    pub state_digest: String,
 }
 
 pub fn cluster_of(state: &AppState) -> ClusterView {

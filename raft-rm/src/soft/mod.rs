@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use common::clock::SharedClock;
-use serde::{Deserialize, Serialize};
 
+pub use common::api::{ClusterMemory, NodeView, WorkerMemory};
 pub use common::wire::{Announcement, MemoryPool, WorkerHeartbeat};
 
 /// Longest TTL an announcement may ask for.
@@ -30,60 +30,6 @@ pub const MAX_NODES: usize = 10_000;
 /// departed do not pile up, rarely enough that no heartbeat pays for a scan
 /// of every node (perf: 39% of the RM's CPU in that scan at 10,000 workers).
 pub const SWEEP_EVERY_MS: u64 = 1_000;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeView {
-    #[serde(flatten)]
-    pub announcement: Announcement,
-    pub last_seen_ms: u64,
-    pub expires_in_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WorkerMemory {
-    /// How long ago this RM received the heartbeat.
-    pub age_ms: u64,
-    /// Shared with the soft state: the memory killer reads the whole view
-    /// ten times a second on every RM, and a copy of every worker's pool
-    /// each time cost more than the heartbeats themselves at 10,000 workers.
-    #[serde(
-        serialize_with = "shared::serialize",
-        deserialize_with = "shared::deserialize"
-    )]
-    pub heartbeat: Arc<WorkerHeartbeat>,
-}
-
-/// serde for an `Arc<T>` as the `T` it holds (serde's own needs its `rc`
-/// feature, which would let every `Arc` in the crate be serialized by value).
-mod shared {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
-        T::serialize(v, s)
-    }
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Arc<T>, D::Error> {
-        T::deserialize(d).map(Arc::new)
-    }
-}
-
-/// The cluster memory view: live workers' pools, summed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClusterMemory {
-    pub workers: usize,
-    pub total_bytes: u64,
-    pub reserved_bytes: u64,
-    pub free_bytes: u64,
-    /// Workers whose pool is blocked: full, with tasks waiting.
-    pub blocked_workers: usize,
-    /// query id -> bytes reserved across the cluster.
-    pub queries: BTreeMap<String, u64>,
-    pub nodes: Vec<WorkerMemory>,
-}
 
 struct Entry<T> {
     /// Shared, so a reader copies it after letting go of the lock.

@@ -390,7 +390,10 @@ async fn the_watch_wakes_on_a_promotion_and_times_out_when_quiet() {
         "the watch did not wake promptly"
     );
     let e = &woke.events[0];
-    assert_eq!((e.query_id.as_str(), e.kind.as_str()), ("w4", "promoted"));
+    assert_eq!(
+        (e.query_id.as_str(), e.kind),
+        ("w4", common::wire::WatchEventKind::Promoted)
+    );
     assert!(e.fencing_token.is_some() && e.index > after && woke.next_after >= e.index);
     // Another coordinator's watch does not see it.
     let other: WatchAnswer = http

@@ -107,7 +107,7 @@ async fn wait_leader(addrs: &[&String], timeout: Duration) -> u64 {
     loop {
         for a in addrs {
             if let Some(h) = health(a).await {
-                if h.role == "leader" {
+                if h.role == common::api::Role::Leader {
                     return h.node_id;
                 }
             }

@@ -1,9 +1,7 @@
-//! The contract between the RMs and their clients: requests and answers of
-//! the admission routes as types, shared by the server (`raft-rm`) and every
-//! client (coordinator, harness, tests). Statuses and reasons are enums
-//! whose serde names are the wire strings (a reason's is Trino's error name
-//! where Trino has one), so a renamed field or value fails to decode
-//! instead of silently reading as "absent".
+//! The admission routes: sessions, acquire, adopt, release, usage reports
+//! and the ledger.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +58,48 @@ pub struct Adopt {
 #[serde(deny_unknown_fields)]
 pub struct Release {
     pub query_id: String,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseOutcome {
+    /// It held a slot; the slot is free.
+    Released,
+    /// It was queued; it left the queue.
+    Cancelled,
+    /// It held nothing (already released, or never admitted).
+    Unknown,
+}
+
+/// The answer to a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseAnswer {
+    pub outcome: ReleaseOutcome,
+}
+
+/// One group's count in a [`UsageReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupUsage {
+    pub running: u32,
+    pub queued: u32,
+}
+
+/// `POST /v1/usage`: a coordinator's eventual-mode counts, replacing its
+/// previous report (the RMs keep only reports with a higher `seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReport {
+    pub coordinator: String,
+    pub seq: u64,
+    pub groups: BTreeMap<String, GroupUsage>,
+}
+
+/// The answer to a usage report: whether it replaced the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageAnswer {
+    pub applied: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +274,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.status, LedgerStatus::Queued);
+        assert_eq!(
+            serde_json::to_value(ReleaseAnswer {
+                outcome: ReleaseOutcome::Cancelled
+            })
+            .unwrap(),
+            serde_json::json!({"outcome": "cancelled"})
+        );
     }
 
     #[test]

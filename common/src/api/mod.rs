@@ -1,0 +1,27 @@
+//! The contract between processes: every request, answer and event that
+//! crosses a process boundary, as types shared by the server that answers
+//! and every client that asks. Statuses, reasons, roles, modes and event
+//! kinds are enums whose serde names are the wire strings (a reason's is
+//! Trino's error name where Trino has one), so a renamed field or value
+//! fails to decode instead of silently reading as "absent".
+//!
+//! - [`admission`]: sessions, acquire/adopt/release, usage reports and the
+//!   ledger (the RMs' coordinator-facing writes).
+//! - [`cluster`]: what an RM says of itself and of the group (health,
+//!   members) and the resource-group view (`/v1/resource-groups`).
+//! - [`memory`]: discovery and the cluster memory view (`/v1/memory`,
+//!   `/v1/discovery/nodes`) with the killer's decisions.
+//! - [`worker`]: a worker's task API (`/v1/tasks`) and its `/v1/info`.
+//!
+//! Messages that flow the other way (announcements, heartbeats, the watch)
+//! are in [`crate::wire`].
+
+pub mod admission;
+pub mod cluster;
+pub mod memory;
+pub mod worker;
+
+pub use admission::*;
+pub use cluster::*;
+pub use memory::*;
+pub use worker::*;
