@@ -12,7 +12,7 @@ use raft_rm::http::admission::AcquireAnswer;
 use raft_rm::http::groups::View;
 use serde_json::{json, Value};
 
-use crate::harness::{max_overlap, Settings, TestCluster};
+use rm_testkit::{max_overlap, Settings, TestCluster};
 
 const T: Duration = Duration::from_secs(10);
 const LIMIT: usize = 3;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use raft_rm::http::canary::CanaryView;
 use serde_json::json;
 
-use crate::harness::{Settings, TestCluster, Writer};
+use rm_testkit::{Settings, TestCluster, Writer};
 
 const T: Duration = Duration::from_secs(10);
 

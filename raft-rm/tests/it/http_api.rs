@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::http::{HttpClient, CONTENT_BINCODE, CONTENT_JSON};
 
-use crate::harness::{Settings, TestCluster};
+use rm_testkit::{Settings, TestCluster};
 
 const T: Duration = Duration::from_secs(10);
 

@@ -8,7 +8,7 @@ use common::http::CONTENT_JSON;
 use raft_rm::NodeId;
 use serde_json::json;
 
-use crate::harness::{Settings, TestCluster};
+use rm_testkit::{Settings, TestCluster};
 
 const T: Duration = Duration::from_secs(10);
 

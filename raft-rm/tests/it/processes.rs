@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use raft_rm::http::canary::CanaryView;
 use raft_rm::http::health::{ClusterView, Health};
 
-use crate::harness::{client, secret_file, Writer};
+use rm_testkit::{client, secret_file, Writer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raft-rm");
 

@@ -9,8 +9,9 @@ use common::wire::{HeartbeatAnswer, MemoryPool, WorkerHeartbeat};
 use raft_rm::config::RawConfig;
 use serde_json::Value;
 
-use crate::e2e::{run_query, shutdown, stack_with, StackOptions};
-use crate::harness::{Settings, TestCluster};
+use crate::kit::stack::{Stack, StackOptions};
+use crate::kit::trino::{run_query, Seen};
+use crate::kit::{Settings, TestCluster};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -56,7 +57,7 @@ async fn wait_view(c: &TestCluster, id: u64, what: &str, f: impl Fn(&Value) -> b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_query_is_killed_per_episode_and_the_others_finish() {
-    let s = stack_with(StackOptions {
+    let s = Stack::start(StackOptions {
         workers: 1,
         worker_memory_bytes: 120,
         worker_heartbeat_ms: 100,
@@ -160,7 +161,7 @@ async fn one_query_is_killed_per_episode_and_the_others_finish() {
         metrics.contains("raft_rm_memory_oom_episodes_total 1"),
         "{metrics}"
     );
-    shutdown(s).await;
+    s.shutdown().await;
 }
 
 /// Sends a worker's heartbeat to every RM every 100 ms, as a worker that
@@ -279,7 +280,7 @@ async fn a_new_leader_neither_repeats_nor_loses_the_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_over_the_memory_limits_are_killed_with_trinos_errors() {
-    let s = stack_with(StackOptions {
+    let s = Stack::start(StackOptions {
         workers: 1,
         worker_memory_bytes: 120,
         worker_heartbeat_ms: 100,
@@ -314,7 +315,7 @@ async fn queries_over_the_memory_limits_are_killed_with_trinos_errors() {
         ],
     )
     .await;
-    let error = |seen: &crate::e2e::Seen| seen.error.clone().unwrap_or_default();
+    let error = |seen: &Seen| seen.error.clone().unwrap_or_default();
     let (l, g) = (error(&local), error(&global));
     assert_eq!(
         (&l["errorName"], &l["errorCode"]),
@@ -357,5 +358,5 @@ async fn queries_over_the_memory_limits_are_killed_with_trinos_errors() {
         BTreeSet::from(["query.max-memory", "query.max-memory-per-node"])
     );
     assert_eq!(v["episodes_with_kills"], 0, "limit kills are not episodes");
-    shutdown(s).await;
+    s.shutdown().await;
 }

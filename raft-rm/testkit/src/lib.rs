@@ -1,5 +1,17 @@
-//! In-process clusters for tests: real nodes (sled store, HTTP, Raft RPC)
-//! on 127.0.0.1 port 0, with link faults to partition them.
+//! In-process resource-manager clusters for tests: real nodes (sled store,
+//! HTTP, Raft RPC) on 127.0.0.1 port 0, with link faults to partition them.
+//! Shared by `raft-rm`'s integration tests and the system tests in
+//! `jepsen/tests/system` (a dev-dependency of both, so there is one copy).
+//!
+//! # Layout
+//! One module:
+//! - [`TestCluster`] with its [`Settings`]: start, stop, partition and heal
+//!   nodes; wait for a leader or an applied index; canary and admin requests.
+//! - [`secret_file`], [`client`]: the shared secret every test process uses,
+//!   and an HTTP client carrying it.
+//! - [`Writer`]: a canary writer that retries until acknowledged.
+//! - [`max_overlap`]: the most intervals open at once (running queries,
+//!   held admissions).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

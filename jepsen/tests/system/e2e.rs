@@ -3,239 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use coordinator::config::CoordinatorArgs;
 use serde_json::Value;
-use worker::config::WorkerArgs;
 
-use crate::harness::{max_overlap, secret_file, Settings, TestCluster};
+use crate::kit::max_overlap;
+use crate::kit::stack::{Stack, StackOptions};
+use crate::kit::trino::{run_query, Seen, TrinoClient};
 
 const T: Duration = Duration::from_secs(15);
 
-const GROUPS: &str = r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":2,"maxQueued":2},
-  {"name":"ev","hardConcurrencyLimit":1,"maxQueued":10,"consistency":{"mode":"eventual","maxStalenessMs":10000}},
-  {"name":"mem","hardConcurrencyLimit":10,"maxQueued":10}],
-  "selectors":[{"user":"alice|bob","group":"g"},{"user":"eve","group":"ev"},{"user":"mallory","group":"mem"}]}"#;
-
-pub(crate) struct Stack {
-    pub rms: TestCluster,
-    pub workers: Vec<worker::node::RunningWorker>,
-    pub coordinators: Vec<coordinator::node::RunningCoordinator>,
-    _dir: tempfile::TempDir,
-}
-
-pub(crate) struct StackOptions {
-    /// How often coordinators refresh their eventual-mode view.
-    pub refresh_ms: u64,
-    pub workers: usize,
-    pub worker_memory_bytes: u64,
-    pub worker_heartbeat_ms: u64,
-    /// The RMs' further settings (the memory killer's).
-    pub rm_extra: raft_rm::config::RawConfig,
-}
-
-impl Default for StackOptions {
-    fn default() -> Self {
-        Self {
-            refresh_ms: 100,
-            workers: 2,
-            worker_memory_bytes: 1000,
-            worker_heartbeat_ms: 200,
-            rm_extra: Default::default(),
-        }
-    }
-}
-
 async fn stack() -> Stack {
-    stack_with(StackOptions::default()).await
-}
-
-pub(crate) async fn stack_with(o: StackOptions) -> Stack {
-    let dir = tempfile::tempdir().unwrap();
-    let groups = dir.path().join("groups.json");
-    std::fs::write(&groups, GROUPS).unwrap();
-    let rms = TestCluster::start(
-        3,
-        Settings {
-            resource_groups: Some(groups.clone()),
-            session_lease_ms: Some(3000),
-            extra: o.rm_extra,
-            ..Default::default()
-        },
-    )
-    .await;
-    rms.wait_leader(&[1, 2, 3], T).await;
-    let rm_list: Vec<String> = rms.addrs.values().cloned().collect();
-    let mut workers = Vec::new();
-    for i in 1..=o.workers {
-        let args = WorkerArgs {
-            id: format!("w{i}"),
-            listen: "127.0.0.1:0".into(),
-            advertise: None,
-            rm: rm_list.clone(),
-            memory_bytes: o.worker_memory_bytes,
-            shared_secret_file: Some(secret_file(dir.path())),
-            heartbeat_ms: o.worker_heartbeat_ms,
-        };
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        workers.push(
-            worker::node::start(
-                args.validate().unwrap(),
-                l,
-                common::clock::SystemClock::shared(),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    let mut coordinators = Vec::new();
-    for i in 1..=2 {
-        let args = CoordinatorArgs {
-            id: format!("c{i}"),
-            listen: "127.0.0.1:0".into(),
-            external_url: None,
-            rm: rm_list.clone(),
-            resource_groups: groups.clone(),
-            shared_secret_file: Some(secret_file(dir.path())),
-            client_timeout_secs: 60,
-            refresh_ms: o.refresh_ms,
-            freshness_gate: 0.8,
-        };
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        coordinators.push(
-            coordinator::node::start(args.validate().unwrap(), l)
-                .await
-                .unwrap(),
-        );
-    }
-    let s = Stack {
-        rms,
-        workers,
-        coordinators,
-        _dir: dir,
-    };
-    // Ready when both coordinators hold a session and the workers are known.
-    let deadline = Instant::now() + T;
-    loop {
-        let sessions = s
-            .coordinators
-            .iter()
-            .all(|c| c.coordinator.session.borrow().is_some());
-        let memory: Value = s
-            .rms
-            .http
-            .get_json(&s.rms.url(1, "/v1/memory"), 1)
-            .await
-            .unwrap_or_default();
-        let config = s
-            .rms
-            .http
-            .get_json::<Value>(&s.rms.url(1, "/v1/admin/config"), 1)
-            .await
-            .is_ok();
-        // Each coordinator holds an eventual-mode view taken after the
-        // leader's clock was in the log (else it is stale by definition).
-        let mut views = true;
-        for c in &s.coordinators {
-            let status: Value = s
-                .rms
-                .http
-                .get_json(&format!("http://{}/v1/status", c.addr), 1)
-                .await
-                .unwrap_or_default();
-            views &= status["eventual_view"]["staleness_ms"]
-                .as_u64()
-                .is_some_and(|ms| ms < 1000);
-        }
-        if sessions && config && views && memory["workers"] == o.workers {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stack not ready: sessions {sessions}, config {config}, views {views}, memory {memory}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    s
-}
-
-/// What a Trino client saw of one query.
-#[derive(Debug, Default)]
-pub(crate) struct Seen {
-    pub states: Vec<String>,
-    data: Option<Value>,
-    columns: Option<Value>,
-    pub error: Option<Value>,
-    /// First and last poll that reported RUNNING.
-    running: Option<(Instant, Instant)>,
-}
-
-/// Submits `sql` as a plain HTTP client and follows `nextUri` to the end.
-pub(crate) async fn run_query(
-    coordinator: &str,
-    user: &str,
-    sql: &str,
-    session: &[(&str, &str)],
-) -> Seen {
-    let client = reqwest_like();
-    let session_header = session
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut headers = vec![("x-trino-user", user.to_string())];
-    if !session_header.is_empty() {
-        headers.push(("x-trino-session", session_header));
-    }
-    let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let body = client
-        .post_bytes(
-            &format!("http://{coordinator}/v1/statement"),
-            "text/plain",
-            sql.as_bytes().to_vec(),
-            None,
-            &hdrs,
-        )
-        .await
-        .unwrap();
-    let mut r: Value = serde_json::from_slice(&body).unwrap();
-    let mut seen = Seen::default();
-    let deadline = Instant::now() + T;
-    loop {
-        let state = r["stats"]["state"].as_str().unwrap_or("").to_string();
-        if state == "RUNNING" {
-            let now = Instant::now();
-            seen.running = Some(seen.running.map_or((now, now), |(a, _)| (a, now)));
-        }
-        if seen.states.last() != Some(&state) {
-            seen.states.push(state);
-        }
-        // As real clients do: every response's rows are appended.
-        if let Some(rows) = r["data"].as_array() {
-            let mut all = seen
-                .data
-                .take()
-                .and_then(|d| d.as_array().cloned())
-                .unwrap_or_default();
-            all.extend(rows.iter().cloned());
-            seen.data = Some(Value::Array(all));
-        }
-        if r.get("columns").is_some() {
-            seen.columns = Some(r["columns"].clone());
-        }
-        if r.get("error").is_some() {
-            seen.error = Some(r["error"].clone());
-        }
-        let Some(next) = r["nextUri"].as_str() else {
-            return seen;
-        };
-        assert!(Instant::now() < deadline, "query never ended: {seen:?}");
-        r = client.get_json(next, 1).await.unwrap();
-    }
-}
-
-fn reqwest_like() -> common::http::HttpClient {
-    // Clients of the protocol carry no internal secret.
-    common::http::HttpClient::new(None, Duration::from_secs(10))
+    Stack::start(StackOptions::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,14 +37,8 @@ async fn queries_flow_through_both_coordinators_under_the_group_limit() {
         rejected.error.as_ref().unwrap()["errorName"],
         "QUERY_REJECTED"
     );
-    let no_user = reqwest_like()
-        .post_bytes(
-            &format!("http://{c1}/v1/statement"),
-            "text/plain",
-            b"SELECT 1".to_vec(),
-            None,
-            &[],
-        )
+    let no_user = TrinoClient::default()
+        .submit(&c1, None, "SELECT 1", &[])
         .await;
     assert_eq!(no_user.err().and_then(|e| e.status()), Some(400));
 
@@ -320,13 +91,7 @@ async fn queries_flow_through_both_coordinators_under_the_group_limit() {
     let peak = max_overlap(finished.iter().filter_map(|q| q.running));
     assert!(peak <= 2, "{peak} running at once, limit 2");
 
-    let metrics = String::from_utf8(
-        reqwest_like()
-            .get_bytes(&format!("http://{c1}/metrics"), &[])
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let metrics = TrinoClient::default().metrics(&c1).await;
     assert!(metrics.contains("coordinator_has_session 1"), "{metrics}");
     assert!(
         metrics.contains("coordinator_running_queries 0"),
@@ -339,39 +104,26 @@ async fn queries_flow_through_both_coordinators_under_the_group_limit() {
         (Some(0), Some(0)),
         "{g}"
     );
-    shutdown(s).await;
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_query_stops_its_task_and_frees_its_slot() {
     let s = stack().await;
     let c1 = s.coordinators[0].addr.to_string();
-    let client = reqwest_like();
-    let hdrs = [
-        ("x-trino-user", "bob"),
-        (
-            "x-trino-session",
-            "simulate_duration_ms=60000,simulate_memory_bytes=200",
-        ),
+    let client = TrinoClient::default();
+    let session = [
+        ("simulate_duration_ms", "60000"),
+        ("simulate_memory_bytes", "200"),
     ];
-    let body = client
-        .post_bytes(
-            &format!("http://{c1}/v1/statement"),
-            "text/plain",
-            b"SELECT long".to_vec(),
-            None,
-            &hdrs,
-        )
+    let mut r = client
+        .submit(&c1, Some("bob"), "SELECT long", &session)
         .await
         .unwrap();
-    let mut r: Value = serde_json::from_slice(&body).unwrap();
     let deadline = Instant::now() + T;
     while r["stats"]["state"] != "RUNNING" {
         assert!(Instant::now() < deadline, "{r}");
-        r = client
-            .get_json(r["nextUri"].as_str().unwrap(), 1)
-            .await
-            .unwrap();
+        r = client.poll(r["nextUri"].as_str().unwrap()).await.unwrap();
     }
     // Wait until a worker holds its memory, then cancel.
     let memory = |s: &Stack| {
@@ -387,12 +139,9 @@ async fn a_cancelled_query_stops_its_task_and_frees_its_slot() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    client.delete(r["nextUri"].as_str().unwrap()).await.unwrap();
+    client.cancel(r["nextUri"].as_str().unwrap()).await.unwrap();
     let done: Value = loop {
-        let next: Value = client
-            .get_json(r["nextUri"].as_str().unwrap(), 1)
-            .await
-            .unwrap();
+        let next = client.poll(r["nextUri"].as_str().unwrap()).await.unwrap();
         if next["nextUri"].is_null() {
             break next;
         }
@@ -413,7 +162,7 @@ async fn a_cancelled_query_stops_its_task_and_frees_its_slot() {
         Some(0),
         "the admission was not released: {g}"
     );
-    shutdown(s).await;
+    s.shutdown().await;
 }
 
 /// Eventual mode decides on each coordinator's own view: two coordinators
@@ -422,7 +171,7 @@ async fn a_cancelled_query_stops_its_task_and_frees_its_slot() {
 /// mode, the same burst: never more than the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventual_mode_over_admits_across_coordinators_and_linearizable_does_not() {
-    let s = stack_with(StackOptions {
+    let s = Stack::start(StackOptions {
         refresh_ms: 2000,
         ..Default::default()
     })
@@ -470,7 +219,7 @@ async fn eventual_mode_over_admits_across_coordinators_and_linearizable_does_not
         peak(&linear) <= 2,
         "linearizable over-admitted: {linear:#?}"
     );
-    shutdown(s).await;
+    s.shutdown().await;
 }
 
 /// Group `id` as the RMs' linearizable view shows it.
@@ -488,16 +237,6 @@ async fn group_view(s: &Stack, id: &str) -> Value {
         .unwrap_or_else(|| panic!("no group {id} in {view}"))
 }
 
-pub(crate) async fn shutdown(s: Stack) {
-    for c in s.coordinators {
-        c.shutdown().await;
-    }
-    for w in s.workers {
-        w.shutdown().await;
-    }
-    s.rms.shutdown().await;
-}
-
 /// A coordinator dies with queries running and queued, right after it told
 /// a client QUEUED. Its running queries fail; its queued one survives in
 /// the RMs and, when the client's next
@@ -508,26 +247,18 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
     let mut s = stack().await;
     let c1 = s.coordinators[0].addr.to_string();
     let c2 = s.coordinators[1].addr.to_string();
-    let client = reqwest_like();
+    let client = TrinoClient::default();
     let submit = |sql: &'static str, ms: &'static str| {
         let (client, c1) = (client.clone(), c1.clone());
         async move {
-            let session = format!("simulate_duration_ms={ms},simulate_memory_bytes=10");
-            let hdrs = [
-                ("x-trino-user", "bob"),
-                ("x-trino-session", session.as_str()),
+            let session = [
+                ("simulate_duration_ms", ms),
+                ("simulate_memory_bytes", "10"),
             ];
-            let body = client
-                .post_bytes(
-                    &format!("http://{c1}/v1/statement"),
-                    "text/plain",
-                    sql.as_bytes().to_vec(),
-                    None,
-                    &hdrs,
-                )
+            client
+                .submit(&c1, Some("bob"), sql, &session)
                 .await
-                .unwrap();
-            serde_json::from_slice::<Value>(&body).unwrap()
+                .unwrap()
         }
     };
     // Two long queries fill the group (limit 2); a third queues.
@@ -537,10 +268,7 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
         let deadline = Instant::now() + T;
         while r["stats"]["state"] != "RUNNING" {
             assert!(Instant::now() < deadline, "{r}");
-            r = client
-                .get_json(r["nextUri"].as_str().unwrap(), 1)
-                .await
-                .unwrap();
+            r = client.poll(r["nextUri"].as_str().unwrap()).await.unwrap();
         }
         running.push(r);
     }
@@ -549,19 +277,10 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
     assert_eq!(queued["stats"]["state"], "QUEUED", "{queued}");
 
     // A cancel that reaches c2 while c1 lives cannot act: it says so.
-    // (reqwest itself, for the exact status of a success.)
     let via_c2 = |uri: &str| uri.replace(&c1, &c2);
     let delete_via_c2 = |uri: &str| {
-        let url = via_c2(uri);
-        async move {
-            reqwest::Client::new()
-                .delete(url)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        let (client, url) = (client.clone(), via_c2(uri));
+        async move { client.cancel_status(&url).await }
     };
     assert_eq!(
         delete_via_c2(queued["nextUri"].as_str().unwrap()).await,
@@ -582,7 +301,7 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
             Instant::now() < deadline,
             "the queued query was never adopted"
         );
-        match client.get_json::<Value>(&next, 1).await {
+        match client.poll(&next).await {
             Ok(r) => match r["nextUri"].as_str() {
                 Some(n) => next = n.to_string(),
                 None => break r,
@@ -602,9 +321,7 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
     );
     // The running ones did not survive their coordinator.
     for r in &running {
-        let answer = client
-            .get_json::<Value>(&via_c2(r["nextUri"].as_str().unwrap()), 1)
-            .await;
+        let answer = client.poll(&via_c2(r["nextUri"].as_str().unwrap())).await;
         // Whether the RMs still hold its admission or have revoked it with
         // the dead session, the answer says it failed, and why.
         let v = answer.expect("an answer, not 404");
@@ -616,5 +333,5 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
             "{v}"
         );
     }
-    shutdown(s).await;
+    s.shutdown().await;
 }

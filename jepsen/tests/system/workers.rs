@@ -1,37 +1,15 @@
 //! A worker against a 3-RM cluster: discovery and the memory view on every
 //! RM, and fencing: a revoked admission stops the worker's task.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use raft_rm::soft::{ClusterMemory, NodeView};
 use serde_json::{json, Value};
-use worker::config::WorkerArgs;
 
-use crate::harness::{secret_file, Settings, TestCluster};
+use crate::kit::stack::start_worker;
+use crate::kit::{groups, Settings, TestCluster};
 
 const T: Duration = Duration::from_secs(10);
-
-/// A worker `w1` reporting to `rms` every 100 ms.
-async fn start_worker(rms: Vec<String>, dir: &Path) -> worker::node::RunningWorker {
-    let args = WorkerArgs {
-        id: "w1".into(),
-        listen: "127.0.0.1:0".into(),
-        advertise: None,
-        rm: rms,
-        memory_bytes: 1000,
-        shared_secret_file: Some(secret_file(dir)),
-        heartbeat_ms: 100,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    worker::node::start(
-        args.validate().unwrap(),
-        listener,
-        common::clock::SystemClock::shared(),
-    )
-    .await
-    .unwrap()
-}
 
 /// Polls `check` until it holds or `T` passes.
 async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, check: F) {
@@ -45,12 +23,10 @@ async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(wha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
     let dir = tempfile::tempdir().unwrap();
-    let groups = dir.path().join("groups.json");
-    std::fs::write(
-        &groups,
+    let groups = groups::write(
+        dir.path(),
         r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":5,"maxQueued":5}]}"#,
-    )
-    .unwrap();
+    );
     let c = TestCluster::start(
         3,
         Settings {
@@ -61,7 +37,9 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
     )
     .await;
     let leader = c.wait_leader(&[1, 2, 3], T).await;
-    let w = start_worker(c.addrs.values().cloned().collect(), dir.path()).await;
+    // A worker `w1` reporting to every RM every 100 ms.
+    let rms = c.addrs.values().cloned().collect();
+    let w = start_worker("w1", rms, 1000, 100, dir.path()).await;
     let http = c.http.clone();
 
     // Discovery and the memory view, on every RM.
@@ -181,7 +159,8 @@ async fn a_silent_rm_does_not_stall_reports_to_the_others() {
             held.push(s);
         }
     });
-    let w = start_worker(vec![silent_addr, c.addrs[&1].clone()], dir.path()).await;
+    let rms = vec![silent_addr, c.addrs[&1].clone()];
+    let w = start_worker("w1", rms, 1000, 100, dir.path()).await;
     // For 3 s (ten TTLs of 300 ms) the healthy RM always knows the worker.
     eventually("the worker is known", || async {
         let m: ClusterMemory = c.http.get_json(&c.url(1, "/v1/memory"), 1).await.unwrap();

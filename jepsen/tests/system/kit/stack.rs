@@ -1,0 +1,190 @@
+//! RMs, workers and coordinators in one process, started the way the
+//! binaries start them, on 127.0.0.1 port 0.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use coordinator::config::CoordinatorArgs;
+use coordinator::node::RunningCoordinator;
+use serde_json::Value;
+use worker::config::WorkerArgs;
+use worker::node::RunningWorker;
+
+use super::{groups, secret_file, Settings, TestCluster};
+
+/// How long the stack may take to be ready.
+const READY_WITHIN: Duration = Duration::from_secs(15);
+
+/// A worker `id` with `memory_bytes`, reporting to `rms` every
+/// `heartbeat_ms`, with the secret in `dir`.
+pub async fn start_worker(
+    id: &str,
+    rms: Vec<String>,
+    memory_bytes: u64,
+    heartbeat_ms: u64,
+    dir: &Path,
+) -> RunningWorker {
+    let args = WorkerArgs {
+        id: id.into(),
+        listen: "127.0.0.1:0".into(),
+        advertise: None,
+        rm: rms,
+        memory_bytes,
+        shared_secret_file: Some(secret_file(dir)),
+        heartbeat_ms,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    worker::node::start(
+        args.validate().unwrap(),
+        listener,
+        common::clock::SystemClock::shared(),
+    )
+    .await
+    .unwrap()
+}
+
+/// 3 RMs over [`groups::STACK`], workers `w1..` and coordinators `c1`, `c2`.
+pub struct Stack {
+    pub rms: TestCluster,
+    pub workers: Vec<RunningWorker>,
+    pub coordinators: Vec<RunningCoordinator>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct StackOptions {
+    /// How often coordinators refresh their eventual-mode view.
+    pub refresh_ms: u64,
+    pub workers: usize,
+    pub worker_memory_bytes: u64,
+    pub worker_heartbeat_ms: u64,
+    /// The RMs' further settings (the memory killer's).
+    pub rm_extra: raft_rm::config::RawConfig,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            refresh_ms: 100,
+            workers: 2,
+            worker_memory_bytes: 1000,
+            worker_heartbeat_ms: 200,
+            rm_extra: Default::default(),
+        }
+    }
+}
+
+impl Stack {
+    /// Starts everything and waits until it is ready to take queries.
+    pub async fn start(o: StackOptions) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = groups::write(dir.path(), groups::STACK);
+        let rms = TestCluster::start(
+            3,
+            Settings {
+                resource_groups: Some(groups.clone()),
+                session_lease_ms: Some(3000),
+                extra: o.rm_extra,
+                ..Default::default()
+            },
+        )
+        .await;
+        rms.wait_leader(&[1, 2, 3], READY_WITHIN).await;
+        let rm_list: Vec<String> = rms.addrs.values().cloned().collect();
+        let mut workers = Vec::new();
+        for i in 1..=o.workers {
+            workers.push(
+                start_worker(
+                    &format!("w{i}"),
+                    rm_list.clone(),
+                    o.worker_memory_bytes,
+                    o.worker_heartbeat_ms,
+                    dir.path(),
+                )
+                .await,
+            );
+        }
+        let mut coordinators = Vec::new();
+        for i in 1..=2 {
+            let args = CoordinatorArgs {
+                id: format!("c{i}"),
+                listen: "127.0.0.1:0".into(),
+                external_url: None,
+                rm: rm_list.clone(),
+                resource_groups: groups.clone(),
+                shared_secret_file: Some(secret_file(dir.path())),
+                client_timeout_secs: 60,
+                refresh_ms: o.refresh_ms,
+                freshness_gate: 0.8,
+            };
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            coordinators.push(
+                coordinator::node::start(args.validate().unwrap(), l)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let s = Stack {
+            rms,
+            workers,
+            coordinators,
+            _dir: dir,
+        };
+        s.wait_ready(o.workers).await;
+        s
+    }
+
+    /// Ready when both coordinators hold a session and the workers are known.
+    async fn wait_ready(&self, workers: usize) {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let sessions = self
+                .coordinators
+                .iter()
+                .all(|c| c.coordinator.session.borrow().is_some());
+            let memory: Value = self
+                .rms
+                .http
+                .get_json(&self.rms.url(1, "/v1/memory"), 1)
+                .await
+                .unwrap_or_default();
+            let config = self
+                .rms
+                .http
+                .get_json::<Value>(&self.rms.url(1, "/v1/admin/config"), 1)
+                .await
+                .is_ok();
+            // Each coordinator holds an eventual-mode view taken after the
+            // leader's clock was in the log (else it is stale by definition).
+            let mut views = true;
+            for c in &self.coordinators {
+                let status: Value = self
+                    .rms
+                    .http
+                    .get_json(&format!("http://{}/v1/status", c.addr), 1)
+                    .await
+                    .unwrap_or_default();
+                views &= status["eventual_view"]["staleness_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms < 1000);
+            }
+            if sessions && config && views && memory["workers"] == workers {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stack not ready: sessions {sessions}, config {config}, views {views}, memory {memory}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        for c in self.coordinators {
+            c.shutdown().await;
+        }
+        for w in self.workers {
+            w.shutdown().await;
+        }
+        self.rms.shutdown().await;
+    }
+}

@@ -1,0 +1,15 @@
+//! System tests: resource managers, workers and coordinators together, in
+//! one process, through the interfaces outside clients use. One binary
+//! (nextest runs it in the `clusters` group, one at a time), one [`kit`]:
+//! - `e2e`: RMs, workers and coordinators together, through Trino's
+//!   client protocol;
+//! - `workers`: a real worker against the RMs: discovery, the memory view,
+//!   fencing of revoked admissions;
+//! - `oom`: the coordinated low-memory killer, end to end and across
+//!   a leader's death.
+
+mod kit;
+
+mod e2e;
+mod oom;
+mod workers;
