@@ -32,7 +32,7 @@ pub struct StepDownReport {
 impl Core {
     /// Hands leadership to `to`, or to the most up-to-date follower.
     ///
-    /// The transfer runs as a task of its own holding a [`TransferGuard`]:
+    /// The transfer runs as a task of its own holding a `TransferGuard`:
     /// a caller that goes away (a client hanging up drops this future) must
     /// not leave heartbeats off and writes refused.
     pub async fn step_down(&self, to: Option<NodeId>) -> Result<StepDownReport, CoreError> {

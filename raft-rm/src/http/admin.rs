@@ -6,7 +6,7 @@
 //!   and wait until it has caught up.
 //! - `POST /v1/admin/promote {"node_id"}`: make a learner a voter.
 //! - `POST /v1/admin/remove {"node_id"}`: remove a voter or learner. Removing
-//!   the leader hands leadership over first (see [`remove_self`]).
+//!   the leader hands leadership over first (see `remove_self`).
 //! - `POST /v1/admin/step-down {"to": optional id}`: hand leadership to an
 //!   up-to-date follower (see [`crate::core::Core::step_down`]).
 //! - `POST /v1/admin/snapshot {"timeout_ms": optional}`: build a snapshot
