@@ -7,10 +7,16 @@
 //! - [`store`]: durable log, vote, snapshots and identity in sled, and the
 //!   openraft storage traits over them (append acknowledged only after fsync).
 //! - [`network`]: the Raft RPC client side (HTTP + bincode).
+//! - [`core`]: the node core, [`core::Core`]: the Raft handle and applied
+//!   state, proposing (with group commit and the log clock), the
+//!   linearizable read barrier and startup log, the leader's ticker,
+//!   leadership transfer and snapshots on request, with its own error type
+//!   ([`core::CoreError`]).
 //! - [`http`]: the server side, one router per concern: Raft RPC, admin,
 //!   health/metrics, canary writes, admission, groups and the watch,
-//!   discovery and heartbeats; the error-to-status mapping (the secret is
-//!   checked by `common::auth::require_secret`); leadership transfer.
+//!   discovery and heartbeats; handlers extract, call the core and map
+//!   its errors to statuses (the secret is checked by
+//!   `common::auth::require_secret`); forwarding writes to the leader.
 //! - [`config`]: flags and the TOML config file, validated into [`config::NodeConfig`].
 //! - [`election`]: the election timer, ours instead of openraft's: a fresh
 //!   random timeout for every wait, and openraft's longer-log back-off;
@@ -24,12 +30,14 @@
 //! - [`log_clock`]: the time a leader stamps into the log, kept to the rate
 //!   of its monotonic clock so a jumping wall clock cannot expire sessions.
 //! - [`killer`]: the leader's low-memory killer and per-query memory limits,
-//!   deciding through the log: a pure `plan` and the loop that feeds it.
+//!   deciding through the log: a pure `plan` and the loop that feeds it,
+//!   proposing through the core.
 
 use std::io::Cursor;
 
 pub mod admin_cli;
 pub mod config;
+pub mod core;
 pub mod election;
 pub mod http;
 pub mod inspect;

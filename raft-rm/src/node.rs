@@ -1,10 +1,10 @@
-//! A running node: storage, Raft, HTTP server, the leader's log ticker and
-//! cluster bootstrap, wired together. [`start`] returns a handle whose
+//! A running node: storage, Raft, the node core (with its proposer and
+//! ticker), the HTTP server, the election timer, the killer and cluster
+//! bootstrap, wired together. [`start`] returns a handle whose
 //! [`RunningNode::shutdown`] stops all of it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
+use crate::core::{Core, CoreParts, StartupLog};
 use crate::http::AppState;
-use crate::machine::Command;
 use crate::metrics::Metrics;
 use crate::network::{LinkFaults, NetworkFactory};
 use crate::store::{self, ClusterIdentity, OpenError};
@@ -90,19 +90,10 @@ pub async fn start_with_listener(
         .log
         .is_pristine()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    // Read from storage, not from openraft's metrics, which may not have
-    // reported yet right after `Raft::new`.
     let mut log_store = stores.log;
-    let startup_log = {
-        use openraft::storage::RaftLogStorage;
-        let to_err = |e: openraft::StorageError<NodeId>| StartError::Raft(e.to_string());
-        let vote = log_store.read_vote().await.map_err(to_err)?;
-        let log = log_store.get_log_state().await.map_err(to_err)?;
-        crate::http::StartupLog {
-            term: vote.map(|v| v.leader_id().term).unwrap_or(0),
-            last_log_index: log.last_log_id.map(|l| l.index),
-        }
-    };
+    let startup_log = StartupLog::read(&mut log_store)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
     let http = HttpClient::new(config.secret.clone(), INTERNAL_TIMEOUT);
     let raft_config = config
         .raft_config()
@@ -126,32 +117,34 @@ pub async fn start_with_listener(
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
-    let (proposals, proposal_queue) = crate::http::proposer::Proposals::new();
-    let state = AppState {
-        id: config.id,
-        raft: raft.clone(),
-        applied,
-        identity: stores.identity.clone(),
-        http: http.clone(),
-        metrics,
-        elections: elections.clone(),
-        secret: config.secret.clone(),
-        clock: options.clock.clone(),
-        timings: config.timings.clone(),
-        transferring: Arc::new(AtomicBool::new(false)),
-        startup_log,
-        admission: Arc::new(config.admission.clone()),
-        soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
-        killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
-        log_clock: Arc::default(),
-        proposals,
-    };
     let addr = listener.local_addr().map_err(|source| StartError::Listen {
         addr: config.listen,
         source,
     })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let (core, mut tasks) = Core::start(
+        CoreParts {
+            id: config.id,
+            raft: raft.clone(),
+            applied,
+            clock: options.clock.clone(),
+            timings: config.timings.clone(),
+            metrics: metrics.clone(),
+            http: http.clone(),
+            startup_log,
+            admission: Arc::new(config.admission.clone()),
+        },
+        shutdown_rx.clone(),
+    );
+    let state = AppState {
+        core: core.clone(),
+        identity: stores.identity.clone(),
+        http: http.clone(),
+        elections: elections.clone(),
+        secret: config.secret.clone(),
+        soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
+        killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
+    };
 
     let app =
         crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -167,12 +160,6 @@ pub async fn start_with_listener(
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
-    tasks.push(tokio::spawn(crate::http::proposer::run(
-        state.clone(),
-        proposal_queue,
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(run_ticker(state.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(crate::election::run(
         config.id,
         raft.clone(),
@@ -181,12 +168,14 @@ pub async fn start_with_listener(
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::metrics::follow_raft(
-        state.metrics.clone(),
+        metrics,
         raft.clone(),
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::killer::run(
-        state.clone(),
+        core,
+        state.killer.clone(),
+        state.soft.clone(),
         shutdown_rx.clone(),
     )));
 
@@ -225,54 +214,6 @@ impl RunningNode {
             task.abort();
             let _ = task.await;
         }
-    }
-}
-
-/// The leader stamps its time into the log every `tick`, so replicas can
-/// tell how stale their state is even when no client writes.
-async fn run_ticker(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(state.timings.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = interval.tick() => {}
-        }
-        let is_leader = state.raft.metrics().borrow().current_leader == Some(state.id);
-        if !is_leader || state.transferring.load(Ordering::Acquire) {
-            continue;
-        }
-        if let Err(e) = state.propose(Command::Tick).await {
-            tracing::debug!(error = %e, "tick not committed");
-        }
-        propose_initial_config(&state).await;
-    }
-}
-
-/// On a leader, when the log holds no resource-group configuration yet,
-/// proposes the one from `--resource-groups` (version 1). A later file is
-/// not pushed automatically: `POST /v1/admin/config` replaces it.
-async fn propose_initial_config(state: &AppState) {
-    let Some((text, rg)) = &state.admission.resource_groups else {
-        return;
-    };
-    if state.applied.read().state.admission.config.is_some() {
-        return;
-    }
-    let command = Command::SetConfig(crate::machine::GroupsConfig {
-        version: 1,
-        roots: rg.roots.clone(),
-        source: text.clone(),
-        settings: state.admission.settings.clone(),
-    });
-    match state.propose(command).await {
-        Ok(_) => {
-            for w in &rg.warnings {
-                tracing::warn!("resource groups: {w}");
-            }
-            tracing::info!("proposed the initial resource-group configuration");
-        }
-        Err(e) => tracing::warn!(error = %e, "initial resource-group configuration not committed"),
     }
 }
 

@@ -54,7 +54,7 @@ async fn write<Req: serde::de::DeserializeOwned>(
 ) -> Response {
     let result = async {
         let command = build(json_body(&body)?)?;
-        let (index, answer) = state.propose(command).await?;
+        let (index, answer) = state.core.propose(command).await?;
         shape(index, answer)
     }
     .await;
@@ -72,7 +72,8 @@ fn session_answer(state: &AppState, answer: Answer) -> Result<Response, ApiError
             expires_at_ms,
         } => {
             let lease_ms = state
-                .applied
+                .core
+                .applied()
                 .read()
                 .state
                 .admission

@@ -62,6 +62,7 @@ async fn apply_write(state: &AppState, body: &[u8]) -> Result<Json<CanaryWritten
         return Err(ApiError::BadRequest("seq: must be positive".into()));
     }
     let (index, response) = state
+        .core
         .propose(Command::Canary {
             client: req.client,
             seq: req.seq,
@@ -73,7 +74,7 @@ async fn apply_write(state: &AppState, body: &[u8]) -> Result<Json<CanaryWritten
         )));
     };
     Ok(Json(CanaryWritten {
-        served_by: state.id,
+        served_by: state.core.id(),
         index,
         applied: outcome.applied,
         count: outcome.count,
@@ -111,16 +112,16 @@ async fn read(
 async fn read_view(state: &AppState, mode: Option<&str>) -> Result<Json<CanaryView>, ApiError> {
     match mode.unwrap_or("linearizable") {
         "local" => {}
-        "linearizable" => state.linearizable_barrier().await?,
+        "linearizable" => state.core.linearizable_barrier().await?,
         other => {
             return Err(ApiError::BadRequest(format!(
                 "read: '{other}' is not one of linearizable, local"
             )))
         }
     }
-    let applied = state.applied.read();
+    let applied = state.core.applied().read();
     Ok(Json(CanaryView {
-        served_by: state.id,
+        served_by: state.core.id(),
         last_applied: applied.last_applied.map(|l| l.index),
         canaries: applied.state.canaries.clone(),
     }))

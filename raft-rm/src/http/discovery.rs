@@ -73,7 +73,7 @@ async fn heartbeat(
         ));
     }
     state.soft.heartbeat(hb).map_err(soft_error)?;
-    let applied = state.applied.read();
+    let applied = state.core.applied().read();
     let kills = applied
         .state
         .memory
@@ -134,9 +134,9 @@ fn kill_view(d: &KillDecision) -> KillView {
 
 async fn memory(State(state): State<AppState>) -> Json<MemoryView> {
     let pool = state.soft.memory();
-    let now = state.clock.now_ms();
+    let now = state.core.clock().now_ms();
     let config = &state.killer.config;
-    let applied = state.applied.read();
+    let applied = state.core.applied().read();
     let memory = &applied.state.memory;
     let unsettled = memory.unsettled_low_memory().map(kill_view);
     let delay_ms = config.delay.as_millis() as u64;

@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use openraft::error::{ClientWriteError, RaftError};
 use serde_json::json;
 
+use crate::core::CoreError;
 use crate::NodeId;
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -123,7 +123,8 @@ pub async fn count_admission_errors(
         .map(|k| k.0)
         .unwrap_or_else(|| kind_of_status(status.as_u16()));
     state
-        .metrics
+        .core
+        .metrics()
         .admission_error(route.as_deref().unwrap_or("unmatched"), kind);
     response
 }
@@ -178,17 +179,26 @@ impl ApiError {
     }
 }
 
-impl From<RaftError<NodeId, ClientWriteError<NodeId, crate::Node>>> for ApiError {
-    fn from(e: RaftError<NodeId, ClientWriteError<NodeId, crate::Node>>) -> Self {
+/// The one mapping of the node core's errors to HTTP answers.
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
+            CoreError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => ApiError::NotLeader {
+                leader_id,
+                leader_addr,
             },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-                ApiError::Conflict(c.to_string())
+            CoreError::Invalid(m) => ApiError::BadRequest(m),
+            CoreError::Conflict(m) => ApiError::Conflict(m),
+            e @ (CoreError::Transferring | CoreError::Unavailable(_)) => {
+                ApiError::Unavailable(e.to_string())
             }
-            RaftError::Fatal(f) => ApiError::Internal(format!("raft stopped: {f}")),
+            CoreError::OutcomeUnknown(m) => ApiError::Timeout(m),
+            e @ (CoreError::RaftStopped(_) | CoreError::Internal(_)) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
@@ -251,5 +261,55 @@ mod tests {
         let (s, k, body) = answer(relayed).await;
         assert_eq!((s, k), (410, Some(ErrorKind("session_expired"))));
         assert_eq!(body["error"], "gone");
+    }
+
+    /// The core's errors keep the statuses and texts they had when the
+    /// HTTP layer raised them itself.
+    #[tokio::test]
+    async fn core_errors_answer_as_before() {
+        let cases = [
+            (
+                CoreError::NotLeader {
+                    leader_id: Some(2),
+                    leader_addr: Some("h:1".into()),
+                },
+                503,
+                "not_leader",
+                "not the leader; leader is Some(2) at Some(\"h:1\")",
+            ),
+            (
+                CoreError::Transferring,
+                503,
+                "unavailable",
+                "leadership transfer in progress; retry shortly",
+            ),
+            (
+                CoreError::not_committed(crate::core::COMMIT_TIMEOUT),
+                504,
+                "timeout",
+                "not committed within 5 s (no quorum?); the write may still commit",
+            ),
+            (CoreError::Invalid("v".into()), 400, "bad_request", "v"),
+            (CoreError::Conflict("c".into()), 409, "conflict", "c"),
+            (CoreError::Unavailable("u".into()), 503, "unavailable", "u"),
+            (
+                CoreError::RaftStopped("f".into()),
+                500,
+                "internal",
+                "raft stopped: f",
+            ),
+            (CoreError::Internal("i".into()), 500, "internal", "i"),
+        ];
+        for (e, status, kind, text) in cases {
+            let (s, k, body) = answer(ApiError::from(e)).await;
+            assert_eq!((s, k), (status, Some(ErrorKind(kind))), "{text}");
+            assert_eq!(body["error"], text);
+            if kind == "not_leader" {
+                assert_eq!(
+                    (&body["leader_id"], &body["leader_addr"]),
+                    (&2.into(), &"h:1".into())
+                );
+            }
+        }
     }
 }

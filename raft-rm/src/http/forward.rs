@@ -60,7 +60,7 @@ async fn forward<T: IntoResponse>(
         Err(ApiError::NotLeader {
             leader_id: Some(leader),
             leader_addr: Some(addr),
-        }) if !was_forwarded(headers) && leader != state.id => {
+        }) if !was_forwarded(headers) && leader != state.core.id() => {
             let relayed = relay(state, method, &addr, path_and_query, body);
             if !give_up_on_new_leader {
                 return relayed.await.into_response();
@@ -84,7 +84,7 @@ async fn forward<T: IntoResponse>(
 /// to a frozen or cut-off leader would otherwise hold its client until the
 /// client's own timeout, long after a new leader could have answered.
 async fn leader_replaced(state: &AppState, leader: crate::NodeId) -> crate::NodeId {
-    let mut metrics = state.raft.metrics();
+    let mut metrics = state.core.raft().metrics();
     let changed = metrics
         .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
         .await
@@ -105,7 +105,7 @@ pub(super) async fn relay(
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
     let url = format!("http://{addr}{path_and_query}");
-    let me = state.id.to_string();
+    let me = state.core.id().to_string();
     let headers = [(FORWARDED_HEADER, me.as_str())];
     let answer = if method == Method::GET {
         state.http.get_bytes(&url, &headers).await

@@ -53,9 +53,9 @@ async fn view(
     let bound = p.max_staleness_ms.unwrap_or(0);
     let path = format!("/v1/resource-groups?max_staleness_ms={bound}");
     if bound == 0 {
-        let result = match state.linearizable_barrier().await {
+        let result = match state.core.linearizable_barrier().await {
             Ok(()) => Ok(Json(build_view(&state))),
-            Err(e) => Err(e),
+            Err(e) => Err(ApiError::from(e)),
         };
         return super::forward::or_forward(
             &state,
@@ -68,18 +68,18 @@ async fn view(
         .await;
     }
     let staleness = staleness_ms(&state);
-    let never_stamped = state.applied.read().state.log_time_ms == 0;
+    let never_stamped = state.core.applied().read().state.log_time_ms == 0;
     if staleness <= bound {
         return Json(build_view(&state)).into_response();
     }
-    let detail = match state.leader() {
-        Some((leader, addr)) if leader != state.id && !was_forwarded(&headers) => {
+    let detail = match state.core.leader() {
+        Some((leader, addr)) if leader != state.core.id() && !was_forwarded(&headers) => {
             match relay(&state, Method::GET, &addr, &path, Vec::new()).await {
                 Ok(answer) => return answer,
                 Err(e) => format!("and the leader (node {leader}) did not answer: {e}"),
             }
         }
-        Some((leader, _)) if leader == state.id => {
+        Some((leader, _)) if leader == state.core.id() => {
             "even on the leader (is it cut off from the others?)".to_string()
         }
         _ => "and no leader is known".to_string(),
@@ -98,15 +98,15 @@ async fn view(
 }
 
 fn staleness_ms(state: &AppState) -> u64 {
-    let log_time = state.applied.read().state.log_time_ms;
-    state.clock.now_ms().saturating_sub(log_time)
+    let log_time = state.core.applied().read().state.log_time_ms;
+    state.core.clock().now_ms().saturating_sub(log_time)
 }
 
 /// Configured literal groups (templates have no fixed id) plus every live
 /// group, with ledger counts and, for eventual groups, what coordinators
 /// with live sessions report.
 pub fn build_view(state: &AppState) -> View {
-    let applied = state.applied.read();
+    let applied = state.core.applied().read();
     let adm = &applied.state.admission;
     let mut groups: BTreeMap<String, GroupView> = BTreeMap::new();
     if let Some(config) = &adm.config {
@@ -155,10 +155,11 @@ pub fn build_view(state: &AppState) -> View {
     }
     let reports = add_reports(adm, &mut groups);
     View {
-        served_by: state.id,
+        served_by: state.core.id(),
         as_of_ms: applied.state.log_time_ms,
         staleness_ms: state
-            .clock
+            .core
+            .clock()
             .now_ms()
             .saturating_sub(applied.state.log_time_ms),
         last_applied: applied.last_applied.map(|l| l.index),
@@ -222,8 +223,8 @@ async fn query(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
     let result = async {
-        state.linearizable_barrier().await?;
-        let applied = state.applied.read();
+        state.core.linearizable_barrier().await?;
+        let applied = state.core.applied().read();
         let adm = &applied.state.admission;
         let Some(q) = adm.queries.get(&id) else {
             // Ended (released, revoked with its session, timed out): a
@@ -283,7 +284,7 @@ const MAX_WATCH: Duration = Duration::from_secs(30);
 async fn watch(State(state): State<AppState>, Query(p): Query<WatchParams>) -> Response {
     let wait = Duration::from_millis(p.timeout_ms.unwrap_or(10_000)).min(MAX_WATCH);
     let deadline = tokio::time::Instant::now() + wait;
-    let mut metrics = state.raft.metrics();
+    let mut metrics = state.core.raft().metrics();
     loop {
         let answer = collect(&state, p.after, p.coordinator.as_deref());
         if !answer.events.is_empty() || answer.truncated {
@@ -298,7 +299,7 @@ async fn watch(State(state): State<AppState>, Query(p): Query<WatchParams>) -> R
 }
 
 fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnswer {
-    let applied = state.applied.read();
+    let applied = state.core.applied().read();
     let adm = &applied.state.admission;
     let events: Vec<WatchEvent> = adm
         .events

@@ -34,22 +34,22 @@ fn role(state: ServerState, is_voter: bool) -> Role {
 }
 
 pub fn health_of(state: &AppState) -> Health {
-    let m = state.raft.metrics().borrow().clone();
+    let m = state.core.raft().metrics().borrow().clone();
     let is_voter = m
         .membership_config
         .membership()
         .voter_ids()
         .any(|v| v == m.id);
-    let log_time = state.applied.read().state.log_time_ms;
+    let log_time = state.core.applied().read().state.log_time_ms;
     Health {
-        node_id: state.id,
+        node_id: state.core.id(),
         role: role(m.state, is_voter),
         leader_id: m.current_leader,
-        leader_addr: state.leader().map(|(_, a)| a),
+        leader_addr: state.core.leader().map(|(_, a)| a),
         term: m.current_term,
         last_log_index: m.last_log_index,
         last_applied: m.last_applied.map(|l| l.index),
-        staleness_ms: (log_time > 0).then(|| state.clock.now_ms().saturating_sub(log_time)),
+        staleness_ms: (log_time > 0).then(|| state.core.clock().now_ms().saturating_sub(log_time)),
         initialized: m.last_log_index.is_some() || m.vote.leader_id().term > 0,
     }
 }
@@ -77,7 +77,7 @@ async fn health_leader(State(state): State<AppState>) -> Response {
 }
 
 pub fn cluster_of(state: &AppState) -> ClusterView {
-    let m = state.raft.metrics().borrow().clone();
+    let m = state.core.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let matched: BTreeMap<NodeId, Option<u64>> = m
@@ -94,10 +94,10 @@ pub fn cluster_of(state: &AppState) -> ClusterView {
             matched: matched.get(id).copied().flatten(),
         })
         .collect();
-    let (last_applied, digest) = state.applied.digest();
+    let (last_applied, digest) = state.core.applied().digest();
     ClusterView {
         cluster_id: state.identity.cluster_id(),
-        served_by: state.id,
+        served_by: state.core.id(),
         leader_id: m.current_leader,
         term: m.current_term,
         last_log_index: m.last_log_index,
@@ -116,8 +116,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         state
-            .metrics
-            .render(&state.raft, state.elections.last_leader_contact()),
+            .core
+            .metrics()
+            .render(state.core.raft(), state.elections.last_leader_contact()),
     )
         .into_response()
 }

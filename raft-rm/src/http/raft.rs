@@ -62,10 +62,10 @@ async fn append(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             // entries' fsync, which under load can take longer than the
             // election timeout, and the election timer must not campaign
             // meanwhile (openraft's own timer also counts the arrival).
-            if req.vote >= state.raft.metrics().borrow().vote {
+            if req.vote >= state.core.raft().metrics().borrow().vote {
                 state.elections.leader_contacted(Instant::now());
             }
-            bincode_reply(&state.raft.append_entries(req).await)
+            bincode_reply(&state.core.raft().append_entries(req).await)
         }
         Err(e) => e.into_response(),
     }
@@ -73,7 +73,7 @@ async fn append(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 async fn vote(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match admit(&state, &headers, &body).await {
-        Ok(req) => bincode_reply(&state.raft.vote(req).await),
+        Ok(req) => bincode_reply(&state.core.raft().vote(req).await),
         Err(e) => e.into_response(),
     }
 }
@@ -83,7 +83,7 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(req) => {
             let req: InstallSnapshotRequest<TypeConfig> = req;
             let vote = req.vote;
-            let answer = state.raft.install_snapshot(req).await;
+            let answer = state.core.raft().install_snapshot(req).await;
             // Accepted when this node's vote is no newer than the sender's.
             if matches!(&answer, Ok(r) if r.vote <= vote) {
                 state.elections.leader_contacted(Instant::now());

@@ -23,19 +23,18 @@
 pub mod policy;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::http::AppState;
+use crate::core::Core;
 use crate::machine::memory::{
     KillAnswer, KillProposal, KillReason, KillerPolicy, MemoryFigures, MemoryState,
 };
 use crate::machine::{Command, Response};
-use crate::soft::ClusterMemory;
+use crate::soft::{ClusterMemory, SoftState};
 use policy::NodePool;
 
 /// The killer's settings (each RM's own flags; only the leader's count).
@@ -224,9 +223,15 @@ pub struct PlanInputs<'a> {
     pub out_of_memory_since_ms: Option<u64>,
 }
 
-/// Runs the killer on every RM until `stop`; only a leader proposes.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(state.killer.config.interval);
+/// Runs the killer on every RM until `stop`, watching the workers' memory
+/// in `soft`; only a leader proposes, through `core`.
+pub async fn run(
+    core: Core,
+    killer: Arc<Killer>,
+    soft: Arc<SoftState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(killer.config.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round = Round::default();
     loop {
@@ -234,23 +239,21 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = interval.tick() => {}
         }
-        for step in next_round(&state, &mut round) {
-            execute(&state, step).await;
+        for step in next_round(&core, &killer, &soft, &mut round) {
+            execute(&core, step).await;
         }
     }
 }
 
 /// Gathers one round's inputs (and updates what this node remembers),
 /// then plans.
-fn next_round(state: &AppState, round: &mut Round) -> Vec<Step> {
-    let killer = &state.killer;
-    let now_ms = state.clock.now_ms();
-    let view = state.soft.memory();
+fn next_round(core: &Core, killer: &Killer, soft: &SoftState, round: &mut Round) -> Vec<Step> {
+    let now_ms = core.clock().now_ms();
+    let view = soft.memory();
     let out_of_memory = view.nodes.iter().any(|n| n.heartbeat.memory.is_blocked());
-    let delay_ran_ms = killer.observe(now_ms, out_of_memory, &state.metrics);
-    let leader = state.raft.metrics().borrow().current_leader == Some(state.id)
-        && !state.transferring.load(Ordering::Acquire);
-    let applied = state.applied.read();
+    let delay_ran_ms = killer.observe(now_ms, out_of_memory, core.metrics());
+    let leader = core.may_propose();
+    let applied = core.applied().read();
     round.follow(&applied.state.memory, now_ms, killer);
     plan(&PlanInputs {
         config: &killer.config,
@@ -360,15 +363,15 @@ pub fn plan(inputs: &PlanInputs) -> Vec<Step> {
     steps
 }
 
-async fn execute(state: &AppState, step: Step) {
+async fn execute(core: &Core, step: Step) {
     match step {
         Step::Settle {
             index,
             query_id,
             bytes,
-        } => match state.propose(Command::SettleKill { index }).await {
+        } => match core.propose(Command::SettleKill { index }).await {
             Ok((_, Response::KillSettled { settled: true })) => {
-                state.metrics.memory.freed(bytes);
+                core.metrics().memory.freed(bytes);
                 tracing::info!(query = %query_id, decision = index, bytes, "killed query's memory is free");
             }
             Ok(_) => {}
@@ -377,9 +380,9 @@ async fn execute(state: &AppState, step: Step) {
         Step::Kill(proposal) => {
             let label = proposal.reason.label();
             let (query, figures) = (proposal.query_id.clone(), proposal.figures.clone());
-            match state.propose(Command::Kill(proposal)).await {
+            match core.propose(Command::Kill(proposal)).await {
                 Ok((_, Response::Kill(KillAnswer::Decided { index, episode }))) => {
-                    state.metrics.memory.killed(label);
+                    core.metrics().memory.killed(label);
                     tracing::warn!(
                         query = %query, decision = index, episode, reason = label,
                         bytes = figures.query_bytes, blocked = ?figures.blocked_nodes,

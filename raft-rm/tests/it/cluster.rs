@@ -214,7 +214,7 @@ async fn a_relay_to_a_cut_off_leader_ends_when_a_new_leader_is_elected() {
         "{relayed:?}"
     );
     assert!(
-        took < raft_rm::http::COMMIT_TIMEOUT - Duration::from_secs(2),
+        took < raft_rm::core::COMMIT_TIMEOUT - Duration::from_secs(2),
         "the relay waited {took:?} on a cut-off leader"
     );
     let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != old).collect();

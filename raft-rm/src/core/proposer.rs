@@ -7,7 +7,7 @@
 //! (acquire, release, renew, adopt, reports, canaries) go through one queue.
 //! One entry is being committed at a time; whatever queued meanwhile goes
 //! out as the next entry, one [`Command::Batch`] of up
-//! to [`MAX_BATCH`] commands and [`API_BODY_LIMIT`] encoded bytes. A lone
+//! to [`MAX_BATCH`] commands and [`MAX_ENTRY_BYTES`] encoded bytes. A lone
 //! command is proposed as itself, so an idle node adds no latency.
 //!
 //! Each command keeps its own answer (the batch's answers are in order) and
@@ -16,13 +16,13 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{ApiError, AppState, API_BODY_LIMIT, COMMIT_TIMEOUT};
+use super::{Core, CoreError, COMMIT_TIMEOUT, MAX_ENTRY_BYTES};
 use crate::machine::{Command, Response};
 
 /// Commands in one entry at most.
 pub const MAX_BATCH: usize = 256;
 
-type Answer = Result<(u64, Response), ApiError>;
+type Answer = Result<(u64, Response), CoreError>;
 
 /// A command waiting for an entry, with where its answer goes.
 pub struct Pending {
@@ -32,7 +32,7 @@ pub struct Pending {
     answer: oneshot::Sender<Answer>,
 }
 
-/// The sending side, held by every handler through [`AppState`].
+/// The sending side, held by the [`Core`].
 #[derive(Clone)]
 pub struct Proposals {
     queue: mpsc::UnboundedSender<Pending>,
@@ -47,7 +47,7 @@ impl Proposals {
     /// Queues `command` for the next entry and waits for its answer.
     pub async fn submit(&self, command: Command) -> Answer {
         let bytes = common::codec::encoded_len(&command)
-            .map_err(|e| ApiError::Internal(format!("cannot encode command: {e}")))?;
+            .map_err(|e| CoreError::Internal(format!("cannot encode command: {e}")))?;
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -55,16 +55,13 @@ impl Proposals {
                 bytes,
                 answer,
             })
-            .map_err(|_| ApiError::Unavailable("node is shutting down".into()))?;
+            .map_err(|_| CoreError::Unavailable("node is shutting down".into()))?;
         match tokio::time::timeout(COMMIT_TIMEOUT, answered).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(ApiError::Unavailable(
+            Ok(Err(_)) => Err(CoreError::Unavailable(
                 "node shut down before the write was committed; it may still commit".into(),
             )),
-            Err(_) => Err(ApiError::Timeout(format!(
-                "not committed within {} s (no quorum?); the write may still commit",
-                COMMIT_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(CoreError::not_committed(COMMIT_TIMEOUT)),
         }
     }
 }
@@ -75,7 +72,7 @@ impl Proposals {
 /// one entry in flight gave 2691 and 2821 acquires/s with p99 19 ms, two
 /// gave 2817 and 2581 with p99 21 ms, four 1787 and 2564 with p99 22-86 ms.
 pub async fn run(
-    state: AppState,
+    core: Core,
     mut queue: mpsc::UnboundedReceiver<Pending>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -96,36 +93,36 @@ pub async fn run(
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             let Ok(next) = queue.try_recv() else { break };
-            if bytes + next.bytes > API_BODY_LIMIT {
+            if bytes + next.bytes > MAX_ENTRY_BYTES {
                 carried = Some(next);
                 break;
             }
             bytes += next.bytes;
             batch.push(next);
         }
-        commit(&state, batch).await;
+        commit(&core, batch).await;
     }
 }
 
 /// Proposes `batch` as one entry and hands each command its answer.
-async fn commit(state: &AppState, mut batch: Vec<Pending>) {
-    state.metrics.observe_proposal_batch(batch.len());
+async fn commit(core: &Core, mut batch: Vec<Pending>) {
+    core.metrics().observe_proposal_batch(batch.len());
     if batch.len() == 1 {
         let Some(p) = batch.pop() else { return };
-        let _ = p.answer.send(state.propose_entry(p.command).await);
+        let _ = p.answer.send(core.propose_entry(p.command).await);
         return;
     }
     let (commands, answers): (Vec<Command>, Vec<oneshot::Sender<Answer>>) =
         batch.into_iter().map(|p| (p.command, p.answer)).unzip();
     let count = commands.len();
-    let error = match state.propose_entry(Command::Batch(commands)).await {
+    let error = match core.propose_entry(Command::Batch(commands)).await {
         Ok((index, Response::Batch(each))) if each.len() == count => {
             for (answer, response) in answers.into_iter().zip(each) {
                 let _ = answer.send(Ok((index, response)));
             }
             return;
         }
-        Ok((_, other)) => ApiError::Internal(format!(
+        Ok((_, other)) => CoreError::Internal(format!(
             "a batch of {count} commands was answered {other:?}"
         )),
         Err(e) => e,
