@@ -5,49 +5,14 @@
 
 use std::time::Duration;
 
-use common::api::{LedgerStatus, MemoryView, ReleaseOutcome, View};
+use common::api::{
+    AddLearner, CanaryWrite, LedgerStatus, MembershipChanged, MemoryView, ReleaseOutcome,
+    SnapshotNow, StepDown, StepDownReport, View,
+};
 use common::http::{HttpClient, HttpError};
 use common::rm::Renewal;
-use serde::{Deserialize, Serialize};
 
-pub use common::api::{AcquireAnswer, AcquireStatus, Health};
-
-/// The answer to `POST /v1/canary`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CanaryWritten {
-    pub served_by: u64,
-    pub index: u64,
-    pub applied: bool,
-}
-
-/// `POST /v1/canary`.
-#[derive(Debug, Clone, Serialize)]
-struct CanaryWrite<'a> {
-    client: &'a str,
-    seq: u64,
-}
-
-/// The answer to `POST /v1/admin/snapshot`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct SnapshotReport {
-    pub node_id: u64,
-    pub applied_index: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    pub build_ms: f64,
-    pub bytes: u64,
-    pub elapsed_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct SnapshotNow {
-    timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct AddLearner<'a> {
-    node_id: u64,
-    addr: &'a str,
-}
+pub use common::api::{AcquireAnswer, AcquireStatus, CanaryWritten, Health, SnapshotReport};
 
 #[derive(Clone)]
 pub struct RmClient {
@@ -105,7 +70,7 @@ impl RmClient {
         wait: Duration,
     ) -> Result<SnapshotReport, HttpError> {
         let body = SnapshotNow {
-            timeout_ms: wait.as_millis() as u64,
+            timeout_ms: Some(wait.as_millis() as u64),
         };
         self.at(addr).post("/v1/admin/snapshot", &body).await
     }
@@ -117,10 +82,10 @@ impl RmClient {
     pub async fn add_learner(&self, addr: &str, id: u64, node_addr: &str) -> Result<(), HttpError> {
         let body = AddLearner {
             node_id: id,
-            addr: node_addr,
+            addr: node_addr.to_string(),
         };
         self.at(addr)
-            .post::<_, serde::de::IgnoredAny>("/v1/admin/add-learner", &body)
+            .post::<_, MembershipChanged>("/v1/admin/add-learner", &body)
             .await
             .map(|_| ())
     }
@@ -153,15 +118,21 @@ impl RmClient {
         seq: u64,
     ) -> Result<CanaryWritten, HttpError> {
         self.at(addr)
-            .post("/v1/canary", &CanaryWrite { client, seq })
+            .post(
+                "/v1/canary",
+                &CanaryWrite {
+                    client: client.to_string(),
+                    seq,
+                },
+            )
             .await
     }
 
     /// `POST /v1/admin/step-down` on the leader at `addr`: hands leadership
     /// to the most caught-up follower. Answers the RM's report.
-    pub async fn step_down(&self, addr: &str) -> Result<serde_json::Value, HttpError> {
+    pub async fn step_down(&self, addr: &str) -> Result<StepDownReport, HttpError> {
         self.at(addr)
-            .post("/v1/admin/step-down", &serde_json::json!({}))
+            .post("/v1/admin/step-down", &StepDown::default())
             .await
     }
 

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use common::api::{AddLearner, NodeRef, SnapshotNow, StepDown};
 use common::auth::SharedSecret;
 use common::http::HttpClient;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::NodeId;
 
@@ -79,37 +80,32 @@ pub async fn run(args: AdminArgs) -> i32 {
     };
     let http = HttpClient::new(secret, wait.max(Duration::from_secs(60)));
     let base = format!("http://{}", args.rm);
+    // Answers are printed as they come: this is an operator's pass-through.
     let result: Result<Value, common::http::HttpError> = match args.action {
         AdminAction::Status => http.get_json(&format!("{base}/v1/cluster"), 3).await,
         AdminAction::AddLearner { node_id, addr } => {
             http.post_json(
                 &format!("{base}/v1/admin/add-learner"),
-                &json!({"node_id": node_id, "addr": addr}),
+                &AddLearner { node_id, addr },
             )
             .await
         }
         AdminAction::Promote { node_id } => {
-            http.post_json(
-                &format!("{base}/v1/admin/promote"),
-                &json!({"node_id": node_id}),
-            )
-            .await
+            http.post_json(&format!("{base}/v1/admin/promote"), &NodeRef { node_id })
+                .await
         }
         AdminAction::Remove { node_id } => {
-            http.post_json(
-                &format!("{base}/v1/admin/remove"),
-                &json!({"node_id": node_id}),
-            )
-            .await
+            http.post_json(&format!("{base}/v1/admin/remove"), &NodeRef { node_id })
+                .await
         }
         AdminAction::StepDown { to } => {
-            http.post_json(&format!("{base}/v1/admin/step-down"), &json!({"to": to}))
+            http.post_json(&format!("{base}/v1/admin/step-down"), &StepDown { to })
                 .await
         }
         AdminAction::Snapshot { timeout_ms } => {
             http.post_json(
                 &format!("{base}/v1/admin/snapshot"),
-                &json!({"timeout_ms": timeout_ms}),
+                &SnapshotNow { timeout_ms },
             )
             .await
         }

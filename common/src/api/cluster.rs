@@ -142,19 +142,3 @@ impl View {
         self.groups.iter().find(|g| g.id == id)
     }
 }
-
-/// `GET /v1/admin/config`: the resource-group configuration in force.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigInForce {
-    pub version: u64,
-    /// The configuration file's text, as proposed.
-    pub source: String,
-    pub settings: AdmissionSettings,
-}
-
-/// The admission settings the log holds (configuration: they may change).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdmissionSettings {
-    pub session_lease_ms: u64,
-    pub queue_timeout_ms: u64,
-}

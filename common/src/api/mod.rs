@@ -11,16 +11,20 @@
 //!   members) and the resource-group view (`/v1/resource-groups`).
 //! - [`memory`]: discovery and the cluster memory view (`/v1/memory`,
 //!   `/v1/discovery/nodes`) with the killer's decisions.
+//! - [`admin`]: membership, step-down, snapshots, the configuration, and
+//!   the canary writes.
 //! - [`worker`]: a worker's task API (`/v1/tasks`) and its `/v1/info`.
 //!
 //! Messages that flow the other way (announcements, heartbeats, the watch)
 //! are in [`crate::wire`].
 
+pub mod admin;
 pub mod admission;
 pub mod cluster;
 pub mod memory;
 pub mod worker;
 
+pub use admin::*;
 pub use admission::*;
 pub use cluster::*;
 pub use memory::*;

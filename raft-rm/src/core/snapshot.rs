@@ -2,27 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use common::api::SnapshotReport;
 
 use super::{Core, CoreError};
-use crate::NodeId;
-
-/// What a requested snapshot reports.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotReport {
-    pub node_id: NodeId,
-    /// The applied index when the call arrived; the snapshot covers it.
-    pub applied_index: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    /// Time of the build (copy, encode, durable write) and size of the
-    /// snapshot, as in `raft_rm_snapshot_build_seconds` and
-    /// `raft_rm_snapshot_bytes`.
-    pub build_ms: f64,
-    pub bytes: u64,
-    /// From the call to the snapshot in place (a build already running
-    /// when the call arrived is waited for first).
-    pub elapsed_ms: u64,
-}
 
 impl Core {
     /// Builds a snapshot on this node (leader or not) and waits until one

@@ -12,22 +12,13 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use common::api::StepDownReport;
 
 use super::{Core, CoreError};
 use crate::NodeId;
 
 /// Where the old leader asks the chosen follower to campaign.
 pub const ELECT_PATH: &str = "/v1/admin/elect";
-
-/// What a finished step-down reports.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StepDownReport {
-    pub from: NodeId,
-    pub to: NodeId,
-    pub new_leader: Option<NodeId>,
-    pub elapsed_ms: u64,
-}
 
 impl Core {
     /// Hands leadership to `to`, or to the most up-to-date follower.

@@ -25,18 +25,21 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
+use common::api::{
+    AddLearner, AdmissionSettings, ConfigApplied, ConfigInForce, MembershipChanged, NodeRef,
+    SnapshotNow, StepDown,
+};
 use openraft::ChangeMembers;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use super::error::json_body;
 use super::forward::{or_forward_to_completion, FORWARDED_HEADER};
 use super::{ApiError, AppState};
-pub use crate::core::snapshot::SnapshotReport;
-pub use crate::core::transfer::StepDownReport;
 use crate::core::transfer::ELECT_PATH;
 use crate::NodeId;
+pub use common::api::{SnapshotReport, StepDownReport};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,30 +52,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/config", post(replace_config).get(read_config))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddLearner {
-    pub node_id: NodeId,
-    pub addr: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeRef {
-    pub node_id: NodeId,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepDown {
-    #[serde(default)]
-    pub to: Option<NodeId>,
-}
-
 /// The scaffolding every admin route shares: decode the JSON body (an empty
 /// body counts as `{}`), run `op` if this node leads, and otherwise relay
 /// the request to the leader.
-async fn on_leader<Req, Fut>(
+async fn on_leader<Req, Resp, Fut>(
     state: AppState,
     headers: HeaderMap,
     path: &'static str,
@@ -81,7 +64,8 @@ async fn on_leader<Req, Fut>(
 ) -> Response
 where
     Req: DeserializeOwned,
-    Fut: Future<Output = Result<Value, ApiError>>,
+    Resp: Serialize,
+    Fut: Future<Output = Result<Resp, ApiError>>,
 {
     let result = async {
         let req: Req = json_body(if body.is_empty() { b"{}" } else { &body })?;
@@ -102,7 +86,11 @@ async fn add_learner(State(state): State<AppState>, headers: HeaderMap, body: By
             crate::config::parse_peers(&format!("{}={}", req.node_id, req.addr))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let log_index = state.core.add_learner(req.node_id, req.addr).await?;
-            Ok(json!({"log_index": log_index, "node_id": req.node_id}))
+            Ok(MembershipChanged {
+                node_id: req.node_id,
+                log_index: Some(log_index),
+                already_voter: false,
+            })
         },
     )
     .await
@@ -123,11 +111,19 @@ async fn promote(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
                 )));
             }
             if membership.voter_ids().any(|v| v == req.node_id) {
-                return Ok(json!({"node_id": req.node_id, "already_voter": true}));
+                return Ok(MembershipChanged {
+                    node_id: req.node_id,
+                    log_index: None,
+                    already_voter: true,
+                });
             }
             let change = ChangeMembers::AddVoterIds(BTreeSet::from([req.node_id]));
             let log_index = state.core.change_membership(change).await?;
-            Ok(json!({"log_index": log_index, "node_id": req.node_id}))
+            Ok(MembershipChanged {
+                node_id: req.node_id,
+                log_index: Some(log_index),
+                already_voter: false,
+            })
         },
     )
     .await
@@ -160,7 +156,11 @@ async fn remove(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
                 )));
             };
             let log_index = state.core.change_membership(change).await?;
-            Ok(json!({"log_index": log_index, "node_id": req.node_id}))
+            Ok(MembershipChanged {
+                node_id: req.node_id,
+                log_index: Some(log_index),
+                already_voter: false,
+            })
         },
     )
     .await
@@ -174,7 +174,7 @@ async fn remove(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 /// membership change arriving in that window trips openraft's internal
 /// consistency checks. A leader that is not being removed never enters that
 /// state, and the hand-over costs one step-down (a few hundred ms).
-async fn remove_self(state: &AppState, req: NodeRef) -> Result<Value, ApiError> {
+async fn remove_self(state: &AppState, req: NodeRef) -> Result<MembershipChanged, ApiError> {
     let report = state.core.step_down(None).await?;
     let leader = report.new_leader.ok_or_else(|| {
         ApiError::Unavailable("stepped down, but no new leader is known yet; retry".into())
@@ -214,10 +214,7 @@ async fn step_down_route(
         headers,
         "/v1/admin/step-down",
         body,
-        |state, req: StepDown| async move {
-            let report = state.core.step_down(req.to).await?;
-            serde_json::to_value(report).map_err(|e| ApiError::Internal(e.to_string()))
-        },
+        |state, req: StepDown| async move { Ok(state.core.step_down(req.to).await?) },
     )
     .await
 }
@@ -251,9 +248,10 @@ async fn replace_config(
             settings,
         });
         match state.core.propose(command).await?.1 {
-            crate::machine::Response::ConfigApplied { version } => {
-                Ok(Json(json!({"version": version, "warnings": rg.warnings})))
-            }
+            crate::machine::Response::ConfigApplied { version } => Ok(Json(ConfigApplied {
+                version,
+                warnings: rg.warnings,
+            })),
             crate::machine::Response::ConfigRejected { reason } => Err(ApiError::Conflict(reason)),
             other => Err(ApiError::Internal(format!("unexpected answer {other:?}"))),
         }
@@ -280,14 +278,14 @@ async fn read_config(State(state): State<AppState>, headers: HeaderMap) -> Respo
             .config
             .as_ref()
             .ok_or_else(|| ApiError::NotFound("no resource-group configuration yet".into()))?;
-        Ok::<_, ApiError>(Json(json!({
-            "version": config.version,
-            "source": config.source,
-            "settings": {
-                "session_lease_ms": adm.settings.session_lease_ms,
-                "queue_timeout_ms": adm.settings.queue_timeout_ms,
+        Ok::<_, ApiError>(Json(ConfigInForce {
+            version: config.version,
+            source: config.source.clone(),
+            settings: AdmissionSettings {
+                session_lease_ms: adm.settings.session_lease_ms,
+                queue_timeout_ms: adm.settings.queue_timeout_ms,
             },
-        })))
+        }))
     }
     .await;
     or_forward_to_completion(
@@ -307,13 +305,6 @@ async fn read_config(State(state): State<AppState>, headers: HeaderMap) -> Respo
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
 const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotNow {
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-}
-
 async fn snapshot_route(
     State(state): State<AppState>,
     body: Bytes,
@@ -329,7 +320,7 @@ async fn snapshot_route(
     Ok(Json(state.core.snapshot_now(wait).await?))
 }
 
-async fn elect(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn elect(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.core.campaign().await?;
     Ok(Json(
         json!({"node_id": state.core.id(), "election": "started"}),

@@ -8,6 +8,7 @@
 //! - `GET /v1/canary`: all counters, read linearizably on the leader;
 //!   `?read=local` answers from this replica without asking anyone.
 
+pub use common::api::{CanaryWrite, CanaryWritten};
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
@@ -27,23 +28,6 @@ pub const PATH: &str = "/v1/canary";
 
 pub fn router() -> Router<AppState> {
     Router::new().route(PATH, post(write).get(read))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CanaryWrite {
-    pub client: String,
-    pub seq: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CanaryWritten {
-    pub served_by: u64,
-    /// Log index of the entry that carried this request.
-    pub index: u64,
-    pub applied: bool,
-    pub count: u64,
-    pub last_seq: u64,
 }
 
 async fn write(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
