@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::checker::Validity;
+
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// The run's directory [default: store/latest].
@@ -13,8 +15,12 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let checked = crate::test::check_saved(&args.dir)?;
-    println!("{}", serde_json::to_string_pretty(&checked)?);
-    if checked["valid"] == false {
+    // Through a `Value`, as the run wrote its results: keys sorted.
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::to_value(&checked)?)?
+    );
+    if checked.valid == Validity::Invalid {
         anyhow::bail!("the history is not valid");
     }
     Ok(())

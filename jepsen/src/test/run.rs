@@ -1,0 +1,221 @@
+//! The run phase: the clients (each executing its seeded plan) and the
+//! nemesis (its seeded schedule) against the cluster for the time limit,
+//! then every client stopped and its open op closed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::start::Started;
+use super::TestSpec;
+use crate::history::{OpType, Recorder};
+use crate::nemesis::{self, Schedule, Window};
+use crate::progress::{Phase, Progress};
+use crate::trino::TrinoClient;
+use crate::workload::{self, Ctx, QueryClient, SemaphoreClient, Workload};
+
+/// Client processes a run runs: the queue workload needs more clients than
+/// the groups hold.
+pub(super) fn concurrency(spec: &TestSpec) -> u64 {
+    let concurrency = if spec.workload == Workload::Queue {
+        spec.concurrency.max(workload::QUEUE_CLIENTS)
+    } else {
+        spec.concurrency
+    };
+    if concurrency != spec.concurrency {
+        tracing::info!("queue workload: {concurrency} clients, so the queues fill");
+    }
+    concurrency
+}
+
+/// What the run phase recorded.
+pub(super) struct Ran {
+    pub history: Arc<Recorder>,
+    /// The nemesis's fault windows.
+    pub windows: Vec<Window>,
+    /// Wall clock at the history's start, in ms (the workers' task times
+    /// are wall clock).
+    pub start_wall_ms: u64,
+    /// The history's end, in ns since its start.
+    pub end_ns: u64,
+}
+
+/// Runs `concurrency` clients and the nemesis on `schedule` for the spec's
+/// time limit; the history goes to `history.jsonl` in `dir`.
+pub(super) async fn run(
+    spec: &TestSpec,
+    dir: &std::path::Path,
+    started: &Started,
+    schedule: &Schedule,
+    concurrency: u64,
+    progress: &Progress,
+) -> Result<Ran> {
+    use common::clock::Clock;
+    let Started {
+        cluster,
+        rm,
+        rms,
+        coordinators,
+        ..
+    } = started;
+    let start_wall_ms = common::clock::SystemClock::default().now_ms();
+    let history = Arc::new(Recorder::new(Some(&dir.join("history.jsonl")))?);
+    let (stop_tx, stop) = watch::channel(false);
+    let ctx = Ctx {
+        history: history.clone(),
+        stop: stop.clone(),
+        concurrency,
+        open: Default::default(),
+    };
+    let mut clients = Vec::new();
+    let mut renewer = None;
+    match spec.workload {
+        Workload::Semaphore => {
+            let session = Arc::new(std::sync::atomic::AtomicU64::new(register(rm, rms).await?));
+            renewer = Some(tokio::spawn(renew(
+                rm.clone(),
+                rms.clone(),
+                session.clone(),
+                history.clone(),
+                stop.clone(),
+            )));
+            for p in 0..concurrency {
+                let c = SemaphoreClient {
+                    ctx: ctx.clone(),
+                    rm: rm.clone(),
+                    rms: rms.clone(),
+                    session: session.clone(),
+                    seed: spec.schedule.seed,
+                };
+                clients.push(tokio::spawn(c.run(p)));
+            }
+        }
+        Workload::Queries | Workload::Queue | Workload::Oom => {
+            let queue = spec.workload == Workload::Queue;
+            let oom = spec.workload == Workload::Oom;
+            for p in 0..concurrency {
+                let c = QueryClient {
+                    ctx: ctx.clone(),
+                    trino: if queue {
+                        TrinoClient::with_failover(coordinators.clone())
+                    } else {
+                        TrinoClient::default()
+                    },
+                    coordinators: coordinators.clone(),
+                    seed: spec.schedule.seed,
+                    duration_ms: if queue || oom { 800..2000 } else { 100..600 },
+                    // Sizes that tile a pool exactly, so pools fill up
+                    // and block (no memory free, tasks waiting).
+                    memory_bytes: if oom { vec![250, 500] } else { vec![1000] },
+                    users: if oom {
+                        vec![("mallory", "m")]
+                    } else {
+                        vec![("alice", "q.a"), ("bob", "q.b")]
+                    },
+                };
+                clients.push(tokio::spawn(c.run(p)));
+            }
+        }
+    }
+    let nemesis = tokio::spawn(nemesis::run(
+        cluster.clone(),
+        schedule.clone(),
+        history.clone(),
+        stop.clone(),
+    ));
+    let run_start = Instant::now();
+    while run_start.elapsed() < spec.time_limit {
+        let t = history.tally();
+        progress.bar(run_start.elapsed(), spec.time_limit, t.faults, t.client_ops);
+        let left = spec.time_limit.saturating_sub(run_start.elapsed());
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+    }
+    let _ = stop_tx.send(true);
+    let windows = nemesis.await.context("nemesis task")??;
+    let t = history.tally();
+    progress.phase(
+        Phase::Run,
+        &format!(
+            "{}/{} s, {}",
+            spec.time_limit.as_secs(),
+            spec.time_limit.as_secs(),
+            crate::progress::counts(t.faults, t.client_ops)
+        ),
+    );
+    for c in clients {
+        let abort = c.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(40), c)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    ctx.close_open();
+    if let Some(r) = renewer {
+        r.abort();
+    }
+    let end_ns = history.now_ns();
+    Ok(Ran {
+        history,
+        windows,
+        start_wall_ms,
+        end_ns,
+    })
+}
+
+async fn register(rm: &crate::rm_client::RmClient, rms: &[String]) -> Result<u64> {
+    rm.register_anywhere(rms, "jepsen", Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
+/// Keeps the semaphore clients' session alive: every 300 ms, a renewal to
+/// every RM at once (a paused or cut-off RM delays none of the others). If
+/// it expires anyway, its permits are revoked under the clients, outside
+/// the semaphore model: that is recorded (`session-expired`, which makes
+/// the linearizability verdict unknown) and a new session is registered.
+async fn renew(
+    rm: crate::rm_client::RmClient,
+    rms: Vec<String>,
+    session: Arc<std::sync::atomic::AtomicU64>,
+    history: Arc<Recorder>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        let current = session.load(Ordering::Relaxed);
+        let mut renewals = tokio::task::JoinSet::new();
+        for addr in &rms {
+            let (rm, addr) = (rm.clone(), addr.clone());
+            renewals.spawn(async move { rm.renew_session(&addr, current).await });
+        }
+        let answers: Vec<_> = renewals.join_all().await;
+        if answers.iter().any(|a| matches!(a, Ok(true)))
+            || !answers.iter().any(|a| matches!(a, Ok(false)))
+        {
+            continue;
+        }
+        tracing::error!(
+            session = current,
+            "the harness's session expired: permits were revoked under the clients"
+        );
+        history.record(
+            crate::history::NEMESIS,
+            OpType::Info,
+            "session-expired",
+            json!({"session": current}),
+            None,
+        );
+        if let Ok(s) = register(&rm, &rms).await {
+            session.store(s, Ordering::Relaxed);
+        }
+    }
+}
