@@ -15,6 +15,7 @@ use crate::history::{OpType, Recorder};
 use crate::nemesis::{self, Schedule, Window};
 use crate::progress::{Phase, Progress};
 use crate::trino::TrinoClient;
+use crate::workload::plan::QueryMix;
 use crate::workload::{self, Ctx, QueryClient, SemaphoreClient, Workload};
 
 /// Client processes a run runs: the queue workload needs more clients than
@@ -95,7 +96,7 @@ pub(super) async fn run(
         }
         Workload::Queries | Workload::Queue | Workload::Oom => {
             let queue = spec.workload == Workload::Queue;
-            let oom = spec.workload == Workload::Oom;
+            let mix = QueryMix::of(spec.workload);
             for p in 0..concurrency {
                 let c = QueryClient {
                     ctx: ctx.clone(),
@@ -106,15 +107,7 @@ pub(super) async fn run(
                     },
                     coordinators: coordinators.clone(),
                     seed: spec.schedule.seed,
-                    duration_ms: if queue || oom { 800..2000 } else { 100..600 },
-                    // Sizes that tile a pool exactly, so pools fill up
-                    // and block (no memory free, tasks waiting).
-                    memory_bytes: if oom { vec![250, 500] } else { vec![1000] },
-                    users: if oom {
-                        vec![("mallory", "m")]
-                    } else {
-                        vec![("alice", "q.a"), ("bob", "q.b")]
-                    },
+                    mix: mix.clone(),
                 };
                 clients.push(tokio::spawn(c.run(p)));
             }
