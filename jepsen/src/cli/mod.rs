@@ -3,12 +3,12 @@
 //!
 //! # Layout
 //! - this module: the commands, and the cluster flags they share.
-//! - [`bench`]: `jepsen bench ...` (the benches are in [`crate::bench`]).
+//! - [`bench`](mod@bench): `jepsen bench ...` (the benches are in [`crate::bench`]).
 //! - [`check`]: `jepsen check`: the checkers again on a saved run.
 //! - [`cluster`]: `jepsen cluster`: a local cluster in the foreground.
 //! - [`compare`]: `jepsen compare`: every mode, one table.
 //! - [`drill`]: `jepsen drill ...` (flags in [`crate::drill::cli`]).
-//! - [`test`]: `jepsen test`, and the run flags `compare` shares.
+//! - [`test`](mod@test): `jepsen test`, and the run flags `compare` shares.
 
 pub mod bench;
 pub mod check;
@@ -70,6 +70,8 @@ impl ClusterArgs {
     }
 }
 
+// The variants' docs are the commands' help text, `<timestamp>` included.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// One Jepsen-style test: a workload under a nemesis on real processes,
