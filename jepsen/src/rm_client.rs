@@ -157,43 +157,6 @@ impl RmClient {
         Ok(self.at(addr).register_session(coordinator).await?.session)
     }
 
-    /// Renews `session` on `addr` every 2 s until the task is aborted.
-    // TODO(session keeper): replaced by `common::session::SessionKeeper` once the bench is split.
-    pub fn keep_session_alive(&self, addr: &str, session: u64) -> tokio::task::JoinHandle<()> {
-        let (client, addr) = (self.clone(), addr.to_string());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let _ = client.renew_session(&addr, session).await;
-            }
-        })
-    }
-
-    /// Registers a session as `coordinator` on the first of `addrs` that
-    /// accepts, round after round, for up to `timeout`.
-    // TODO(session keeper): replaced by `common::session::SessionKeeper` once test.rs is split.
-    pub async fn register_anywhere(
-        &self,
-        addrs: &[String],
-        coordinator: &str,
-        timeout: Duration,
-    ) -> Result<u64, String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let mut last = String::from("no RM given");
-            for addr in addrs {
-                match self.register_session(addr, coordinator).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = e.to_string(),
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("cannot register a session with any RM: {last}"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Waits until the cluster has a resource-group configuration.
     pub async fn wait_config(&self, addr: &str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -2,14 +2,32 @@
 //! windows. Not a safety property, so it is reported, and invalid only
 //! when nothing succeeded at all.
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{Validity, Verdict};
+
+/// When operations succeeded, against the fault windows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Availability {
+    /// Successful operations.
+    pub successes: usize,
+    pub per_second_during_faults: f64,
+    pub per_second_otherwise: f64,
+    /// Time in gaps of at least `gap_counted_from_seconds` without a success.
+    pub seconds_unavailable: f64,
+    pub longest_unavailable_seconds: f64,
+    pub gap_counted_from_seconds: f64,
+}
 
 /// `successes`: completion times (ns) of successful ops; `windows`: nemesis
 /// fault windows (ns); `end_ns`: the run's length. A gap of `gap_ns` or more
 /// without a success counts as unavailable time.
-pub fn check(successes: &[u64], windows: &[(u64, u64)], end_ns: u64, gap_ns: u64) -> Verdict {
+pub fn check(
+    successes: &[u64],
+    windows: &[(u64, u64)],
+    end_ns: u64,
+    gap_ns: u64,
+) -> Verdict<Availability> {
     let mut s = successes.to_vec();
     s.sort_unstable();
     let in_window = |t: u64| windows.iter().any(|(a, b)| t >= *a && t < *b);
@@ -44,15 +62,17 @@ pub fn check(successes: &[u64], windows: &[(u64, u64)], end_ns: u64, gap_ns: u64
     } else {
         Validity::Valid
     };
-    Verdict::new(
+    Verdict {
         valid,
-        json!({"successes": s.len(),
-               "per_second_during_faults": rate(inside, faulted_ns),
-               "per_second_otherwise": rate(outside, end_ns.saturating_sub(faulted_ns)),
-               "seconds_unavailable": unavailable_ns as f64 / 1e9,
-               "longest_unavailable_seconds": longest_ns as f64 / 1e9,
-               "gap_counted_from_seconds": gap_ns as f64 / 1e9}),
-    )
+        details: Availability {
+            successes: s.len(),
+            per_second_during_faults: rate(inside, faulted_ns),
+            per_second_otherwise: rate(outside, end_ns.saturating_sub(faulted_ns)),
+            seconds_unavailable: unavailable_ns as f64 / 1e9,
+            longest_unavailable_seconds: longest_ns as f64 / 1e9,
+            gap_counted_from_seconds: gap_ns as f64 / 1e9,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -67,7 +87,7 @@ mod tests {
         let v = check(&ok, &[(S, 4 * S)], 5 * S, S);
         assert_eq!(v.valid, Validity::Valid);
         // 0.9 s -> 4 s is one gap of 3.1 s; 4 -> 5 is one of 1 s.
-        let secs = v.details["seconds_unavailable"].as_f64().unwrap();
+        let secs = v.details.seconds_unavailable;
         assert!((secs - 4.1).abs() < 1e-6, "{secs}");
         assert_eq!(check(&[], &[], 5 * S, S).valid, Validity::Invalid);
     }

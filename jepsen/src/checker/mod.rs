@@ -46,16 +46,31 @@ impl Serialize for Validity {
     }
 }
 
-/// One checker's entry in `results.json`.
+/// One checker's entry in `results.json`: its validity and its evidence,
+/// side by side. `D` is the evidence as a type where something reads it
+/// (the run's summary); JSON where only people do.
 #[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
+pub struct Verdict<D = serde_json::Value> {
     pub valid: Validity,
     #[serde(flatten)]
-    pub details: serde_json::Value,
+    pub details: D,
 }
 
 impl Verdict {
     pub fn new(valid: Validity, details: serde_json::Value) -> Verdict {
         Verdict { valid, details }
+    }
+}
+
+impl<D: Serialize> Verdict<D> {
+    /// The same verdict with its evidence as JSON, for the table of every
+    /// checker's verdict.
+    pub fn to_json(&self) -> Verdict {
+        let details = serde_json::to_value(&self.details)
+            .unwrap_or_else(|e| serde_json::json!({"error": format!("evidence as JSON: {e}")}));
+        Verdict {
+            valid: self.valid,
+            details,
+        }
     }
 }

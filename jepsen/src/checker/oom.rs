@@ -12,27 +12,26 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
+use common::api::KillView;
+use serde_json::json;
 
 use super::{Validity, Verdict};
 use crate::history::{Op, OpType};
 
-pub fn check(history: &[Op], memory_view: &Value) -> Verdict {
-    let Some(kills) = memory_view["kills"].as_array() else {
+/// `kills`: the RMs' kill list at the end (`None`: no RM answered).
+pub fn check(history: &[Op], kills: Option<&[KillView]>) -> Verdict {
+    let Some(kills) = kills else {
         return Verdict::new(
             Validity::Unknown,
             json!({"error": "no memory view from the RMs at the end of the run"}),
         );
     };
-    let mut low: Vec<&Value> = kills
+    let mut low: Vec<&KillView> = kills
         .iter()
-        .filter(|k| k["error_name"] == "CLUSTER_OUT_OF_MEMORY")
+        .filter(|k| k.error_name == "CLUSTER_OUT_OF_MEMORY")
         .collect();
-    low.sort_by_key(|k| k["decision"].as_u64().unwrap_or(0));
-    let decided: BTreeSet<&str> = kills
-        .iter()
-        .filter_map(|k| k["query_id"].as_str())
-        .collect();
+    low.sort_by_key(|k| k.decision);
+    let decided: BTreeSet<&str> = kills.iter().map(|k| k.query_id.as_str()).collect();
     let killed_seen: Vec<&str> = history
         .iter()
         .filter(|o| o.f == "query" && o.kind == OpType::Fail)
@@ -48,13 +47,11 @@ pub fn check(history: &[Op], memory_view: &Value) -> Verdict {
     let mut repeated_episodes = Vec::new();
     for pair in low.windows(2) {
         let (a, b) = (pair[0], pair[1]);
-        let settled = a["settled_ms"].as_u64();
-        let next = b["decided_ms"].as_u64().unwrap_or(0);
-        if settled.is_none_or(|s| s > next) {
-            overlapping.push(json!([a["decision"], b["decision"]]));
+        if a.settled_ms.is_none_or(|s| s > b.decided_ms) {
+            overlapping.push([a.decision, b.decision]);
         }
-        if a["episode"] == b["episode"] {
-            repeated_episodes.push(a["episode"].clone());
+        if a.episode == b.episode {
+            repeated_episodes.push(a.episode);
         }
     }
     // The view lists the newest kills only: older evidence may be missing.
@@ -83,6 +80,7 @@ pub fn check(history: &[Op], memory_view: &Value) -> Verdict {
 mod tests {
     use super::*;
     use crate::history::{Process, Recorder};
+    use common::api::KillSettlement;
 
     fn killed_query(h: &Recorder, q: &str) {
         h.record(Process::Client(0), OpType::Invoke, "query", json!({}), None);
@@ -95,9 +93,23 @@ mod tests {
         );
     }
 
-    fn kill(decision: u64, episode: u64, q: &str, decided: u64, settled: Option<u64>) -> Value {
-        json!({"decision": decision, "episode": episode, "query_id": q,
-               "error_name": "CLUSTER_OUT_OF_MEMORY", "decided_ms": decided, "settled_ms": settled})
+    fn kill(decision: u64, episode: u64, q: &str, decided: u64, settled: Option<u64>) -> KillView {
+        KillView {
+            decision,
+            episode,
+            query_id: q.into(),
+            error_name: "CLUSTER_OUT_OF_MEMORY".into(),
+            message: String::new(),
+            reason: "total-reservation".into(),
+            decided_ms: decided,
+            figures: Default::default(),
+            outcome: if settled.is_some() {
+                KillSettlement::Freed
+            } else {
+                KillSettlement::Unsettled
+            },
+            settled_ms: settled,
+        }
     }
 
     #[test]
@@ -105,27 +117,36 @@ mod tests {
         let h = Recorder::new(None).unwrap();
         killed_query(&h, "a");
         killed_query(&h, "b");
-        let view =
-            json!({"kills": [kill(20, 2, "b", 300, Some(400)), kill(10, 1, "a", 100, Some(200))]});
-        assert_eq!(check(&h.ops(), &view).valid, Validity::Valid);
+        let kills = [
+            kill(20, 2, "b", 300, Some(400)),
+            kill(10, 1, "a", 100, Some(200)),
+        ];
+        assert_eq!(check(&h.ops(), Some(&kills)).valid, Validity::Valid);
     }
 
     #[test]
     fn a_kill_without_a_decision_or_two_at_once_is_invalid() {
         let h = Recorder::new(None).unwrap();
         killed_query(&h, "ghost");
-        let view = json!({"kills": [kill(10, 1, "a", 100, Some(200))]});
-        let v = check(&h.ops(), &view);
+        let kills = [kill(10, 1, "a", 100, Some(200))];
+        let v = check(&h.ops(), Some(&kills));
         assert_eq!(v.valid, Validity::Invalid);
         assert_eq!(v.details["killed_without_a_decision"], json!(["ghost"]));
         // b decided at 150, while a (decided at 100) was unsettled until 200.
         let h = Recorder::new(None).unwrap();
-        let overlap =
-            json!({"kills": [kill(10, 1, "a", 100, Some(200)), kill(11, 2, "b", 150, None)]});
-        assert_eq!(check(&h.ops(), &overlap).valid, Validity::Invalid);
-        let same_episode =
-            json!({"kills": [kill(10, 1, "a", 100, Some(200)), kill(11, 1, "b", 250, None)]});
-        assert_eq!(check(&h.ops(), &same_episode).valid, Validity::Invalid);
-        assert_eq!(check(&h.ops(), &json!({})).valid, Validity::Unknown);
+        let overlap = [
+            kill(10, 1, "a", 100, Some(200)),
+            kill(11, 2, "b", 150, None),
+        ];
+        assert_eq!(check(&h.ops(), Some(&overlap)).valid, Validity::Invalid);
+        let same_episode = [
+            kill(10, 1, "a", 100, Some(200)),
+            kill(11, 1, "b", 250, None),
+        ];
+        assert_eq!(
+            check(&h.ops(), Some(&same_episode)).valid,
+            Validity::Invalid
+        );
+        assert_eq!(check(&h.ops(), None).valid, Validity::Unknown);
     }
 }

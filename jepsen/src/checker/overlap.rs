@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::{Validity, Verdict};
 
@@ -86,8 +85,24 @@ pub fn excess(intervals: &[Interval], limits: &BTreeMap<String, u64>) -> BTreeMa
     out
 }
 
+/// Over-admission as one view of the run saw it, summed over the groups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Overlap {
+    /// Whose intervals: the clients', the workers'.
+    pub view: String,
+    pub intervals: usize,
+    pub violations: u64,
+    pub max_excess: u64,
+    pub excess_seconds: f64,
+    pub groups: BTreeMap<String, Excess>,
+}
+
 /// The verdict: invalid when any group ran over its limit.
-pub fn check(view: &str, intervals: &[Interval], limits: &BTreeMap<String, u64>) -> Verdict {
+pub fn check(
+    view: &str,
+    intervals: &[Interval],
+    limits: &BTreeMap<String, u64>,
+) -> Verdict<Overlap> {
     let per_group = excess(intervals, limits);
     let violations: u64 = per_group.values().map(|x| x.violations).sum();
     let max_excess = per_group.values().map(|x| x.max_excess).max().unwrap_or(0);
@@ -99,12 +114,17 @@ pub fn check(view: &str, intervals: &[Interval], limits: &BTreeMap<String, u64>)
     } else {
         Validity::Invalid
     };
-    Verdict::new(
+    Verdict {
         valid,
-        json!({"view": view, "intervals": intervals.len(), "violations": violations,
-               "max_excess": max_excess, "excess_seconds": excess_seconds,
-               "groups": per_group}),
-    )
+        details: Overlap {
+            view: view.to_string(),
+            intervals: intervals.len(),
+            violations,
+            max_excess,
+            excess_seconds,
+            groups: per_group,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -146,9 +166,9 @@ mod tests {
         ];
         let v = check("client", &ivs, &limits(&[("g", 2)]));
         assert_eq!(v.valid, Validity::Invalid);
-        assert_eq!(v.details["violations"], 2);
-        assert_eq!(v.details["max_excess"], 2);
-        let secs = v.details["excess_seconds"].as_f64().unwrap();
+        assert_eq!(v.details.violations, 2);
+        assert_eq!(v.details.max_excess, 2);
+        let secs = v.details.excess_seconds;
         assert!((secs - 3.0).abs() < 1e-9, "{secs}");
     }
 
@@ -159,7 +179,7 @@ mod tests {
         assert_eq!(ok.valid, Validity::Valid);
         let over = check("client", &ivs, &limits(&[("r", 1), ("r.a", 1), ("r.b", 1)]));
         assert_eq!(over.valid, Validity::Invalid);
-        assert_eq!(over.details["groups"]["r"]["peak"], 2);
+        assert_eq!(over.details.groups["r"].peak, 2);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::session::{KeeperSpec, SessionKeeper};
 use raft_rm::soft::{ClusterMemory, NodeView};
 use serde_json::{json, Value};
 
@@ -59,14 +60,16 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
             .is_ok()
     })
     .await;
-    let session: Value = http
-        .post_json(
-            &c.url(leader, "/v1/sessions"),
-            &json!({"coordinator": "co"}),
-        )
-        .await
-        .unwrap();
-    let session = session["session"].as_u64().unwrap();
+    // Renew like a live coordinator until the memory checks are done.
+    let rm = common::rm::RmClient::new(vec![c.addrs[&leader].clone()], http.clone());
+    let spec = KeeperSpec {
+        coordinator: "co".into(),
+        renew_every: Some(Duration::from_millis(300)),
+        fan_out: false,
+        give_up_after_lease: false,
+    };
+    let renewer = SessionKeeper::start(rm, spec, |_| {});
+    let session = renewer.registered(Duration::from_secs(10)).await.unwrap();
     let admitted: Value = http
         .post_json(
             &c.url(leader, "/v1/admission/acquire"),
@@ -75,18 +78,6 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
         .await
         .unwrap();
     let token = admitted["fencing_token"].as_u64().unwrap();
-    // Renew like a live coordinator until the memory checks are done.
-    let renewer = {
-        let (http, url) = (http.clone(), c.url(leader, "/v1/sessions/renew"));
-        tokio::spawn(async move {
-            loop {
-                let _ = http
-                    .post_json::<_, Value>(&url, &json!({"session": session}))
-                    .await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        })
-    };
     let task = json!({"task_id": "t1", "query_id": "q1", "fencing_token": token, "duration_ms": 60_000, "memory_bytes": 300});
     let worker_url = |p: &str| format!("http://{}{p}", w.addr);
     let _: Value = http
@@ -106,7 +97,7 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
 
     // The coordinator goes silent: its session expires by log time, the RMs
     // revoke the admission, and the worker stops the task on its own.
-    renewer.abort();
+    drop(renewer);
     let t0 = Instant::now();
     eventually("the task is revoked", || async {
         let t: Value = http.get_json(&worker_url("/v1/tasks/t1"), 1).await.unwrap();

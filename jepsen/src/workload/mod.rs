@@ -12,14 +12,17 @@
 //!
 //! A client whose op ends `info` continues as a new process (its number
 //! plus the concurrency), as in Jepsen.
+//!
+//! Every random choice a client makes comes from its seeded plan
+//! ([`plan`]); the clients here are the one impure interpreter of it.
+
+pub mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::http::HttpError;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -117,23 +120,24 @@ pub struct SemaphoreClient {
     pub rm: RmClient,
     pub rms: Vec<String>,
     /// The harness's session (replaced if it ever expires).
-    pub session: Arc<std::sync::atomic::AtomicU64>,
+    pub session: Arc<common::session::SessionKeeper>,
     pub seed: u64,
 }
 
 impl SemaphoreClient {
     pub async fn run(self, first_process: u64) {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ first_process);
         let mut p = first_process;
-        let mut n = 0u64;
-        while !self.ctx.stopped() {
-            n += 1;
-            let (group, _) = SEMAPHORE_GROUPS[rng.gen_range(0..SEMAPHORE_GROUPS.len())];
+        let steps = plan::semaphore(self.seed, first_process, self.rms.len());
+        for (step, n) in steps.zip(1u64..) {
+            if self.ctx.stopped() {
+                break;
+            }
+            let group = step.group;
             let q = format!("p{p}-{n}");
-            let addr = &self.rms[rng.gen_range(0..self.rms.len())];
+            let addr = &self.rms[step.acquire_rm];
             let v = json!({"group": group, "query_id": q});
             self.ctx.invoke(p, "acquire", v.clone());
-            let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
+            let session = self.session.latest().unwrap_or_default();
             let admitted = match self.rm.acquire(addr, &q, group, session).await {
                 Ok(a) => {
                     let admitted = a.status == crate::rm_client::AcquireStatus::Admitted;
@@ -162,11 +166,10 @@ impl SemaphoreClient {
             if !admitted {
                 continue;
             }
-            let hold = Duration::from_millis(rng.gen_range(0..50));
-            tokio::time::sleep(hold).await;
-            // Release until an answer says what happened.
-            loop {
-                let addr = &self.rms[rng.gen_range(0..self.rms.len())];
+            tokio::time::sleep(step.hold).await;
+            // Release until an answer says what happened, round the RMs.
+            for attempt in 0.. {
+                let addr = &self.rms[(step.release_rm + attempt) % self.rms.len()];
                 self.ctx.invoke(p, "release", v.clone());
                 match self.rm.release(addr, &q).await {
                     Ok(outcome) => {
@@ -251,32 +254,27 @@ pub struct QueryClient {
     pub trino: TrinoClient,
     pub coordinators: Vec<String>,
     pub seed: u64,
-    /// How long each simulated query runs, in ms.
-    pub duration_ms: std::ops::Range<u64>,
-    /// How much memory each reserves, in bytes: one of these.
-    pub memory_bytes: Vec<u64>,
-    /// (user, the group its selector picks), chosen at random per query.
-    pub users: Vec<(&'static str, &'static str)>,
+    /// What its queries look like (the plan picks among it).
+    pub mix: plan::QueryMix,
 }
 
 impl QueryClient {
     pub async fn run(self, first_process: u64) {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (first_process << 8));
         let mut p = first_process;
         let history = self.ctx.history.clone();
         let now = move || history.now_ns();
-        while !self.ctx.stopped() {
-            let (user, group) = self.users[rng.gen_range(0..self.users.len())];
-            let coordinator = &self.coordinators[rng.gen_range(0..self.coordinators.len())];
-            let ms: u64 = rng.gen_range(self.duration_ms.clone());
+        let steps = plan::queries(self.seed, first_process, &self.mix, self.coordinators.len());
+        for step in steps {
+            if self.ctx.stopped() {
+                break;
+            }
+            let (user, group, ms) = (step.user, step.group, step.duration_ms);
+            let coordinator = &self.coordinators[step.coordinator];
             let v = json!({"user": user, "group": group, "coordinator": coordinator, "duration_ms": ms});
             self.ctx.invoke(p, "query", v.clone());
             let session = [
                 ("simulate_duration_ms", ms.to_string()),
-                (
-                    "simulate_memory_bytes",
-                    self.memory_bytes[rng.gen_range(0..self.memory_bytes.len())].to_string(),
-                ),
+                ("simulate_memory_bytes", step.memory_bytes.to_string()),
             ];
             match self
                 .trino
@@ -301,8 +299,7 @@ impl QueryClient {
                     self.ctx.complete(p, kind, "query", value, None);
                     if full {
                         // As a real client would: no resubmission storm.
-                        let pause = rng.gen_range(100..300);
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                        tokio::time::sleep(step.backoff).await;
                     }
                 }
                 Err(e) => {

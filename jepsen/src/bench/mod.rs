@@ -1,28 +1,124 @@
-//! `jepsen bench writes`: durable write throughput and latency against a
-//! fresh local cluster. Every concurrency level runs in the same process
-//! against the same cluster, one after the other, so their ratios are
-//! comparable even on a noisy machine.
+//! `jepsen bench ...`: the benches, and the kit they share.
+//!
+//! Every bench starts its own RMs in a fresh run directory
+//! ([`start_cluster`]), runs its levels one after the other in the same
+//! process against the same cluster (so their ratios are comparable even
+//! on a noisy machine: [`sweep`], each level printing its [`Level::line`],
+//! mostly a [`report_line`]), and saves its `results.json` with
+//! [`crate::store::save_results`].
+//!
+//! # Layout
+//! - this module: closed-loop and counted clients, the admission cycle and
+//!   session, the sweep, the report line, the cluster a bench runs on.
+//! - [`admission`]: `bench admission`: acquire + release on the leader.
+//! - [`disk`]: `bench disk`: data dir size against live state.
+//! - `etcd` (cargo feature `etcd`): `bench etcd`, ours against etcd.
+//! - [`eventual`]: `bench eventual`: one coordinator's decisions.
+//! - [`heartbeats`]: `bench heartbeats`: one RM's ingestion.
+//! - [`oom`]: `bench oom`: from a blocked pool to the memory freed.
+//! - [`queries`]: `bench queries`: `SELECT 1` through a coordinator.
+//! - [`scale`]: `bench scale`: 100,000 queued queries.
+//! - [`writes`]: `bench writes`: durable canary writes on the leader.
 
+pub mod admission;
+pub mod disk;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+pub mod eventual;
+pub mod heartbeats;
+pub mod oom;
+pub mod queries;
+pub mod scale;
+pub mod writes;
+
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use serde::Serialize;
+use anyhow::{Context, Result};
+use common::session::{KeeperSpec, SessionKeeper};
 
-use crate::cluster::LocalCluster;
+use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::rm_client::RmClient;
-use crate::stats::{summarize, Summary};
-use crate::trino::TrinoClient;
+use crate::stats::Summary;
 
-#[derive(Debug, Serialize)]
-pub struct WriteRun {
-    pub clients: usize,
-    pub seconds: f64,
-    pub writes: usize,
-    pub errors: usize,
-    pub writes_per_sec: f64,
-    pub latency: Option<Summary>,
+/// A bench's run: its directory (`store/bench-NAME/<stamp>`), the
+/// resource-groups file its RMs run with (if any), and the RMs.
+pub struct BenchCluster {
+    pub dir: PathBuf,
+    pub groups: Option<PathBuf>,
+    pub cluster: LocalCluster,
+}
+
+impl BenchCluster {
+    /// The resource-groups file, for a data plane beside the RMs.
+    pub fn groups_file(&self) -> Result<PathBuf> {
+        self.groups
+            .clone()
+            .context("this bench's RMs run without a resource-groups file")
+    }
+}
+
+/// A run directory `store/NAME/<stamp>` and RMs as `template` says (nodes,
+/// binaries) on free ports, their data in the directory's `cluster/`;
+/// with `groups`, running those resource groups (JSON); with `rm_args`.
+pub fn start_cluster(
+    template: &ClusterSpec,
+    name: &str,
+    groups: Option<&str>,
+    rm_args: &[String],
+) -> Result<BenchCluster> {
+    let dir = crate::store::run_dir(name)?;
+    let mut spec = template.clone();
+    spec.dir = dir.join("cluster");
+    spec.base_port = 0;
+    spec.node_args = Vec::new();
+    let groups = match groups {
+        Some(text) => {
+            std::fs::create_dir_all(dir.join("cluster"))?;
+            // Absolute, because each node runs from its own directory.
+            let file = std::fs::canonicalize(&dir)?.join("resource-groups.json");
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+            spec.node_args = vec!["--resource-groups".into(), file.display().to_string()];
+            Some(file)
+        }
+        None => None,
+    };
+    spec.node_args.extend_from_slice(rm_args);
+    let cluster = LocalCluster::start(spec)?;
+    Ok(BenchCluster {
+        dir,
+        groups,
+        cluster,
+    })
+}
+
+/// One level of a bench (a client count, a mode, a load), as measured.
+pub trait Level {
+    /// The line printed as the level finishes; `None` for a bench that
+    /// prints one table at the end instead.
+    fn line(&self) -> Option<String>;
+}
+
+/// Runs `run` on each level in turn, printing each one's line as it
+/// finishes; answers every level's figures, in order.
+pub async fn sweep<L, R, F, Fut>(levels: impl IntoIterator<Item = L>, mut run: F) -> Result<Vec<R>>
+where
+    R: Level,
+    F: FnMut(L) -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    let mut runs = Vec::new();
+    for level in levels {
+        let r = run(level).await?;
+        if let Some(line) = r.line() {
+            println!("{line}");
+        }
+        runs.push(r);
+    }
+    Ok(runs)
 }
 
 /// The address of the leader the nodes agree on (waits up to 15 s).
@@ -185,58 +281,6 @@ where
     })
 }
 
-/// Runs `clients` closed-loop writers for `duration` against the leader
-/// (each waits for its acknowledgement before the next write).
-pub async fn run_writes(
-    cluster: &LocalCluster,
-    clients: usize,
-    duration: Duration,
-    tag: &str,
-) -> Result<WriteRun> {
-    let addr = leader_addr(cluster).await?;
-    let (client, tag) = (cluster.client.clone(), tag.to_string());
-    let run = closed_loop(clients, duration, move |k, seq| {
-        let (client, addr, name) = (client.clone(), addr.clone(), format!("bench-{tag}-{k}"));
-        async move {
-            let t = Instant::now();
-            match client.canary(&addr, &name, seq).await {
-                Ok(_) => Outcome {
-                    first: Some(t.elapsed()),
-                    ..Default::default()
-                },
-                Err(_) => Outcome {
-                    errors: 1,
-                    ..Default::default()
-                },
-            }
-        }
-    })
-    .await?;
-    Ok(WriteRun {
-        clients,
-        seconds: run.seconds,
-        writes: run.first.len(),
-        errors: run.errors,
-        writes_per_sec: run.first.len() as f64 / run.seconds,
-        latency: summarize(&run.first),
-    })
-}
-
-#[derive(Debug, Serialize)]
-pub struct AdmissionRun {
-    pub clients: usize,
-    pub seconds: f64,
-    /// Acquires admitted.
-    pub acquires: usize,
-    /// Acquire + release pairs completed.
-    pub cycles: usize,
-    pub errors: usize,
-    pub acquires_per_sec: f64,
-    /// Latency of the acquire alone (linearizable: one commit).
-    pub acquire_latency: Option<Summary>,
-    pub release_latency: Option<Summary>,
-}
-
 /// The admission limit of the bench's narrow groups: the hot group and
 /// each of the spread groups (the etcd side enforces the same).
 pub const LIMIT: u64 = 64;
@@ -265,11 +309,11 @@ pub fn bench_groups() -> String {
 
 /// A coordinator session on the leader for a bench's load, once the
 /// cluster has its resource-group configuration: the leader's address, the
-/// session, and the task that renews it (abort it when the load is done).
+/// session, and its keeper (drop it when the load is done).
 pub async fn bench_session(
     cluster: &LocalCluster,
     coordinator: &str,
-) -> Result<(String, u64, tokio::task::JoinHandle<()>)> {
+) -> Result<(String, u64, SessionKeeper)> {
     let addr = leader_addr(cluster).await?;
     if !cluster
         .client
@@ -278,9 +322,17 @@ pub async fn bench_session(
     {
         anyhow::bail!("the cluster has no resource-group configuration after 15 s");
     }
-    let session = cluster.client.register_session(&addr, coordinator).await?;
-    let renewal = cluster.client.keep_session_alive(&addr, session);
-    Ok((addr, session, renewal))
+    // Renewed every 2 s, so the session outlives any load (the lease is
+    // 10 s by default); the RM that registered it is asked every time.
+    let spec = KeeperSpec {
+        coordinator: coordinator.to_string(),
+        renew_every: Some(Duration::from_secs(2)),
+        fan_out: false,
+        give_up_after_lease: false,
+    };
+    let keeper = SessionKeeper::start(cluster.client.at(&addr), spec, |_| {});
+    let session = keeper.registered(Duration::from_secs(15)).await?;
+    Ok((addr, session, keeper))
 }
 
 /// One admission cycle of query `q` in `group` on `addr`, timed: acquire,
@@ -303,99 +355,4 @@ pub async fn admission_cycle(
     };
     let release = async { client.release(addr, q).await.is_ok() };
     timed_cycle(acquire, release).await
-}
-
-/// `clients` closed-loop clients, each acquiring a fresh query id on the
-/// leader and releasing it, for `duration`; client `k` in group
-/// `groups[k % groups.len()]`.
-pub async fn run_admission(
-    cluster: &LocalCluster,
-    clients: usize,
-    duration: Duration,
-    tag: &str,
-    groups: &[String],
-) -> Result<AdmissionRun> {
-    let (addr, session, renewal) = bench_session(cluster, &format!("bench-{tag}")).await?;
-    let (client, tag) = (cluster.client.clone(), tag.to_string());
-    let groups = Arc::new(groups.to_vec());
-    let run = closed_loop(clients, duration, move |k, n| {
-        let (client, addr, q) = (client.clone(), addr.clone(), format!("b{tag}-{k}-{n}"));
-        let group = groups[k % groups.len()].clone();
-        async move { admission_cycle(&client, &addr, &q, &group, session).await }
-    })
-    .await;
-    renewal.abort();
-    let run = run?;
-    Ok(AdmissionRun {
-        clients,
-        seconds: run.seconds,
-        acquires: run.first.len(),
-        cycles: run.second.len(),
-        errors: run.errors,
-        acquires_per_sec: run.first.len() as f64 / run.seconds,
-        acquire_latency: summarize(&run.first),
-        release_latency: summarize(&run.second),
-    })
-}
-
-/// The resource groups the query bench runs against: one linearizable and
-/// one eventual group, wide enough that nothing queues for long; the user
-/// name picks the mode.
-pub const QUERY_GROUPS: &str = r#"{"rootGroups":[
-  {"name":"lin","hardConcurrencyLimit":100000,"maxQueued":100000},
-  {"name":"ev","hardConcurrencyLimit":100000,"maxQueued":100000,
-   "consistency":{"mode":"eventual","maxStalenessMs":1000}}],
- "selectors":[{"user":"lin","group":"lin"},{"user":"ev","group":"ev"}]}"#;
-
-#[derive(Debug, Serialize)]
-pub struct QueryRun {
-    pub mode: String,
-    pub clients: usize,
-    pub seconds: f64,
-    pub queries: usize,
-    pub errors: usize,
-    pub queries_per_sec: f64,
-    /// Submit until the client first sees the query past QUEUED.
-    pub admission_latency: Option<Summary>,
-    /// Submit until FINISHED.
-    pub query_latency: Option<Summary>,
-}
-
-/// `clients` closed-loop Trino-protocol clients running `SELECT 1` through
-/// `coordinator` as `user` (which selects the group, and so the mode).
-pub async fn run_queries(
-    coordinator: &str,
-    user: &str,
-    clients: usize,
-    duration: Duration,
-) -> Result<QueryRun> {
-    let client = TrinoClient::default();
-    let (coordinator, who) = (coordinator.to_string(), user.to_string());
-    let run = closed_loop(clients, duration, move |_, _| {
-        let (client, coordinator, who) = (client.clone(), coordinator.clone(), who.clone());
-        async move {
-            match client.run(&coordinator, &who, "SELECT 1", &[]).await {
-                Ok(e) if e.state == "FINISHED" => Outcome {
-                    first: Some(e.admitted_after.unwrap_or(e.elapsed)),
-                    second: Some(e.elapsed),
-                    errors: 0,
-                },
-                _ => Outcome {
-                    errors: 1,
-                    ..Default::default()
-                },
-            }
-        }
-    })
-    .await?;
-    Ok(QueryRun {
-        mode: user.to_string(),
-        clients,
-        seconds: run.seconds,
-        queries: run.second.len(),
-        errors: run.errors,
-        queries_per_sec: run.second.len() as f64 / run.seconds,
-        admission_latency: summarize(&run.first),
-        query_latency: summarize(&run.second),
-    })
 }

@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::bench::{closed_loop, Outcome};
-use crate::cluster::{LocalCluster, Target};
+use crate::cluster::{ClusterSpec, LocalCluster, Target};
 use crate::stats::{summarize, Summary};
 
 /// What a run is asked to do.
@@ -489,6 +489,39 @@ pub fn target_met(phases: &[Phase]) -> bool {
             let rate = p.offered_per_sec.unwrap_or(0.0);
             rate >= 20_000.0 && p.acked_per_sec >= 0.99 * rate && p.errors == 0 && p.rm_cores < 1.0
         })
+}
+
+/// `jepsen bench heartbeats`: every phase on plain RMs (no resource
+/// groups), the table, and whether the RM holds every simulated worker.
+pub async fn command(template: &ClusterSpec, spec: &HeartbeatSpec) -> Result<()> {
+    let b = super::start_cluster(template, "bench-heartbeats", None, &[])?;
+    let (phases, held) = run(&b.cluster, spec).await?;
+    print!("{}", table(&phases));
+    for h in &held {
+        println!(
+            "after {} workers: the RM's memory view holds {}, discovery {}, kills {}{}",
+            h.workers,
+            h.memory_workers,
+            h.discovered,
+            h.kills,
+            if h.ok() { "" } else { "  <- WRONG" }
+        );
+    }
+    let met = target_met(&phases);
+    println!(
+        "target (20,000 heartbeats/s acked on one RM using under one core): {}",
+        if met { "met" } else { "not met" }
+    );
+    let ok = held.iter().all(|h| h.ok());
+    crate::store::save_results(
+        &b.dir,
+        &serde_json::json!({"bench": "heartbeats", "nodes": template.nodes,
+            "phases": phases, "held": held, "target_met": met, "valid": ok}),
+    )?;
+    if !ok {
+        anyhow::bail!("the RM does not hold every simulated worker");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

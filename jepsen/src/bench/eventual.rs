@@ -21,8 +21,9 @@ use anyhow::{Context, Result};
 use common::http::HttpClient;
 use serde::Serialize;
 
-use crate::bench::{run_queries, QueryRun};
-use crate::cluster::{DataPlaneSpec, LocalCluster};
+use super::queries::{run_queries, QueryRun};
+use super::{start_cluster, sweep, Level};
+use crate::cluster::{ClusterSpec, DataPlaneSpec, LocalCluster};
 use crate::prometheus::{histogram, Histogram};
 use crate::trino::TrinoClient;
 
@@ -33,7 +34,7 @@ pub const DECISION_METRIC: &str = "coordinator_eventual_decision_seconds";
 /// The `path` label's values (see `coordinator::eventual::Decisions`).
 pub const PATHS: [&str; 4] = ["fresh", "fetch", "queued", "no_view"];
 
-/// The user whose queries `bench::QUERY_GROUPS` puts in its eventual group.
+/// The user whose queries `bench::queries::QUERY_GROUPS` puts in its eventual group.
 const EVENTUAL_USER: &str = "ev";
 
 /// Queries run before measuring, so the first level does not pay for the
@@ -118,7 +119,7 @@ async fn scrape(http: &HttpClient, coordinator: &str) -> Result<BTreeMap<String,
 
 /// One level per entry of `clients`, each for `duration`, on the
 /// coordinator `start_coordinator` answered (the groups must be
-/// `bench::QUERY_GROUPS`).
+/// `bench::queries::QUERY_GROUPS`).
 pub async fn run(
     coordinator: &str,
     clients: &[usize],
@@ -130,11 +131,11 @@ pub async fn run(
         warm.run(coordinator, EVENTUAL_USER, "SELECT 1", &[])
             .await?;
     }
-    let mut runs = Vec::new();
-    for &n in clients {
-        let before = scrape(&http, coordinator).await?;
+    let http = &http;
+    sweep(clients, |&n| async move {
+        let before = scrape(http, coordinator).await?;
         let client = run_queries(coordinator, EVENTUAL_USER, n, duration).await?;
-        let after = scrape(&http, coordinator).await?;
+        let after = scrape(http, coordinator).await?;
         let diff: BTreeMap<String, Histogram> = after
             .iter()
             .map(|(p, h)| {
@@ -150,7 +151,7 @@ pub async fn run(
         let total: u64 = by_path.values().sum();
         let fetched = by_path.get("fetch").copied().unwrap_or(0);
         let admissions = client.admission_latency.as_ref().map_or(0, |s| s.count);
-        runs.push(EventualRun {
+        Ok(EventualRun {
             admissions_per_sec: admissions as f64 / client.seconds,
             fresh: diff.get("fresh").cloned().unwrap_or_default().into(),
             fetch_fraction: if total == 0 {
@@ -160,9 +161,16 @@ pub async fn run(
             },
             decisions_by_path: by_path,
             client,
-        });
+        })
+    })
+    .await
+}
+
+/// The levels print nothing: the bench prints one table at the end.
+impl Level for EventualRun {
+    fn line(&self) -> Option<String> {
+        None
     }
-    Ok(runs)
 }
 
 /// The bench's table, as Markdown.
@@ -205,4 +213,28 @@ pub fn table(runs: &[EventualRun]) -> String {
 pub fn target_met(runs: &[EventualRun]) -> bool {
     runs.iter()
         .all(|r| r.fresh.p99_le_ms.is_some_and(|p| p < 1.0))
+}
+
+/// `jepsen bench eventual`: one level per entry of `clients`, `seconds`
+/// each, then the table.
+pub async fn command(template: &ClusterSpec, clients: &[usize], seconds: u64) -> Result<()> {
+    let mut b = start_cluster(
+        template,
+        "bench-eventual",
+        Some(super::queries::QUERY_GROUPS),
+        &[],
+    )?;
+    let groups = b.groups_file()?;
+    let coordinator = start_coordinator(&mut b.cluster, groups).await?;
+    let runs = run(&coordinator, clients, Duration::from_secs(seconds)).await?;
+    print!("{}", table(&runs));
+    let met = target_met(&runs);
+    println!(
+        "target (fresh-view decision p99 under 1 ms): {}",
+        if met { "met" } else { "not met" }
+    );
+    crate::store::save_results(
+        &b.dir,
+        &serde_json::json!({"bench": "eventual", "runs": runs, "target_met": met}),
+    )
 }

@@ -25,8 +25,9 @@ use etcd_client::{
 };
 use serde::Serialize;
 
-use crate::bench::{closed_loop, run_admission, timed_cycle, HOT_GROUP, LIMIT};
-use crate::cluster::LocalCluster;
+use super::admission::run_admission;
+use super::{closed_loop, sweep, timed_cycle, Level, HOT_GROUP, LIMIT};
+use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::stats::{summarize, Summary};
 
 /// What to say when there is no `etcd` to run.
@@ -416,7 +417,7 @@ pub fn loads(clients: usize) -> Vec<Load> {
 }
 
 /// Runs every load on both systems, `rounds` times: per round and load,
-/// `raft-rm` first, then etcd.
+/// `raft-rm` first, then etcd; prints each row as it is measured.
 pub async fn compare(
     ours: &LocalCluster,
     etcd_leader: &str,
@@ -424,48 +425,108 @@ pub async fn compare(
     duration: Duration,
     rounds: usize,
 ) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for round in 1..=rounds {
-        for load in loads(clients) {
-            let tag = format!("{}-r{round}", load.name);
-            let r = run_admission(ours, load.clients, duration, &tag, &load.groups).await?;
-            let row = Row {
-                load: load.name.into(),
-                system: "raft-rm".into(),
-                round,
-                clients: load.clients,
-                groups: load.groups.len(),
-                seconds: r.seconds,
-                admissions: r.acquires,
-                admissions_per_sec: r.acquires_per_sec,
-                acquire_latency: r.acquire_latency,
-                release_latency: r.release_latency,
-                conflicts: 0,
-                errors: r.errors,
-            };
-            println!("{}", table_line(&row));
-            rows.push(row);
-            let (r, conflicts) =
-                run_etcd_admission(etcd_leader, load.clients, &load.groups, duration, &tag).await?;
-            let row = Row {
-                load: load.name.into(),
-                system: "etcd".into(),
-                round,
-                clients: load.clients,
-                groups: load.groups.len(),
-                seconds: r.seconds,
-                admissions: r.first.len(),
-                admissions_per_sec: r.first.len() as f64 / r.seconds,
-                acquire_latency: summarize(&r.first),
-                release_latency: summarize(&r.second),
-                conflicts,
-                errors: r.errors,
-            };
-            println!("{}", table_line(&row));
-            rows.push(row);
+    let levels = (1..=rounds).flat_map(|round| {
+        loads(clients)
+            .into_iter()
+            .flat_map(move |load| [System::RaftRm, System::Etcd].map(|s| (round, load.clone(), s)))
+    });
+    sweep(levels, |(round, load, system)| async move {
+        let tag = format!("{}-r{round}", load.name);
+        let row = |seconds, admissions, acquire_latency, release_latency, conflicts, errors| Row {
+            load: load.name.into(),
+            system: system.name().into(),
+            round,
+            clients: load.clients,
+            groups: load.groups.len(),
+            seconds,
+            admissions,
+            admissions_per_sec: admissions as f64 / seconds,
+            acquire_latency,
+            release_latency,
+            conflicts,
+            errors,
+        };
+        Ok(match system {
+            System::RaftRm => {
+                let r = run_admission(ours, load.clients, duration, &tag, &load.groups).await?;
+                row(
+                    r.seconds,
+                    r.acquires,
+                    r.acquire_latency,
+                    r.release_latency,
+                    0,
+                    r.errors,
+                )
+            }
+            System::Etcd => {
+                let (r, conflicts) =
+                    run_etcd_admission(etcd_leader, load.clients, &load.groups, duration, &tag)
+                        .await?;
+                row(
+                    r.seconds,
+                    r.first.len(),
+                    summarize(&r.first),
+                    summarize(&r.second),
+                    conflicts,
+                    r.errors,
+                )
+            }
+        })
+    })
+    .await
+}
+
+/// The two systems a row measures.
+#[derive(Debug, Clone, Copy)]
+enum System {
+    RaftRm,
+    Etcd,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::RaftRm => "raft-rm",
+            System::Etcd => "etcd",
         }
     }
-    Ok(rows)
+}
+
+impl Level for Row {
+    fn line(&self) -> Option<String> {
+        Some(table_line(self))
+    }
+}
+
+/// `jepsen bench etcd`: both clusters on loopback (as many etcd members as
+/// RMs), the rows, the summary, the ratios against their targets.
+pub async fn command(
+    template: &ClusterSpec,
+    clients: usize,
+    seconds: u64,
+    rounds: usize,
+) -> Result<()> {
+    let groups = super::bench_groups();
+    let b = super::start_cluster(template, "bench-etcd", Some(&groups), &[])?;
+    let mut etcd = EtcdCluster::start(&b.dir.join("etcd"), template.nodes as usize)?;
+    let leader = etcd.wait_leader(Duration::from_secs(30)).await?;
+    println!("{TABLE_HEADER}");
+    let rows = compare(
+        &b.cluster,
+        &leader,
+        clients,
+        Duration::from_secs(seconds),
+        rounds,
+    )
+    .await?;
+    println!("\n{}", summary(&rows));
+    let ratios = ratios(&rows);
+    crate::store::save_results(
+        &b.dir,
+        &serde_json::json!({"bench": "etcd", "nodes": template.nodes,
+            "limit": LIMIT, "rows": rows, "ratios": ratios,
+            "targets": targets(&ratios)}),
+    )
 }
 
 /// The table's header, matching [`table_line`].

@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::bench::{bench_session, counted_loop, Outcome};
-use crate::cluster::{LocalCluster, Target};
+use crate::cluster::{ClusterSpec, LocalCluster, Target};
 use crate::prometheus::value;
 use crate::rm_client::{RmClient, SnapshotReport};
 use crate::stats::{summarize, Summary};
@@ -294,7 +294,7 @@ async fn fill(c: &LocalCluster, spec: Spec) -> Result<(Fill, Vec<Tenth>, String)
     };
     let run = counted_loop(spec.clients, total, done, op).await;
     progress.abort();
-    renewal.abort();
+    drop(renewal);
     let run = run?;
     let latencies: Vec<Option<Duration>> = run.outcomes.iter().map(|o| o.first).collect();
     let tenths = (0..10)
@@ -489,6 +489,20 @@ fn parse_resident_kb(status: &str) -> Option<(u64, u64)> {
         line[name.len()..].split_whitespace().next()?.parse().ok()
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// `jepsen bench scale`: the run on RMs with the spec's groups, saved, then
+/// checked against its targets.
+pub async fn command(template: &ClusterSpec, spec: Spec) -> Result<()> {
+    let mut b = super::start_cluster(
+        template,
+        "bench-scale",
+        Some(&spec.resource_groups()),
+        &Spec::rm_args(),
+    )?;
+    let report = run(&mut b.cluster, spec).await?;
+    crate::store::save_results(&b.dir, &report)?;
+    report.check()
 }
 
 #[cfg(test)]

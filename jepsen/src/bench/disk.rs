@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::bench::scale::{memory, Memory};
 use crate::bench::{admission_cycle, bench_session, counted_loop};
-use crate::bench_scale::{memory, Memory};
-use crate::cluster::LocalCluster;
+use crate::cluster::{ClusterSpec, LocalCluster};
 use crate::prometheus::value;
 use crate::rm_client::RmClient;
 use crate::stats::{summarize, Summary};
@@ -276,7 +276,7 @@ pub async fn run(c: &LocalCluster, spec: Spec) -> Result<Report> {
         }
     };
     let run = counted_loop(spec.clients, spec.cycles, done, op).await;
-    renewal.abort();
+    drop(renewal);
     let run = run?;
     let mut sampler = sampling.await?;
     sampler.take("end", spec.cycles).await;
@@ -370,6 +370,16 @@ pub fn dir_size(dir: &Path) -> (u64, u64, u64) {
         }
     }
     total
+}
+
+/// `jepsen bench disk`: the run on RMs with [`crate::bench::bench_groups`],
+/// saved, then checked against its targets.
+pub async fn command(template: &ClusterSpec, spec: Spec) -> Result<()> {
+    let groups = super::bench_groups();
+    let b = super::start_cluster(template, "bench-disk", Some(&groups), &[])?;
+    let report = run(&b.cluster, spec).await?;
+    crate::store::save_results(&b.dir, &report)?;
+    report.check()
 }
 
 #[cfg(test)]
