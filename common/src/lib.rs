@@ -9,6 +9,9 @@
 //!   modes are enums): admission, health and views, memory, worker tasks.
 //! - [`rm`]: the one client of the RM group, with the one failover, retry
 //!   and leader-hint policy, typed per route.
+//! - [`service`]: the one start/stop scaffolding of the three services
+//!   (runtime and exit status, listener, SIGINT/SIGTERM, a supervisor of
+//!   their tasks with a graceful HTTP shutdown).
 //! - [`session`]: the one keeper of a coordinator session (register, renew,
 //!   report expiry, re-register), for coordinators and harness clients.
 //! - [`auth`]: the internal shared secret (as Presto's
@@ -41,6 +44,7 @@ pub mod net;
 /// so that the pure state machine can use it without this crate's I/O.
 pub use resource_groups;
 pub mod rm;
+pub mod service;
 pub mod session;
 pub mod telemetry;
 pub mod units;

@@ -219,6 +219,8 @@ impl Keeper {
             self.latest.send_replace(Some(session));
             self.current.send_replace(Some(session));
             (self.on_event)(SessionEvent::Registered(session));
+            // Renewal failures are logged once per outage, not every round.
+            let mut failing = false;
             let ended = loop {
                 let every = self.spec.renew_every.unwrap_or(lease / 3);
                 tokio::select! {
@@ -237,6 +239,9 @@ impl Keeper {
                 };
                 match round {
                     Round::Renewed { lease: l } => {
+                        if std::mem::take(&mut failing) {
+                            tracing::info!(session, "session renewed again");
+                        }
                         lease = l;
                         valid_until = sent + safe(lease);
                         self.lease.set(Some(valid_until));
@@ -245,8 +250,12 @@ impl Keeper {
                         tracing::warn!(session, "session expired; its admissions are revoked");
                         break SessionEvent::Expired(session);
                     }
+                    Round::Failed(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(session, error = %e, "cannot renew the session; retrying");
+                    }
                     Round::Failed(e) => {
-                        tracing::warn!(session, error = %e, "cannot renew the session")
+                        tracing::debug!(session, error = %e, "cannot renew the session")
                     }
                 }
                 if self.spec.give_up_after_lease && Instant::now() >= valid_until {

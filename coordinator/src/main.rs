@@ -29,30 +29,13 @@ fn main() {
     for w in &config.groups.warnings {
         tracing::warn!("resource groups: {w}");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("coordinator: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    std::process::exit(runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("coordinator: cannot listen on {}: {e}", config.listen);
-                return 1;
-            }
-        };
-        let c = match coordinator::node::start(config, listener).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("coordinator: {e}");
-                return 1;
-            }
-        };
-        let _ = tokio::signal::ctrl_c().await;
+    common::service::run_process("coordinator", || async move {
+        let listener = common::service::bind(config.listen).await?;
+        let c = coordinator::node::start(config, listener)
+            .await
+            .map_err(common::service::Exit::failure)?;
+        common::service::until_signalled().await;
         c.shutdown().await;
-        0
-    }));
+        Ok(())
+    })
 }

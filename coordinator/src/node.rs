@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use common::http::HttpClient;
 use common::rm::RmClient;
+use common::service::Supervisor;
 use common::session::{KeeperSpec, SessionKeeper};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::config::CoordinatorConfig;
 use crate::events::Events;
@@ -17,8 +16,7 @@ use crate::query::Coordinator;
 pub struct RunningCoordinator {
     pub addr: std::net::SocketAddr,
     pub coordinator: Arc<Coordinator>,
-    stop: watch::Sender<bool>,
-    handles: Vec<JoinHandle<()>>,
+    tasks: Supervisor,
     /// Renews the session until the coordinator stops (dropping it stops it).
     _session: SessionKeeper,
 }
@@ -36,7 +34,8 @@ pub async fn start(
         config.rms.clone(),
         HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
     ));
-    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Supervisor::default();
+    let stop_rx = tasks.stopping();
     let session = SessionKeeper::start((*rms).clone(), KeeperSpec::coordinator(&config.id), |_| {});
     let events = Arc::new(Events::default());
     let kills = events.kills();
@@ -49,57 +48,46 @@ pub async fn start(
         events.clone(),
         eventual.clone(),
     ));
-    let mut handles = vec![
-        tokio::spawn(crate::events::follow(
-            rms.clone(),
-            config.id.clone(),
-            events,
-            stop_rx.clone(),
-        )),
-        tokio::spawn(coordinator.clone().reap(stop_rx.clone())),
-        tokio::spawn(coordinator.clone().apply_kills(kills, stop_rx.clone())),
-        tokio::spawn(eventual.refresh(
+    tasks.spawn(
+        "events",
+        crate::events::follow(rms.clone(), config.id.clone(), events, stop_rx.clone()),
+    );
+    tasks.spawn("reaper", coordinator.clone().reap(stop_rx.clone()));
+    tasks.spawn(
+        "kills",
+        coordinator.clone().apply_kills(kills, stop_rx.clone()),
+    );
+    tasks.spawn(
+        "eventual",
+        eventual.refresh(
             rms,
             config.id.clone(),
             config.groups.clone(),
             config.refresh,
-            stop_rx.clone(),
-        )),
-    ];
+            stop_rx,
+        ),
+    );
     let state = AppState {
         coordinator: coordinator.clone(),
         external_url,
         started: Instant::now(),
     };
-    let mut server_stop = stop_rx;
-    handles.push(tokio::spawn(async move {
-        let stopped = async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, router(state))
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
+    tasks.serve(listener, router(state));
     tracing::info!(id = %config.id, %addr, "coordinator started");
     Ok(RunningCoordinator {
         addr,
         coordinator,
-        stop,
-        handles,
+        tasks,
         _session: session,
     })
 }
 
 impl RunningCoordinator {
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.tasks.signal_stop();
         self.coordinator.abort_all();
-        for h in self.handles {
-            h.abort();
-            let _ = h.await;
-        }
+        // No grace: the queries were aborted, and a client's long poll
+        // must not hold the coordinator up.
+        self.tasks.shutdown(Duration::ZERO).await;
     }
 }

@@ -97,3 +97,36 @@ fn bad_flags_and_files_give_one_line_and_exit_status_2() {
         );
     }
 }
+
+/// SIGTERM (what a service manager sends) stops the coordinator
+/// gracefully: exit status 0, not death by the signal.
+#[test]
+fn sigterm_stops_the_coordinator_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = dir.path().join("groups.json");
+    std::fs::write(
+        &groups,
+        r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1}]}"#,
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let child = Command::new(BIN)
+        .args(["--id", "c1", "--listen", "127.0.0.1:0", "--rm", &closed])
+        .arg("--resource-groups")
+        .arg(&groups)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Past start-up: the signal handler is installed once it serves.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use common::service::Exit;
 use raft_rm::config::{NodeConfig, RawConfig};
 use raft_rm::node::{self, NodeOptions, StartError};
 
@@ -39,63 +40,36 @@ fn main() {
         Err(e) => e.exit(),
     };
     common::telemetry::init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("raft-rm: cannot start the async runtime: {e}");
-            std::process::exit(1);
+    let config = match cli.command {
+        Some(Command::Admin(args)) => common::service::run_process("raft-rm", || async {
+            Exit::status(raft_rm::admin_cli::run(args).await)
+        }),
+        Some(Command::Inspect(args)) => common::service::run_process("raft-rm", || async {
+            Exit::status(raft_rm::inspect::run(args).await)
+        }),
+        None => {
+            let raw = match &cli.config {
+                Some(path) => match RawConfig::from_file(path) {
+                    Ok(file) => cli.node.or(file),
+                    Err(e) => common::cli::usage_error("raft-rm", e),
+                },
+                None => cli.node,
+            };
+            NodeConfig::from_raw(raw).unwrap_or_else(|e| common::cli::usage_error("raft-rm", e))
         }
     };
-    match cli.command {
-        Some(Command::Admin(args)) => {
-            std::process::exit(runtime.block_on(raft_rm::admin_cli::run(args)))
-        }
-        Some(Command::Inspect(args)) => {
-            std::process::exit(runtime.block_on(raft_rm::inspect::run(args)))
-        }
-        None => {}
-    }
-    let raw = match &cli.config {
-        Some(path) => match RawConfig::from_file(path) {
-            Ok(file) => cli.node.or(file),
-            Err(e) => common::cli::usage_error("raft-rm", e),
-        },
-        None => cli.node,
-    };
-    let config =
-        NodeConfig::from_raw(raw).unwrap_or_else(|e| common::cli::usage_error("raft-rm", e));
-    std::process::exit(runtime.block_on(run(config)));
+    common::service::run_process("raft-rm", || run(config))
 }
 
-async fn run(config: NodeConfig) -> i32 {
+async fn run(config: NodeConfig) -> Result<(), Exit> {
     let node = match node::start(config, NodeOptions::default()).await {
         Ok(n) => n,
         Err(e @ StartError::Store(raft_rm::store::OpenError::Identity(_))) => {
-            eprintln!("raft-rm: {e}");
-            return common::cli::EXIT_USAGE;
+            return Err(Exit::usage(e));
         }
-        Err(e) => {
-            eprintln!("raft-rm: {e}");
-            return 1;
-        }
+        Err(e) => return Err(Exit::failure(e)),
     };
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    common::service::until_signalled().await;
     node.shutdown().await;
-    0
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    Ok(())
 }

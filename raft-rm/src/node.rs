@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use common::clock::SharedClock;
 use common::http::HttpClient;
+use common::service::Supervisor;
 use openraft::error::{InitializeError, RaftError};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
 use crate::core::{Core, CoreParts, StartupLog};
@@ -63,8 +62,7 @@ pub struct RunningNode {
     pub raft: Raft,
     pub state: AppState,
     pub faults: LinkFaults,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Supervisor,
 }
 
 /// Binds `config.listen` and starts the node.
@@ -121,8 +119,9 @@ pub async fn start_with_listener(
         addr: config.listen,
         source,
     })?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let (core, mut tasks) = Core::start(
+    let mut tasks = Supervisor::default();
+    let shutdown_rx = tasks.stopping();
+    let (core, core_tasks) = Core::start(
         CoreParts {
             id: config.id,
             raft: raft.clone(),
@@ -136,6 +135,9 @@ pub async fn start_with_listener(
         },
         shutdown_rx.clone(),
     );
+    for task in core_tasks {
+        tasks.adopt("core", task);
+    }
     let state = AppState {
         core: core.clone(),
         identity: stores.identity.clone(),
@@ -146,48 +148,43 @@ pub async fn start_with_listener(
         killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
     };
 
-    let app =
-        crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let mut server_stop = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let stop = async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
-    tasks.push(tokio::spawn(crate::election::run(
-        config.id,
-        raft.clone(),
-        config.timings.clone(),
-        elections,
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::metrics::follow_raft(
-        metrics,
-        raft.clone(),
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::killer::run(
-        core,
-        state.killer.clone(),
-        state.soft.clone(),
-        shutdown_rx.clone(),
-    )));
+    tasks.serve(listener, crate::http::router(state.clone()));
+    tasks.spawn(
+        "election",
+        crate::election::run(
+            config.id,
+            raft.clone(),
+            config.timings.clone(),
+            elections,
+            shutdown_rx.clone(),
+        ),
+    );
+    tasks.spawn(
+        "metrics",
+        crate::metrics::follow_raft(metrics, raft.clone(), shutdown_rx.clone()),
+    );
+    tasks.spawn(
+        "killer",
+        crate::killer::run(
+            core,
+            state.killer.clone(),
+            state.soft.clone(),
+            shutdown_rx.clone(),
+        ),
+    );
 
     let lowest = config.peers.keys().next().copied();
     if pristine && lowest == Some(config.id) && !config.join {
-        tasks.push(tokio::spawn(bootstrap(
-            raft.clone(),
-            stores.identity,
-            http,
-            config.id,
-            config.peers.clone(),
-        )));
+        tasks.spawn(
+            "bootstrap",
+            bootstrap(
+                raft.clone(),
+                stores.identity,
+                http,
+                config.id,
+                config.peers.clone(),
+            ),
+        );
     } else if pristine {
         tracing::info!("empty data dir; waiting for the leader to replicate to this node");
     }
@@ -198,7 +195,6 @@ pub async fn start_with_listener(
         raft,
         state,
         faults: options.faults,
-        shutdown,
         tasks,
     })
 }
@@ -206,14 +202,13 @@ pub async fn start_with_listener(
 impl RunningNode {
     /// Stops Raft, the ticker and the HTTP server, and waits for them.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
+        self.tasks.signal_stop();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
-        for task in self.tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        // No grace: a test restarts nodes in place, and a long poll (the
+        // watch) must not hold the port; Raft has stopped already.
+        self.tasks.shutdown(Duration::ZERO).await;
     }
 }
 

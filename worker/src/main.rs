@@ -26,32 +26,14 @@ fn main() {
         .validate()
         .unwrap_or_else(|e| common::cli::usage_error("worker", e));
     common::telemetry::init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("worker: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    std::process::exit(runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("worker: cannot listen on {}: {e}", config.listen);
-                return 1;
-            }
-        };
-        let w = match worker::node::start(config, listener, common::clock::SystemClock::shared())
+    common::service::run_process("worker", || async move {
+        let listener = common::service::bind(config.listen).await?;
+        let clock = common::clock::SystemClock::shared();
+        let w = worker::node::start(config, listener, clock)
             .await
-        {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("worker: {e}");
-                return 1;
-            }
-        };
-        let _ = tokio::signal::ctrl_c().await;
+            .map_err(common::service::Exit::failure)?;
+        common::service::until_signalled().await;
         w.shutdown().await;
-        0
-    }));
+        Ok(())
+    })
 }

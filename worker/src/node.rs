@@ -6,8 +6,7 @@ use std::time::Duration;
 use common::clock::SharedClock;
 use common::http::HttpClient;
 use common::rm::RmClient;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use common::service::Supervisor;
 
 use crate::config::WorkerConfig;
 use crate::http::{router, WorkerMetrics, WorkerState};
@@ -18,8 +17,8 @@ use crate::tasks::Tasks;
 pub struct RunningWorker {
     pub addr: std::net::SocketAddr,
     pub tasks: Arc<Tasks>,
-    stop: watch::Sender<bool>,
-    handles: Vec<JoinHandle<()>>,
+    /// The server, the reporter and the fencing loop.
+    tasks_running: Supervisor,
 }
 
 /// Starts on an already bound listener (tests bind port 0 first).
@@ -41,25 +40,15 @@ pub async fn start(
         config.rms.clone(),
         HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
     );
-    let (stop, stop_rx) = watch::channel(false);
+    let mut supervisor = Supervisor::default();
+    let stop_rx = supervisor.stopping();
     let state = WorkerState {
         node_id: config.id.clone(),
         tasks: tasks.clone(),
         secret: config.secret.clone(),
         metrics: Arc::new(WorkerMetrics::default()),
     };
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, router(state))
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    supervisor.serve(listener, router(state));
     let reporter = Reporter {
         node_id: config.id.clone(),
         advertise,
@@ -67,26 +56,22 @@ pub async fn start(
         interval: config.heartbeat,
         tasks: tasks.clone(),
     };
-    let report = tokio::spawn(reporter.run(stop_rx.clone()));
-    let fence = tokio::spawn(crate::fencing::follow_revocations(
-        rms,
-        tasks.clone(),
-        stop_rx,
-    ));
+    supervisor.spawn("report", reporter.run(stop_rx.clone()));
+    supervisor.spawn(
+        "fencing",
+        crate::fencing::follow_revocations(rms, tasks.clone(), stop_rx),
+    );
     tracing::info!(id = %config.id, %addr, "worker started");
     Ok(RunningWorker {
         addr,
         tasks,
-        stop,
-        handles: vec![server, report, fence],
+        tasks_running: supervisor,
     })
 }
 
 impl RunningWorker {
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for h in self.handles {
-            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
-        }
+        // Up to 5 s for open requests and loops to end.
+        self.tasks_running.shutdown(Duration::from_secs(5)).await;
     }
 }

@@ -61,3 +61,45 @@ fn bad_flags_give_one_line_and_exit_status_2() {
         );
     }
 }
+
+/// SIGTERM (what a service manager sends) stops the worker gracefully:
+/// exit status 0, not death by the signal.
+#[test]
+fn sigterm_stops_the_worker_with_status_0() {
+    use std::time::{Duration, Instant};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut child = Command::new(BIN)
+        .args(["--id", "w1", "--listen", "127.0.0.1:0", "--rm", &closed])
+        .args(["--memory-bytes", "1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Past start-up: the signal handler is installed once it serves.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker exited early"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

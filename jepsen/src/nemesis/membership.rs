@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use common::api::ClusterView;
 use common::http::HttpClient;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -94,23 +95,21 @@ async fn leader(c: &LocalCluster) -> Option<(u64, String)> {
 
 async fn try_view(c: &LocalCluster, http: &HttpClient) -> Option<View> {
     let (leader, addr) = leader(c).await?;
-    let v: Value = http
+    let v: ClusterView = http
         .get_json(&format!("http://{addr}/v1/cluster"), 1)
         .await
         .ok()?;
-    let ids = |voter: Option<bool>| -> BTreeSet<u64> {
-        v["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| voter.is_none() || m["voter"].as_bool() == voter)
-            .filter_map(|m| m["id"].as_u64())
+    let ids = |voters_only: bool| -> BTreeSet<u64> {
+        v.members
+            .iter()
+            .filter(|m| m.voter || !voters_only)
+            .map(|m| m.id)
             .collect()
     };
     Some(View {
         leader,
-        voters: ids(Some(true)),
-        members: ids(None),
+        voters: ids(true),
+        members: ids(false),
     })
 }
 
