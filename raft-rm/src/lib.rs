@@ -29,6 +29,8 @@
 //!   per RM and not replicated.
 //! - [`log_clock`]: the time a leader stamps into the log, kept to the rate
 //!   of its monotonic clock so a jumping wall clock cannot expire sessions.
+//! - [`failpoints`]: where faults and crashes can be injected (feature
+//!   `failpoints`; `RAFT_RM_CRASH_AT`).
 //! - [`killer`]: the leader's low-memory killer and per-query memory limits,
 //!   deciding through the log: a pure `plan` and the loop that feeds it,
 //!   proposing through the core.
@@ -39,6 +41,7 @@ pub mod admin_cli;
 pub mod config;
 pub mod core;
 pub mod election;
+pub mod failpoints;
 pub mod http;
 pub mod inspect;
 pub mod killer;

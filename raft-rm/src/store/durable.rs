@@ -17,6 +17,13 @@
 //!   synced yet, and the `blobs/` directory, before the data file. So
 //!   durability does not rest on the sizes.
 //!
+//! A failed fsync is fatal (PostgreSQL's "fsyncgate" lesson): after one,
+//! the kernel may have dropped the dirty pages it could not write, and a
+//! later fsync can succeed without them. So the first failure poisons the
+//! database: that request and every later one fail, and the store's
+//! `on_fatal` hook runs once (a node exits non-zero and restarts from what
+//! is on disk).
+//!
 //! Group commit: one syncer thread serves every durability request. It takes
 //! all the requests queued so far, runs one `flush` + `fdatasync`, and then
 //! completes them all. The ordering rule is that a request is queued only
@@ -38,6 +45,22 @@ pub const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 
 /// Called once with the outcome of the sync that covered the request.
 pub type SyncDone = Box<dyn FnOnce(std::io::Result<()>) + Send>;
+
+/// Runs once when a sync fails: the database can no longer promise
+/// durability.
+pub type OnFatal = Arc<dyn Fn(&std::io::Error) + Send + Sync>;
+
+/// What a node does when its disk fails a sync: say so and exit, so a
+/// supervisor restarts it from what is on disk.
+pub fn exit_on_fatal() -> OnFatal {
+    Arc::new(|e| {
+        tracing::error!(error = %e, "fsync failed: this node can no longer promise durability; exiting");
+        eprintln!(
+            "raft-rm: fsync failed ({e}); exiting so that a restart recovers from what is on disk"
+        );
+        std::process::exit(crate::store::EXIT_DISK);
+    })
+}
 
 #[derive(Clone)]
 pub struct DurableDb {
@@ -81,7 +104,7 @@ impl Drop for Syncer {
 }
 
 impl DurableDb {
-    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    pub fn open(dir: &Path, metrics: Arc<Metrics>, on_fatal: OnFatal) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
             .path(dir)
@@ -105,6 +128,9 @@ impl DurableDb {
             synced_blobs: HashSet::new(),
             metrics,
             queue: queue.clone(),
+            poisoned: None,
+            fatal_reported: false,
+            on_fatal,
         };
         let thread = std::thread::Builder::new()
             .name("sled-sync".into())
@@ -160,6 +186,10 @@ struct SyncWorker {
     synced_blobs: HashSet<OsString>,
     metrics: Arc<Metrics>,
     queue: Arc<SyncQueue>,
+    /// The first sync failure; every later request fails with it.
+    poisoned: Option<String>,
+    fatal_reported: bool,
+    on_fatal: OnFatal,
 }
 
 impl SyncWorker {
@@ -168,7 +198,17 @@ impl SyncWorker {
     fn sync_once(&mut self) -> std::io::Result<()> {
         self.db.flush().map_err(sled_to_io)?;
         self.sync_new_blobs()?;
+        fail::fail_point!("durable::before-fdatasync", |_| Err(std::io::Error::other(
+            "injected fsync failure (failpoint durable::before-fdatasync)"
+        )));
         self.data_file.sync_data()
+    }
+
+    /// True the first time it is asked after a failure.
+    fn fatal_once(&mut self) -> bool {
+        let first = self.poisoned.is_some() && !self.fatal_reported;
+        self.fatal_reported |= first;
+        first
     }
 
     fn sync_new_blobs(&mut self) -> std::io::Result<()> {
@@ -215,17 +255,29 @@ impl SyncWorker {
                 }
                 std::mem::take(&mut state.waiting)
             };
-            let start = Instant::now();
-            let result = self.sync_once();
-            self.metrics.observe_fsync(start.elapsed(), batch.len());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, waiting = batch.len(), "fsync failed");
-            }
+            let result = match &self.poisoned {
+                Some(first) => Err(std::io::Error::other(format!(
+                    "an earlier fsync failed ({first}); nothing written since is durable"
+                ))),
+                None => {
+                    let start = Instant::now();
+                    let result = self.sync_once();
+                    self.metrics.observe_fsync(start.elapsed(), batch.len());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, waiting = batch.len(), "fsync failed");
+                        self.poisoned = Some(e.to_string());
+                    }
+                    result
+                }
+            };
             for done in batch {
                 done(match &result {
                     Ok(()) => Ok(()),
                     Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
                 });
+            }
+            if let (Err(e), true) = (&result, self.fatal_once()) {
+                (self.on_fatal)(e);
             }
         }
     }
@@ -242,11 +294,40 @@ pub fn sled_to_io(e: sled::Error) -> std::io::Error {
 mod tests {
     use super::*;
 
+    /// Hole: after a failed fsync the syncer carried on, and a later
+    /// successful one reported success for writes the failed one lost.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_fsync_poisons_every_later_sync_and_is_fatal_once() {
+        let scenario = fail::FailScenario::setup();
+        let dir = tempfile::tempdir().unwrap();
+        let fatal = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = fatal.clone();
+        let on_fatal: OnFatal = Arc::new(move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let db = DurableDb::open(dir.path(), Arc::new(Metrics::new()), on_fatal).unwrap();
+        let tree = db.tree("t").unwrap();
+        tree.insert("a", "1").unwrap();
+        db.sync().unwrap();
+        fail::cfg("durable::before-fdatasync", "1*return").unwrap();
+        tree.insert("b", "2").unwrap();
+        assert!(db.sync().is_err(), "the injected failure is reported");
+        tree.insert("c", "3").unwrap();
+        let later = db.sync();
+        assert!(
+            later.is_err(),
+            "a later sync must not vouch for lost writes"
+        );
+        assert_eq!(fatal.load(std::sync::atomic::Ordering::Relaxed), 1);
+        scenario.teardown();
+    }
+
     #[test]
     fn every_request_is_answered_and_concurrent_ones_share_syncs() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
-        let db = DurableDb::open(dir.path(), metrics.clone()).unwrap();
+        let db = DurableDb::open(dir.path(), metrics.clone(), Arc::new(|_| {})).unwrap();
         let tree = db.tree("t").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         for i in 0u32..200 {
@@ -271,13 +352,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = vec![7u8; 3 * 1024 * 1024];
         {
-            let db = DurableDb::open(dir.path(), Arc::new(Metrics::new())).unwrap();
+            let db =
+                DurableDb::open(dir.path(), Arc::new(Metrics::new()), Arc::new(|_| {})).unwrap();
             db.tree("t").unwrap().insert("big", big.clone()).unwrap();
             db.sync().unwrap();
             let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
             assert!(blobs >= 1, "expected sled to write a blob file");
         }
-        let db = DurableDb::open(dir.path(), Arc::new(Metrics::new())).unwrap();
+        let db = DurableDb::open(dir.path(), Arc::new(Metrics::new()), Arc::new(|_| {})).unwrap();
         assert_eq!(
             db.tree("t").unwrap().get("big").unwrap().unwrap().as_ref(),
             &big[..]

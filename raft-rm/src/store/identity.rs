@@ -25,7 +25,7 @@ pub enum IdentityError {
         found: NodeId,
         wanted: NodeId,
     },
-    #[error("data dir {dir}: corrupt identity record: {message}")]
+    #[error("data dir {dir}: corrupt identity record: {message}; this node cannot start on it: replace it as after a disk loss (docs/runbook-failover.md, \"Disk loss\")")]
     Corrupt { dir: String, message: String },
     #[error("this node belongs to cluster {ours}; request from cluster {theirs} refused")]
     WrongCluster { ours: String, theirs: String },

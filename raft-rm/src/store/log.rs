@@ -6,7 +6,12 @@
 //!   acknowledges the entries to the leader only from that callback.
 //! - `save_vote`: fsync before returning; openraft sends the vote after.
 //! - `purge`: record the new last-purged id before deleting entries, so a
-//!   crash in between never leaves a log that looks shorter than it is.
+//!   crash in between never leaves a log that looks shorter than it is;
+//!   and never purge past what the synced snapshot covers. openraft asks
+//!   for the purge right after it asks for a snapshot install, without
+//!   waiting for the install: a crash between the purge and the install's
+//!   save would leave a gap no replay can fill. The part not purged yet
+//!   goes with the next purge.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -17,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::store::durable::{sled_to_io, DurableDb};
+use crate::store::snapshot::SnapshotStore;
 use crate::{NodeId, TypeConfig};
 
 const VOTE_KEY: &str = "vote";
@@ -30,6 +36,9 @@ pub struct LogStore {
     db: DurableDb,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Purges stop at what this store's synced snapshot covers (`None`
+    /// only for openraft's storage suite, which purges without snapshots).
+    purge_bound: Option<SnapshotStore>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -37,9 +46,43 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    pub fn open(db: DurableDb, meta: sled::Tree) -> std::io::Result<Self> {
+    pub fn open(
+        db: DurableDb,
+        meta: sled::Tree,
+        purge_bound: Option<SnapshotStore>,
+    ) -> std::io::Result<Self> {
         let log = db.tree("log")?;
-        Ok(Self { db, log, meta })
+        Ok(Self {
+            db,
+            log,
+            meta,
+            purge_bound,
+        })
+    }
+
+    /// See [`crate::store::Stores::with_unbounded_purges`].
+    pub fn with_unbounded_purges(mut self) -> LogStore {
+        self.purge_bound = None;
+        self
+    }
+
+    /// How far a purge asked to reach `upto` may go: no further than the
+    /// synced snapshot.
+    fn purgeable(&self, upto: LogId<NodeId>) -> Option<LogId<NodeId>> {
+        let Some(snapshots) = &self.purge_bound else {
+            return Some(upto);
+        };
+        match snapshots.durable_upto() {
+            Some(covered) if covered.index >= upto.index => Some(upto),
+            covered => {
+                tracing::info!(
+                    asked = %upto,
+                    covered = ?covered,
+                    "purging only what the synced snapshot covers"
+                );
+                covered
+            }
+        }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, std::io::Error> {
@@ -127,6 +170,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let write = |e: std::io::Error| StorageIOError::write_vote(&e);
         self.put_meta(VOTE_KEY, vote).map_err(write)?;
         self.db.sync_async().await.map_err(write)?;
+        fail::fail_point!("log::after-vote-save-before-reply");
         Ok(())
     }
 
@@ -165,6 +209,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&sled_to_io(e)))?;
+        fail::fail_point!("log::after-append-before-fsync");
         // The callback is the acknowledgement: the syncer calls it only
         // after an fsync that covers this batch. `append` itself returns
         // now, so the next batch can be written while this one syncs.
@@ -189,6 +234,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let write = |e: std::io::Error| StorageIOError::write_logs(&e);
+        let Some(log_id) = self.purgeable(log_id) else {
+            fail::fail_point!("log::after-purge");
+            return Ok(());
+        };
+        let purged: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED_KEY).map_err(write)?;
+        if purged.is_some_and(|p| p.index >= log_id.index) {
+            return Ok(());
+        }
         self.put_meta(LAST_PURGED_KEY, &log_id).map_err(write)?;
         self.db.sync_async().await.map_err(write)?;
         let mut batch = sled::Batch::default();
@@ -199,6 +252,70 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|e| write(sled_to_io(e)))?;
+        fail::fail_point!("log::after-purge");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload, SnapshotMeta, StoredMembership};
+
+    fn log_id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// Hole: openraft purges up to an installed snapshot before the install
+    /// is saved; a crash then leaves the old snapshot and a log that starts
+    /// after the new one. The purge must stop at the synced snapshot.
+    #[tokio::test]
+    async fn a_purge_never_passes_the_synced_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let db = DurableDb::open(
+            &dir.path().join("sled"),
+            metrics,
+            std::sync::Arc::new(|_| {}),
+        )
+        .unwrap();
+        let snapshots = SnapshotStore::open(&db).unwrap();
+        let mut log = LogStore::open(
+            db.clone(),
+            db.tree("meta").unwrap(),
+            Some(snapshots.clone()),
+        )
+        .unwrap();
+        for i in 1..=10 {
+            let entry: Entry<TypeConfig> = Entry {
+                log_id: log_id(i),
+                payload: EntryPayload::Blank,
+            };
+            log.log
+                .insert(index_key(i), common::codec::encode(&entry).unwrap())
+                .unwrap();
+        }
+        let meta = |i| SnapshotMeta {
+            last_log_id: Some(log_id(i)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s{i}"),
+        };
+        // No snapshot yet: nothing may go.
+        log.purge(log_id(8)).await.unwrap();
+        assert_eq!(log.try_get_log_entries(1..=10).await.unwrap().len(), 10);
+        // A snapshot at 4 is synced; the install at 8 is not saved yet.
+        snapshots.save(&meta(4), b"at 4").await.unwrap();
+        log.purge(log_id(8)).await.unwrap();
+        let kept = log.try_get_log_entries(0..=10).await.unwrap();
+        assert_eq!(kept.first().map(|e| e.log_id.index), Some(5));
+        assert_eq!(
+            log.get_log_state().await.unwrap().last_purged_log_id,
+            Some(log_id(4))
+        );
+        // Once the install is saved, the next purge takes the rest.
+        snapshots.save(&meta(8), b"at 8").await.unwrap();
+        log.purge(log_id(8)).await.unwrap();
+        let kept = log.try_get_log_entries(0..=10).await.unwrap();
+        assert_eq!(kept.first().map(|e| e.log_id.index), Some(9));
     }
 }

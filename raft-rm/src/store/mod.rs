@@ -28,10 +28,17 @@ pub use state_machine::{AppliedState, StateMachineStore};
 use crate::metrics::Metrics;
 use crate::NodeId;
 
+/// The exit status of a node whose disk failed a sync.
+pub const EXIT_DISK: i32 = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot open data dir {dir}: {source}")]
     Io { dir: String, source: std::io::Error },
+    /// What the data dir holds cannot be trusted: the node must not start
+    /// on it (it would serve or vote from a state it cannot vouch for).
+    #[error("data dir {dir}: the stored snapshot is corrupt ({source}); this node cannot start on it: replace it as after a disk loss (docs/runbook-failover.md, \"Disk loss\")")]
+    CorruptSnapshot { dir: String, source: std::io::Error },
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -43,6 +50,16 @@ pub struct Stores {
     pub identity: ClusterIdentity,
 }
 
+impl Stores {
+    /// The same stores with purges not bounded by the snapshot, for
+    /// openraft's storage suite: it purges logs that no snapshot covers,
+    /// which a running node never does (see `store::log`).
+    pub fn with_unbounded_purges(mut self) -> Stores {
+        self.log = self.log.with_unbounded_purges();
+        self
+    }
+}
+
 /// Opens (or creates) the data dir for node `node_id`. Refuses a data dir
 /// that another node id wrote.
 pub fn open(dir: &Path, node_id: NodeId, metrics: Arc<Metrics>) -> Result<Stores, OpenError> {
@@ -50,11 +67,22 @@ pub fn open(dir: &Path, node_id: NodeId, metrics: Arc<Metrics>) -> Result<Stores
         dir: dir.display().to_string(),
         source,
     };
-    let db = DurableDb::open(&dir.join("sled"), metrics.clone()).map_err(io)?;
+    let db = DurableDb::open(&dir.join("sled"), metrics.clone(), durable::exit_on_fatal())
+        .map_err(io)?;
     let meta = db.tree("meta").map_err(io)?;
     let identity = ClusterIdentity::open(db.clone(), meta.clone(), node_id, dir)?;
-    let log = LogStore::open(db.clone(), meta).map_err(io)?;
-    let state_machine = StateMachineStore::open(&db, metrics).map_err(io)?;
+    let state_machine = StateMachineStore::open(&db, metrics).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::InvalidData {
+            OpenError::CorruptSnapshot {
+                dir: dir.display().to_string(),
+                source,
+            }
+        } else {
+            io(source)
+        }
+    })?;
+    let log =
+        LogStore::open(db.clone(), meta, Some(state_machine.snapshots().clone())).map_err(io)?;
     Ok(Stores {
         log,
         state_machine,
@@ -68,7 +96,12 @@ pub fn recorded_node_id(dir: &Path) -> Result<Option<NodeId>, OpenError> {
         dir: dir.display().to_string(),
         source,
     };
-    let db = DurableDb::open(&dir.join("sled"), Arc::new(Metrics::new())).map_err(io)?;
+    let db = DurableDb::open(
+        &dir.join("sled"),
+        Arc::new(Metrics::new()),
+        durable::exit_on_fatal(),
+    )
+    .map_err(io)?;
     let meta = db.tree("meta").map_err(io)?;
     Ok(identity::recorded_node_id(&meta, dir)?)
 }

@@ -13,6 +13,18 @@
 //! In sled, the snapshot tree holds the bytes in 64 KiB chunks under `data/NNNNNNNN`
 //! plus a `meta` record; each write replaces the previous snapshot in one
 //! atomic batch.
+//!
+//! Rules (openraft 0.9 builds snapshots in a task of their own, concurrently
+//! with installs, and purges the log as soon as it has asked for an
+//! install):
+//! - saves run one at a time, and an older snapshot never replaces a newer
+//!   one: a build that copied the state before an install finishes after
+//!   it, and the log the install covers may already be purged;
+//! - [`SnapshotStore::durable_upto`] is what a synced save covers: the log
+//!   store purges no further (see `store::log`);
+//! - chunks no record names are dropped at open.
+
+use std::sync::Arc;
 
 use openraft::{LogId, SnapshotMeta, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -102,23 +114,80 @@ pub type SnapshotBytes = (SnapshotMeta<NodeId, Node>, Vec<u8>);
 pub struct SnapshotStore {
     db: DurableDb,
     tree: sled::Tree,
+    /// Held across a whole save: check, write, sync.
+    saving: Arc<tokio::sync::Mutex<()>>,
+    /// The log id the synced snapshot covers.
+    durable: Arc<std::sync::Mutex<Option<LogId<NodeId>>>>,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Replaced,
+    /// The stored snapshot is as new or newer; it stays.
+    KeptNewer,
 }
 
 impl SnapshotStore {
     pub fn open(db: &DurableDb) -> std::io::Result<Self> {
-        Ok(Self {
+        let store = Self {
             db: db.clone(),
             tree: db.tree("snapshot")?,
-        })
+            saving: Arc::default(),
+            durable: Arc::default(),
+        };
+        let record = store.record()?;
+        store.drop_stray_chunks(record.as_ref().map_or(0, |r| r.chunks))?;
+        *store.durable_lock() = record.and_then(|r| r.meta.last_log_id);
+        Ok(store)
     }
 
-    /// Replaces the stored snapshot atomically and durably.
+    /// The last log id the stored, synced snapshot covers.
+    pub fn durable_upto(&self) -> Option<LogId<NodeId>> {
+        *self.durable_lock()
+    }
+
+    fn durable_lock(&self) -> std::sync::MutexGuard<'_, Option<LogId<NodeId>>> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes chunks at or past `chunks` (the record's count).
+    fn drop_stray_chunks(&self, chunks: usize) -> std::io::Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut strays = 0;
+        for item in self.tree.scan_prefix(b"data/") {
+            let (k, _) = item.map_err(sled_to_io)?;
+            let index = std::str::from_utf8(&k[5..])
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok());
+            if index.is_none_or(|i| i >= chunks) {
+                batch.remove(k);
+                strays += 1;
+            }
+        }
+        if strays > 0 {
+            tracing::warn!(strays, "dropping snapshot chunks no record names");
+            self.tree.apply_batch(batch).map_err(sled_to_io)?;
+            self.db.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the stored snapshot atomically and durably, unless the
+    /// stored one is at least as new.
     pub async fn save(
         &self,
         meta: &SnapshotMeta<NodeId, Node>,
         bytes: &[u8],
-    ) -> std::io::Result<()> {
-        let old_chunks = self.chunk_count()?;
+    ) -> std::io::Result<Saved> {
+        let _one_at_a_time = self.saving.lock().await;
+        let stored = self.record()?;
+        if let Some(stored) = &stored {
+            if stored.meta.last_log_id >= meta.last_log_id {
+                return Ok(Saved::KeptNewer);
+            }
+        }
+        let old_chunks = stored.map_or(0, |r| r.chunks);
         let mut batch = sled::Batch::default();
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -137,7 +206,10 @@ impl SnapshotStore {
             common::codec::encode(&record).map_err(std::io::Error::other)?,
         );
         self.tree.apply_batch(batch).map_err(sled_to_io)?;
-        self.db.sync_async().await
+        fail::fail_point!("snapshot::mid-save");
+        self.db.sync_async().await?;
+        *self.durable_lock() = meta.last_log_id;
+        Ok(Saved::Replaced)
     }
 
     pub fn load(&self) -> std::io::Result<Option<SnapshotBytes>> {
@@ -151,15 +223,12 @@ impl SnapshotStore {
                 .get(chunk_key(i))
                 .map_err(sled_to_io)?
                 .ok_or_else(|| {
-                    std::io::Error::other(format!(
-                        "snapshot chunk {i} of {} missing",
-                        record.chunks
-                    ))
+                    corrupt(format!("snapshot chunk {i} of {} missing", record.chunks))
                 })?;
             bytes.extend_from_slice(&chunk);
         }
         if bytes.len() as u64 != record.len {
-            return Err(std::io::Error::other(format!(
+            return Err(corrupt(format!(
                 "stored snapshot is {} bytes, expected {}",
                 bytes.len(),
                 record.len
@@ -173,12 +242,14 @@ impl SnapshotStore {
             None => Ok(None),
             Some(v) => common::codec::decode(&v)
                 .map(Some)
-                .map_err(std::io::Error::other),
+                .map_err(|e| corrupt(format!("snapshot record: {e}"))),
         }
     }
 
-    fn chunk_count(&self) -> std::io::Result<usize> {
-        Ok(self.record()?.map(|r| r.chunks).unwrap_or(0))
+    /// How many chunk keys the tree holds (tests).
+    #[cfg(test)]
+    fn chunk_keys(&self) -> std::io::Result<usize> {
+        Ok(self.tree.scan_prefix(b"data/").count())
     }
 }
 
@@ -189,6 +260,12 @@ struct StoredSnapshot {
     len: u64,
 }
 
+/// Stored data that cannot be what was written (`InvalidData`: the store
+/// refuses to start on it).
+fn corrupt(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
 fn chunk_key(i: usize) -> Vec<u8> {
     format!("data/{i:08}").into_bytes()
 }
@@ -196,6 +273,80 @@ fn chunk_key(i: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn db() -> (tempfile::TempDir, DurableDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DurableDb::open(
+            &dir.path().join("sled"),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            std::sync::Arc::new(|_| {}),
+        )
+        .unwrap();
+        (dir, db)
+    }
+
+    fn meta_at(index: u64) -> SnapshotMeta<NodeId, Node> {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s{index}"),
+        }
+    }
+
+    /// Hole: a build that copied the state at 5 finishes after an install
+    /// at 10; the log up to 10 is already purged, so the older snapshot
+    /// must not replace the newer one.
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let (_dir, db) = db();
+        let store = SnapshotStore::open(&db).unwrap();
+        let big = vec![7u8; CHUNK_BYTES * 3 + 5];
+        assert_eq!(
+            store.save(&meta_at(10), &big).await.unwrap(),
+            Saved::Replaced
+        );
+        let kept = store.save(&meta_at(5), b"older").await.unwrap();
+        assert_eq!(kept, Saved::KeptNewer);
+        let (meta, bytes) = store.load().unwrap().unwrap();
+        assert_eq!(meta.last_log_id.map(|l| l.index), Some(10));
+        assert_eq!(bytes, big);
+        assert_eq!(store.durable_upto().map(|l| l.index), Some(10));
+    }
+
+    /// Saves racing each other (a build and an install) leave one whole
+    /// snapshot and no chunk of another behind.
+    #[tokio::test]
+    async fn racing_saves_leave_one_whole_snapshot_and_no_stray_chunks() {
+        let (_dir, db) = db();
+        let store = SnapshotStore::open(&db).unwrap();
+        let saves = (1..=8u64).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let bytes = vec![i as u8; CHUNK_BYTES * (9 - i as usize) + 1];
+                store.save(&meta_at(i), &bytes).await.unwrap();
+            })
+        });
+        for s in saves.collect::<Vec<_>>() {
+            s.await.unwrap();
+        }
+        let (meta, bytes) = store.load().unwrap().unwrap();
+        assert_eq!(meta.last_log_id.map(|l| l.index), Some(8));
+        assert_eq!(bytes, vec![8u8; CHUNK_BYTES + 1]);
+        assert_eq!(store.chunk_keys().unwrap(), 2, "chunks beyond the record");
+    }
+
+    /// Chunks no record names (left by an older build of this code) are
+    /// dropped when the store opens.
+    #[tokio::test]
+    async fn stray_chunks_are_dropped_at_open() {
+        let (_dir, db) = db();
+        let store = SnapshotStore::open(&db).unwrap();
+        store.save(&meta_at(3), b"abc").await.unwrap();
+        store.tree.insert(chunk_key(5), b"stray".to_vec()).unwrap();
+        let reopened = SnapshotStore::open(&db).unwrap();
+        assert_eq!(reopened.chunk_keys().unwrap(), 1);
+        assert_eq!(reopened.load().unwrap().unwrap().1, b"abc");
+    }
 
     fn sample() -> SnapshotPayload {
         let mut p = SnapshotPayload::default();

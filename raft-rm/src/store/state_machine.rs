@@ -21,7 +21,7 @@ use openraft::{
 
 use crate::machine::Response;
 use crate::metrics::Metrics;
-use crate::store::snapshot::{self, SnapshotPayload, SnapshotStore};
+use crate::store::snapshot::{self, Saved, SnapshotPayload, SnapshotStore};
 use crate::store::DurableDb;
 use crate::{Node, NodeId, TypeConfig};
 
@@ -46,7 +46,8 @@ impl StateMachineStore {
         let applied = match snapshots.load()? {
             Some((_, bytes)) => {
                 metrics.snapshot.loaded(bytes.len());
-                snapshot::decode(&bytes).map_err(std::io::Error::other)?
+                snapshot::decode(&bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
             }
             None => AppliedState::default(),
         };
@@ -55,6 +56,11 @@ impl StateMachineStore {
             snapshots,
             metrics,
         })
+    }
+
+    /// The snapshot store, whose synced snapshot bounds log purges.
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
     }
 
     /// A read view of the applied state, for the HTTP layer.
@@ -169,10 +175,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             ))
             .into());
         }
-        self.snapshots
+        fail::fail_point!("state-machine::mid-install");
+        let saved = self
+            .snapshots
             .save(meta, &bytes)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        if saved == Saved::KeptNewer && self.snapshots.durable_upto() > meta.last_log_id {
+            // openraft installs only past its committed index, which no
+            // build can have passed: a newer stored snapshot is a bug.
+            return Err(read_err(format!(
+                "a snapshot newer than {:?} is already stored",
+                meta.last_log_id
+            ))
+            .into());
+        }
         *write_lock(&self.applied) = payload;
         self.metrics
             .snapshot
@@ -204,10 +221,27 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let bytes =
             snapshot::encode(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let snap = Self::snapshot_of(&payload, bytes.clone());
-        self.snapshots
+        let saved = self
+            .snapshots
             .save(&snap.meta, &bytes)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), &e))?;
+        if saved == Saved::KeptNewer {
+            // An install overtook this build: the stored snapshot is the
+            // newer one, and the one to report.
+            tracing::info!(
+                built = ?snap.meta.last_log_id,
+                stored = ?self.snapshots.durable_upto(),
+                "a newer snapshot was installed while this one was built; keeping it"
+            );
+            return self.get_current_snapshot().await?.ok_or_else(|| {
+                StorageIOError::read_snapshot(
+                    None,
+                    &std::io::Error::other("the newer snapshot vanished"),
+                )
+                .into()
+            });
+        }
         self.metrics.snapshot.built(start.elapsed(), bytes.len());
         Ok(snap)
     }

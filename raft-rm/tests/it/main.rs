@@ -13,6 +13,9 @@
 
 mod admission;
 mod cluster;
+/// Needs the feature `failpoints` (scripts/test turns it on).
+#[cfg(feature = "failpoints")]
+mod crash_at;
 mod http_api;
 mod metrics;
 mod processes;

@@ -12,20 +12,30 @@ use rm_testkit::{client, secret_file, Writer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raft-rm");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     common::net::unused_loopback_port().unwrap()
 }
 
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
 }
 
 impl Proc {
-    fn start(dir: &Path, id: u64, peers: &BTreeMap<u64, String>) -> Proc {
+    pub(crate) fn start(dir: &Path, id: u64, peers: &BTreeMap<u64, String>) -> Proc {
         Self::start_with(dir, id, peers, &[])
     }
 
     fn start_with(dir: &Path, id: u64, peers: &BTreeMap<u64, String>, extra: &[&str]) -> Proc {
+        Self::start_env(dir, id, peers, extra, &[])
+    }
+
+    pub(crate) fn start_env(
+        dir: &Path,
+        id: u64,
+        peers: &BTreeMap<u64, String>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let peers_text = peers
             .iter()
             .map(|(i, a)| format!("{i}={a}"))
@@ -45,6 +55,7 @@ impl Proc {
             .arg(secret_file(dir))
             .args(["--snapshot-every", "50", "--keep-logs-after-snapshot", "20"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -52,7 +63,7 @@ impl Proc {
         Proc { child }
     }
 
-    fn sigkill(&mut self) {
+    pub(crate) fn sigkill(&mut self) {
         let _ = self.child.kill(); // SIGKILL on Unix
         let _ = self.child.wait();
     }
@@ -66,7 +77,7 @@ impl Drop for Proc {
 
 /// On a failing test, prints the end of every node's log before the temp
 /// dir goes, so a CI failure can be diagnosed from its output alone.
-struct LogsOnPanic<'a>(&'a Path);
+pub(crate) struct LogsOnPanic<'a>(pub(crate) &'a Path);
 
 impl Drop for LogsOnPanic<'_> {
     fn drop(&mut self) {
@@ -102,7 +113,7 @@ async fn health(addr: &str) -> Option<Health> {
         .ok()
 }
 
-async fn wait_leader(addrs: &[&String], timeout: Duration) -> u64 {
+pub(crate) async fn wait_leader(addrs: &[&String], timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
     loop {
         for a in addrs {
@@ -121,7 +132,10 @@ async fn wait_leader(addrs: &[&String], timeout: Duration) -> u64 {
 /// full restart the node that led before the crash resumes as leader, and
 /// the others may elect a new one over it: its reads then answer 503 until
 /// the clients find the new leader, as they would in production.
-async fn linearizable_canaries(peers: &BTreeMap<u64, String>, timeout: Duration) -> CanaryView {
+pub(crate) async fn linearizable_canaries(
+    peers: &BTreeMap<u64, String>,
+    timeout: Duration,
+) -> CanaryView {
     let addrs: Vec<&String> = peers.values().collect();
     let deadline = Instant::now() + timeout;
     loop {
@@ -185,9 +199,21 @@ async fn sigkill_leader_then_everyone_loses_no_acknowledged_write() {
     let procs: BTreeMap<u64, Proc> = (1..=3)
         .map(|i| (i, Proc::start(dir.path(), i, &peers)))
         .collect();
-    let view = linearizable_canaries(&peers, Duration::from_secs(15)).await;
+    assert_nothing_lost_and_converged(&peers, &outcomes).await;
+    drop(procs);
+}
+
+/// After a crash and restart: every acknowledged canary write is applied,
+/// none twice or beyond what was attempted, and the replicas converge to
+/// identical canaries and identical state digests.
+pub(crate) async fn assert_nothing_lost_and_converged(
+    peers: &BTreeMap<u64, String>,
+    outcomes: &[(String, (u64, u64))],
+) {
+    let all: Vec<&String> = peers.values().collect();
+    let view = linearizable_canaries(peers, Duration::from_secs(15)).await;
     let mut total = 0;
-    for (name, (acked, attempted)) in &outcomes {
+    for (name, (acked, attempted)) in outcomes {
         let got = view.canaries.get(name).cloned().unwrap_or_default();
         assert!(*acked > 0, "{name} never got an acknowledgement");
         assert!(
@@ -246,7 +272,6 @@ async fn sigkill_leader_then_everyone_loses_no_acknowledged_write() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(procs);
 }
 
 fn run_cli(args: &[&str]) -> (i32, String) {

@@ -15,7 +15,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let stores = store::open(dir.path(), 1, Arc::new(Metrics::new())).expect("open store");
+        // The suite purges logs no snapshot covers; a node never does.
+        let stores = store::open(dir.path(), 1, Arc::new(Metrics::new()))
+            .expect("open store")
+            .with_unbounded_purges();
         Ok((dir, stores.log, stores.state_machine))
     }
 }
