@@ -4,6 +4,8 @@
 //! - `store_suite`: openraft's storage test suite over the sled store;
 //! - `cluster`: in-process 3-node clusters (election, replication, crash,
 //!   snapshot catch-up, membership changes, partitions);
+//! - `disk_loss`: a voter whose data dir was wiped is refused under its old
+//!   identity, and `raft-rm admin replace` brings it back;
 //! - `admission`: linearizable admission under faults, staleness-bounded views;
 //! - `http_api`: auth and bad input on every endpoint;
 //! - `metrics`: the failover-drill metrics (leader changes, leader contact
@@ -13,6 +15,7 @@
 
 mod admission;
 mod cluster;
+mod disk_loss;
 mod http_api;
 mod metrics;
 mod processes;
