@@ -255,6 +255,7 @@ mod tests {
             last_applied: None,
             staleness_ms: None,
             initialized: true,
+            incarnation: 1,
         })
     }
 

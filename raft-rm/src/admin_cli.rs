@@ -6,19 +6,24 @@
 //! raft-rm admin --rm 127.0.0.1:7001 add-learner 4 127.0.0.1:7004
 //! raft-rm admin --rm 127.0.0.1:7001 promote 4
 //! raft-rm admin --rm 127.0.0.1:7001 remove 4
+//! raft-rm admin --rm 127.0.0.1:7001 replace --node-id 3 --addr 127.0.0.1:7003
 //! raft-rm admin --rm 127.0.0.1:7001 step-down [--to 2]
 //! raft-rm admin --rm 127.0.0.1:7002 snapshot
 //! ```
 //!
 //! `snapshot` alone runs on the node named by `--rm`, not on the leader.
+//! `replace` is composed here of remove, add-learner and promote ([`replace`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use common::api::{AddLearner, NodeRef, SnapshotNow, StepDown};
+use common::api::{
+    AddLearner, ClusterView, Health, MembershipChanged, NodeRef, SnapshotNow, StepDown,
+};
 use common::auth::SharedSecret;
-use common::http::HttpClient;
+use common::http::{HttpClient, HttpError};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::NodeId;
@@ -45,6 +50,15 @@ pub enum AdminAction {
     Promote { node_id: NodeId },
     /// Remove a voter or learner.
     Remove { node_id: NodeId },
+    /// Replace a member whose data dir was lost (or moved): remove it, add
+    /// the node now running at ADDR as a learner with its new incarnation,
+    /// wait for it to catch up, and promote it. Start the node first.
+    Replace {
+        #[arg(long)]
+        node_id: NodeId,
+        #[arg(long)]
+        addr: String,
+    },
     /// Hand leadership to an up-to-date follower.
     StepDown {
         #[arg(long)]
@@ -98,6 +112,14 @@ pub async fn run(args: AdminArgs) -> i32 {
             http.post_json(&format!("{base}/v1/admin/remove"), &NodeRef { node_id })
                 .await
         }
+        AdminAction::Replace { node_id, addr } => replace(&http, &base, node_id, &addr)
+            .await
+            .and_then(|report| {
+                serde_json::to_value(report).map_err(|e| HttpError::Decode {
+                    url: base.clone(),
+                    message: e.to_string(),
+                })
+            }),
         AdminAction::StepDown { to } => {
             http.post_json(&format!("{base}/v1/admin/step-down"), &StepDown { to })
                 .await
@@ -123,4 +145,64 @@ pub async fn run(args: AdminArgs) -> i32 {
             1
         }
     }
+}
+
+/// What `replace` did, step by step.
+#[derive(Debug, Serialize)]
+pub struct Replaced {
+    pub node_id: NodeId,
+    /// The incarnation the membership now records for the node.
+    pub incarnation: u64,
+    /// Absent when the node was not a member, or already the one at `addr`
+    /// (an earlier `replace` stopped after adding it).
+    pub removed: Option<MembershipChanged>,
+    pub added: Option<MembershipChanged>,
+    pub promoted: MembershipChanged,
+}
+
+/// Replaces member `node_id` by the node now running at `addr` (its data dir
+/// lost, so its incarnation new): remove, add-learner (which waits for it to
+/// catch up), promote, each through the node at `base` (relayed to the
+/// leader). Running it again after a failure resumes where it stopped.
+pub async fn replace(
+    http: &HttpClient,
+    base: &str,
+    node_id: NodeId,
+    addr: &str,
+) -> Result<Replaced, HttpError> {
+    let joining: Health = http
+        .get_json(&format!("http://{addr}/v1/health"), 3)
+        .await?;
+    let view: ClusterView = http.get_json(&format!("{base}/v1/cluster"), 3).await?;
+    let member = view.members.iter().find(|m| m.id == node_id);
+    let already_added = member.is_some_and(|m| m.incarnation == joining.incarnation);
+    let removed = match member {
+        Some(_) if !already_added => Some(
+            http.post_json(&format!("{base}/v1/admin/remove"), &NodeRef { node_id })
+                .await?,
+        ),
+        _ => None,
+    };
+    let added = if already_added {
+        None
+    } else {
+        let learner = AddLearner {
+            node_id,
+            addr: addr.to_string(),
+        };
+        Some(
+            http.post_json(&format!("{base}/v1/admin/add-learner"), &learner)
+                .await?,
+        )
+    };
+    let promoted = http
+        .post_json(&format!("{base}/v1/admin/promote"), &NodeRef { node_id })
+        .await?;
+    Ok(Replaced {
+        node_id,
+        incarnation: joining.incarnation,
+        removed,
+        added,
+        promoted,
+    })
 }

@@ -6,7 +6,11 @@
 //!   I/O, a clock or randomness.
 //! - [`store`]: durable log, vote, snapshots and identity in sled, and the
 //!   openraft storage traits over them (append acknowledged only after fsync).
-//! - [`network`]: the Raft RPC client side (HTTP + bincode).
+//! - [`network`]: the Raft RPC client side (HTTP + bincode), carrying the
+//!   cluster id and both sides' incarnations.
+//! - [`member`]: [`Node`], what the membership records of a member: its
+//!   address and its data dir's incarnation, in a wire form old data dirs
+//!   still decode.
 //! - [`core`]: the node core, [`core::Core`]: the Raft handle and applied
 //!   state, proposing (with group commit and the log clock), the
 //!   linearizable read barrier and startup log, the leader's ticker,
@@ -46,6 +50,7 @@ pub mod http;
 pub mod inspect;
 pub mod killer;
 pub mod log_clock;
+pub mod member;
 /// The pure state machine, a crate of its own (`raft-rm/machine`).
 pub use rm_machine as machine;
 pub mod metrics;
@@ -56,8 +61,7 @@ pub mod store;
 
 pub use common::NodeId;
 
-/// Where a node can be reached: `host:port` of its HTTP listener.
-pub type Node = openraft::BasicNode;
+pub use member::Node;
 
 openraft::declare_raft_types!(
     /// Types of this project's Raft group.

@@ -216,6 +216,11 @@ impl RunningNode {
 /// pristine data dir, and only if no peer reports an initialized cluster
 /// (so a node whose disk was wiped cannot found a second cluster next to
 /// the running one; it must be re-added with the admin API instead).
+///
+/// The membership records each peer's incarnation as the peer reports it;
+/// a peer that does not answer within about a second and a half is
+/// recorded without one (0), which the disk-loss check cannot protect
+/// until the node is replaced (`raft-rm admin replace`).
 async fn bootstrap(
     raft: Raft,
     identity: ClusterIdentity,
@@ -223,10 +228,20 @@ async fn bootstrap(
     id: NodeId,
     peers: BTreeMap<NodeId, String>,
 ) {
-    for (peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
+    /// `get_json` pauses 50 ms more after each failed attempt: 1.4 s in all.
+    const PEER_ATTEMPTS: u32 = 8;
+    let mut members: BTreeMap<NodeId, Node> = BTreeMap::new();
+    for (peer, addr) in &peers {
+        if *peer == id {
+            members.insert(*peer, Node::with_incarnation(addr, identity.incarnation()));
+            continue;
+        }
         let url = format!("http://{addr}/v1/health");
-        if let Ok(h) = http.get_json::<crate::http::health::Health>(&url, 1).await {
-            if h.initialized {
+        let incarnation = match http
+            .get_json::<crate::http::health::Health>(&url, PEER_ATTEMPTS)
+            .await
+        {
+            Ok(h) if h.initialized => {
                 tracing::warn!(
                     peer,
                     addr = %addr,
@@ -235,7 +250,17 @@ async fn bootstrap(
                 );
                 return;
             }
-        }
+            Ok(h) if h.node_id == *peer => h.incarnation,
+            Ok(h) => {
+                tracing::warn!(peer, addr = %addr, answered = h.node_id, "peer answers as another node id; its incarnation is not recorded");
+                0
+            }
+            Err(e) => {
+                tracing::warn!(peer, addr = %addr, error = %e, "peer did not answer; its incarnation is not recorded until it is replaced");
+                0
+            }
+        };
+        members.insert(*peer, Node::with_incarnation(addr, incarnation));
     }
     let cluster_id = match identity.get_or_create().await {
         Ok(c) => c,
@@ -244,10 +269,6 @@ async fn bootstrap(
             return;
         }
     };
-    let members: BTreeMap<NodeId, Node> = peers
-        .into_iter()
-        .map(|(id, addr)| (id, Node::new(addr)))
-        .collect();
     match raft.initialize(members).await {
         Ok(()) => tracing::info!(cluster_id, "initialized cluster"),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {

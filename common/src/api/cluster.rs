@@ -55,6 +55,11 @@ pub struct Health {
     /// False until this node has a vote or a log entry: only an
     /// uninitialized node may bootstrap a cluster.
     pub initialized: bool,
+    /// The incarnation of this node's data dir (random, fixed when the dir
+    /// was created): what the leader records when it adds the node. 0 from
+    /// a version without incarnations.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// `GET /v1/health/leader` (200 on the leader, 503 elsewhere), and the body
@@ -77,6 +82,9 @@ pub struct Member {
     pub voter: bool,
     /// Highest log index known replicated to it (leader only).
     pub matched: Option<u64>,
+    /// The incarnation the membership records for it; 0: not recorded.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// `GET /v1/cluster`.

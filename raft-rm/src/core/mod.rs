@@ -206,14 +206,10 @@ impl Core {
         self.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
-    /// Adds `id` at `addr` as a learner and waits until it has caught up;
-    /// answers the log index of the change.
-    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<u64, CoreError> {
-        let written = self
-            .inner
-            .raft
-            .add_learner(id, Node::new(addr), true)
-            .await?;
+    /// Adds `id` (its address and incarnation) as a learner and waits until
+    /// it has caught up; answers the log index of the change.
+    pub async fn add_learner(&self, id: NodeId, node: Node) -> Result<u64, CoreError> {
+        let written = self.inner.raft.add_learner(id, node, true).await?;
         Ok(written.log_id.index)
     }
 

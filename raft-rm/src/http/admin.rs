@@ -3,7 +3,11 @@
 //! there.
 //!
 //! - `POST /v1/admin/add-learner {"node_id","addr"}`: add a non-voting member
-//!   and wait until it has caught up.
+//!   and wait until it has caught up. The leader asks the node for its
+//!   incarnation first (`GET /v1/health`) and records it in the membership,
+//!   so the node must be running; a member already recorded with another
+//!   incarnation (its disk was lost) must be removed first (`raft-rm admin
+//!   replace` does both).
 //! - `POST /v1/admin/promote {"node_id"}`: make a learner a voter.
 //! - `POST /v1/admin/remove {"node_id"}`: remove a voter or learner. Removing
 //!   the leader hands leadership over first (see `remove_self`).
@@ -85,7 +89,9 @@ async fn add_learner(State(state): State<AppState>, headers: HeaderMap, body: By
         |state, req: AddLearner| async move {
             crate::config::parse_peers(&format!("{}={}", req.node_id, req.addr))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let log_index = state.core.add_learner(req.node_id, req.addr).await?;
+            let incarnation = incarnation_of(&state, req.node_id, &req.addr).await?;
+            let node = crate::Node::with_incarnation(req.addr, incarnation);
+            let log_index = state.core.add_learner(req.node_id, node).await?;
             Ok(MembershipChanged {
                 node_id: req.node_id,
                 log_index: Some(log_index),
@@ -94,6 +100,43 @@ async fn add_learner(State(state): State<AppState>, headers: HeaderMap, body: By
         },
     )
     .await
+}
+
+/// The incarnation of node `id` at `addr`, as it reports it; refuses a node
+/// that is another id, and one that would replace a member recorded with
+/// another incarnation (openraft would keep the old record).
+async fn incarnation_of(state: &AppState, id: NodeId, addr: &str) -> Result<u64, ApiError> {
+    let health: crate::http::health::Health = state
+        .http
+        .get_json(&format!("http://{addr}/v1/health"), 3)
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "cannot ask node {id} at {addr} for its incarnation (start it first): {e}"
+            ))
+        })?;
+    if health.node_id != id {
+        return Err(ApiError::BadRequest(format!(
+            "the node at {addr} is node {}, not node {id}",
+            health.node_id
+        )));
+    }
+    if let Some(recorded) = state
+        .core
+        .membership()
+        .get_node(&id)
+        .and_then(|n| n.recorded_incarnation())
+    {
+        if recorded != health.incarnation {
+            return Err(ApiError::Conflict(format!(
+                "node {id} is a member as incarnation {recorded:016x}, but the node at {addr} \
+                 is incarnation {:016x} (its disk was lost or replaced): remove it first, \
+                 or run `raft-rm admin replace --node-id {id} --addr {addr}`",
+                health.incarnation
+            )));
+        }
+    }
+    Ok(health.incarnation)
 }
 
 async fn promote(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

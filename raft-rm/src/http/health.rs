@@ -51,6 +51,7 @@ pub fn health_of(state: &AppState) -> Health {
         last_applied: m.last_applied.map(|l| l.index),
         staleness_ms: (log_time > 0).then(|| state.core.clock().now_ms().saturating_sub(log_time)),
         initialized: m.last_log_index.is_some() || m.vote.leader_id().term > 0,
+        incarnation: state.identity.incarnation(),
     }
 }
 
@@ -92,6 +93,7 @@ pub fn cluster_of(state: &AppState) -> ClusterView {
             addr: node.addr.clone(),
             voter: voters.contains(id),
             matched: matched.get(id).copied().flatten(),
+            incarnation: node.incarnation,
         })
         .collect();
     let (last_applied, digest) = state.core.applied().digest();

@@ -1,9 +1,16 @@
 //! Raft RPC, client side: each call is one HTTP POST with a bincode body to
 //! the peer's `/raft/*` route (served by `http::raft`).
 //!
+//! Every call carries the sender's cluster id and incarnation, and the
+//! incarnation the sender's membership records for the receiver (when it
+//! records one): the receiver refuses a call meant for another incarnation
+//! of itself, and a vote from a candidate that is not the incarnation its
+//! membership records (see `store::identity`).
+//!
 //! Error mapping, which drives openraft's retry behaviour:
 //! - could not connect, reset, timed out -> `Unreachable` (openraft backs off);
-//! - the peer refused us (401 wrong secret, 409 other cluster) -> `Unreachable`
+//! - the peer refused us (401 wrong secret, 409 other cluster or another
+//!   incarnation) -> `Unreachable`
 //!   too: retrying at full speed cannot help, and the reason is logged;
 //! - the peer's Raft answered with an error -> `RemoteError`;
 //! - anything else (5xx, an undecodable answer) -> `NetworkError`.
@@ -32,6 +39,11 @@ use crate::{Node, NodeId, TypeConfig};
 
 /// Header carrying the sender's cluster id on every Raft RPC.
 pub const CLUSTER_HEADER: &str = "x-rm-cluster";
+/// Header carrying the sender's own incarnation (hex).
+pub const INCARNATION_HEADER: &str = "x-rm-incarnation";
+/// Header carrying the incarnation the sender's membership records for the
+/// receiver (hex); absent when it records none.
+pub const TO_INCARNATION_HEADER: &str = "x-rm-to-incarnation";
 
 pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
@@ -106,11 +118,18 @@ impl PeerClient {
             common::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let url = format!("http://{}{}", self.node.addr, path);
         let cluster = self.factory.identity.cluster_id();
-        let headers: Vec<(&str, &str)> = cluster
-            .as_deref()
-            .map(|c| (CLUSTER_HEADER, c))
-            .into_iter()
-            .collect();
+        let own = format!("{:016x}", self.factory.identity.incarnation());
+        let to = self
+            .node
+            .recorded_incarnation()
+            .map(|i| format!("{i:016x}"));
+        let mut headers: Vec<(&str, &str)> = vec![(INCARNATION_HEADER, own.as_str())];
+        if let Some(c) = cluster.as_deref() {
+            headers.push((CLUSTER_HEADER, c));
+        }
+        if let Some(to) = to.as_deref() {
+            headers.push((TO_INCARNATION_HEADER, to));
+        }
         let answer = self
             .factory
             .http

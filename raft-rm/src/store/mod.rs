@@ -3,7 +3,7 @@
 //! | tree       | holds                                                       |
 //! |------------|-------------------------------------------------------------|
 //! | `log`      | log entries, keyed by index (big-endian u64)                 |
-//! | `meta`     | vote, committed id, last purged id, node and cluster identity |
+//! | `meta`     | vote, committed id, last purged id, node id, incarnation, cluster id |
 //! | `snapshot` | the latest state-machine snapshot, chunked                    |
 //!
 //! The state machine itself lives in memory; its durable form is the latest

@@ -117,7 +117,7 @@ impl TestCluster {
             RawConfig {
                 id: Some(id),
                 listen: Some(peers[&id].clone()),
-                data_dir: Some(self.dir.path().join(format!("n{id}"))),
+                data_dir: Some(self.data_dir(id)),
                 peers: Some(peers_text),
                 shared_secret_file: Some(secret_file(self.dir.path())),
                 heartbeat_ms: Some(50),
@@ -158,6 +158,41 @@ impl TestCluster {
         let peers = self.addrs.clone();
         self.launch(id, &peers, l).await;
         addr
+    }
+
+    /// Starts node `id` again on its address, with the data dir it has.
+    pub async fn restart(&mut self, id: NodeId) {
+        let addr = self.addrs[&id].clone();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let peers = self.addrs.clone();
+        self.launch(id, &peers, listener).await;
+    }
+
+    /// Deletes node `id`'s data dir: a lost disk. Stop the node first.
+    pub fn wipe(&self, id: NodeId) {
+        assert!(
+            !self.nodes.contains_key(&id),
+            "stop node {id} before wiping it"
+        );
+        std::fs::remove_dir_all(self.data_dir(id)).unwrap();
+    }
+
+    fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.dir.path().join(format!("n{id}"))
+    }
+
+    /// The shared-secret file the nodes use (for `raft-rm admin`).
+    pub fn secret_path(&self) -> PathBuf {
+        secret_file(self.dir.path())
     }
 
     pub fn url(&self, id: NodeId, path: &str) -> String {
