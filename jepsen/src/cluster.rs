@@ -198,8 +198,58 @@ impl LocalCluster {
         self.launch_with(id, &[])
     }
 
+    /// [`Self::launch`] with environment variables for this start only
+    /// (`RAFT_RM_CRASH_AT`: crash at a failpoint).
+    pub fn launch_env(&mut self, id: u64, env: &[(&str, &str)]) -> Result<()> {
+        self.launch_full(id, &[], env)
+    }
+
+    /// Whether RM `id` has exited on its own (a crash), and how.
+    pub fn rm_exit(&mut self, id: u64) -> Option<String> {
+        let child = self.procs.get_mut(&id)?;
+        let status = child.try_wait().ok()??;
+        self.procs.remove(&id);
+        Some(status.to_string())
+    }
+
+    /// Deletes RM `id`'s data dir (it must be stopped): a lost disk.
+    pub fn wipe_data(&mut self, id: u64) -> Result<()> {
+        let dir = self.spec.dir.join(format!("n{id}"));
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("wiping {}", dir.display())),
+        }
+    }
+
+    /// Runs `raft-rm admin ARGS` against the RM at `via`, with the
+    /// cluster's secret; answers its output or why it failed.
+    pub fn admin_command(&self, via: &str, args: &[&str]) -> Result<String> {
+        let out = Command::new(self.spec.bin_dir.join("raft-rm"))
+            .args(["admin", "--rm", via])
+            .arg("--shared-secret-file")
+            .arg(&self.secret_file)
+            .args(args)
+            .output()
+            .context("running raft-rm admin")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "raft-rm admin {}: {}: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(text)
+    }
+
     /// [`Self::launch`] with extra flags for this start only.
     fn launch_with(&mut self, id: u64, extra: &[&str]) -> Result<()> {
+        self.launch_full(id, extra, &[])
+    }
+
+    fn launch_full(&mut self, id: u64, extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
         let peers = self
             .addrs
             .iter()
@@ -222,6 +272,7 @@ impl LocalCluster {
             .arg(&self.secret_file)
             .args(&self.spec.node_args)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

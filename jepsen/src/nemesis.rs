@@ -19,6 +19,7 @@ use tokio::sync::{watch, Mutex};
 use crate::cluster::{LocalCluster, Target};
 use crate::history::{OpType, Recorder, NEMESIS};
 
+pub mod disk;
 pub mod membership;
 pub mod packet;
 
@@ -49,6 +50,15 @@ pub enum Fault {
     /// empty RM joins as learner and is promoted). The heal, and the final
     /// heal, return to the original voters.
     Membership,
+    /// An RM restarted armed to crash at one of the store's failpoints
+    /// (needs raft-rm built with `failpoints`); the heal restarts it clean.
+    CrashAt,
+    /// An RM made to lag, then caught up by snapshot while snapshot builds
+    /// are forced on it (openraft 0.9 builds and installs concurrently).
+    Snapshot,
+    /// An RM's data dir lost: started as it is (it must be refused), then
+    /// replaced with `raft-rm admin replace` (it must rejoin).
+    Wipe,
 }
 
 /// Admin calls of the membership nemesis: adding a learner waits until it
@@ -80,6 +90,10 @@ pub struct Schedule {
     /// How long a pause lasts.
     pub pause_for: Duration,
     pub seed: u64,
+    /// The failpoints the crash-at nemesis draws from (`raft-rm
+    /// failpoints`; the probe fills it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failpoints: Vec<String>,
 }
 
 /// One fault of a schedule, drawn from the seed alone: which family, which
@@ -233,10 +247,22 @@ pub async fn run(
             Fault::Clock => "clock",
             Fault::Packet => "packet",
             Fault::Membership => "membership",
+            Fault::CrashAt => "crash-at",
+            Fault::Snapshot => "snapshot",
+            Fault::Wipe => "wipe",
         };
         let clock_shape = planned.clock_shape();
         // What the fault windows call it, where the target alone says too little.
         let mut label = name.clone();
+        let storage = matches!(fault, Fault::CrashAt | Fault::Snapshot | Fault::Wipe);
+        let rm_id = match &target {
+            Target::Rm(id) => Some(*id),
+            Target::Member(_) => None,
+        };
+        if storage && rm_id.is_none() {
+            continue; // a storage fault needs an RM
+        }
+        let mut forced_builds = None;
         let value = {
             let mut c = cluster.lock().await;
             match fault {
@@ -301,6 +327,23 @@ pub async fn run(
                     c.set_clock_offset(&target, offset)?;
                     value
                 }
+                Fault::CrashAt | Fault::Snapshot | Fault::Wipe => {
+                    let id = rm_id.expect("checked above");
+                    history.record(NEMESIS, OpType::Invoke, f, json!([name]), None);
+                    match fault {
+                        Fault::CrashAt => {
+                            let v = disk::arm_crash(&mut c, id, pick, &schedule.failpoints)?;
+                            label = format!("{name} {}", v["failpoint"].as_str().unwrap_or(""));
+                            v
+                        }
+                        Fault::Snapshot => {
+                            let (v, builds) = disk::lag_and_snapshot(&mut c, id).await?;
+                            forced_builds = Some(builds);
+                            v
+                        }
+                        _ => disk::wipe(&mut c, id)?,
+                    }
+                }
                 Fault::Kill | Fault::Pause => {
                     history.record(NEMESIS, OpType::Invoke, f, json!([name]), None);
                     if fault == Fault::Kill {
@@ -318,9 +361,14 @@ pub async fn run(
         tracing::info!(fault = f, %value, "nemesis: fault");
         let lasts = match fault {
             Fault::Kill => schedule.kill_for,
-            Fault::Pause | Fault::Partition | Fault::Clock | Fault::Packet | Fault::Membership => {
-                schedule.pause_for
-            }
+            Fault::Pause
+            | Fault::Partition
+            | Fault::Clock
+            | Fault::Packet
+            | Fault::Membership
+            | Fault::CrashAt
+            | Fault::Snapshot
+            | Fault::Wipe => schedule.pause_for,
         };
         let stopped = if fault == Fault::Clock && clock_shape == "strobe" {
             strobe(&cluster, &target, lasts, &mut stop).await?
@@ -352,6 +400,24 @@ pub async fn run(
                         tracing::warn!(error = %format!("{e:#}"), "membership not restored");
                     }
                 }
+                Fault::CrashAt | Fault::Snapshot | Fault::Wipe => {
+                    let id = rm_id.expect("checked above");
+                    let evidence = match (fault, forced_builds.take()) {
+                        (Fault::Snapshot, Some(builds)) => {
+                            disk::heal_snapshot(&mut c, id, builds).await?
+                        }
+                        (Fault::Wipe, _) => disk::heal_wipe(&mut c, id).await?,
+                        _ => disk::heal_crash(&mut c, id).await?,
+                    };
+                    tracing::info!(fault = f, %evidence, "nemesis: storage fault evidence");
+                    history.record(
+                        NEMESIS,
+                        OpType::Info,
+                        &format!("{f}-evidence"),
+                        evidence,
+                        None,
+                    );
+                }
             }
         }
         let end_ns = history
@@ -361,7 +427,7 @@ pub async fn run(
         let targets = match fault {
             Fault::Partition => vec![shape.to_string()],
             Fault::Clock => vec![format!("{name} {clock_shape}")],
-            Fault::Packet | Fault::Membership => vec![label],
+            Fault::Packet | Fault::Membership | Fault::CrashAt => vec![label],
             _ => vec![name],
         };
         windows.push(Window {
@@ -487,6 +553,7 @@ mod tests {
             kill_for: Duration::from_secs(1),
             pause_for: Duration::from_secs(1),
             seed: 7,
+            failpoints: Vec::new(),
         };
         assert_eq!(s.describe(), "kill,partition on rm,coordinator, seed 7");
         s.faults.clear();
@@ -501,6 +568,7 @@ mod tests {
             kill_for: Duration::from_secs(1),
             pause_for: Duration::from_secs(1),
             seed,
+            failpoints: Vec::new(),
         }
     }
 

@@ -26,6 +26,9 @@ pub const ALL: &[&str] = &[
     "durable::before-fdatasync",
 ];
 
+/// Whether this build has them.
+pub const COMPILED_IN: bool = cfg!(feature = "failpoints");
+
 /// The variable that names the failpoint to crash at.
 pub const CRASH_AT: &str = "RAFT_RM_CRASH_AT";
 

@@ -31,6 +31,9 @@ enum Command {
     Admin(raft_rm::admin_cli::AdminArgs),
     /// Show what a stopped node's data dir holds (vote, log range, snapshot).
     Inspect(raft_rm::inspect::InspectArgs),
+    /// List the store's failpoints (`RAFT_RM_CRASH_AT`); exit status 2 when
+    /// this build has none (it was built without the feature `failpoints`).
+    Failpoints,
 }
 
 fn main() {
@@ -47,6 +50,18 @@ fn main() {
         Some(Command::Inspect(args)) => common::service::run_process("raft-rm", || async {
             Exit::status(raft_rm::inspect::run(args).await)
         }),
+        Some(Command::Failpoints) => {
+            if !raft_rm::failpoints::COMPILED_IN {
+                common::cli::usage_error(
+                    "raft-rm",
+                    "this build has no failpoints (build with --features raft-rm/failpoints)",
+                );
+            }
+            for name in raft_rm::failpoints::ALL {
+                println!("{name}");
+            }
+            std::process::exit(0);
+        }
         None => {
             let raw = match &cli.config {
                 Some(path) => match RawConfig::from_file(path) {

@@ -25,6 +25,10 @@ use crate::{Node, NodeId, Raft};
 /// openraft's own per-RPC deadline.
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the founding node waits for every peer to report its
+/// incarnation before it initializes the cluster without it.
+const BOOTSTRAP_PEER_WAIT: Duration = Duration::from_secs(20);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -217,10 +221,13 @@ impl RunningNode {
 /// (so a node whose disk was wiped cannot found a second cluster next to
 /// the running one; it must be re-added with the admin API instead).
 ///
-/// The membership records each peer's incarnation as the peer reports it;
-/// a peer that does not answer within about a second and a half is
-/// recorded without one (0), which the disk-loss check cannot protect
-/// until the node is replaced (`raft-rm admin replace`).
+/// The membership records each peer's incarnation as the peer reports it.
+/// Peers are started together, but a slow one may answer late: each is
+/// asked until it answers, for up to [`BOOTSTRAP_PEER_WAIT`] in all. One
+/// that never answers is recorded without an incarnation (0), which the
+/// disk-loss check cannot protect until the node is replaced (`raft-rm
+/// admin replace`); the storage nemesis found members left at 0 by a wait
+/// of a second and a half.
 async fn bootstrap(
     raft: Raft,
     identity: ClusterIdentity,
@@ -228,39 +235,51 @@ async fn bootstrap(
     id: NodeId,
     peers: BTreeMap<NodeId, String>,
 ) {
-    /// `get_json` pauses 50 ms more after each failed attempt: 1.4 s in all.
-    const PEER_ATTEMPTS: u32 = 8;
     let mut members: BTreeMap<NodeId, Node> = BTreeMap::new();
-    for (peer, addr) in &peers {
-        if *peer == id {
-            members.insert(*peer, Node::with_incarnation(addr, identity.incarnation()));
-            continue;
+    members.insert(
+        id,
+        Node::with_incarnation(&peers[&id], identity.incarnation()),
+    );
+    let mut pending: BTreeMap<NodeId, String> = peers
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(p, a)| (*p, a.clone()))
+        .collect();
+    let deadline = tokio::time::Instant::now() + BOOTSTRAP_PEER_WAIT;
+    let mut last_error: BTreeMap<NodeId, String> = BTreeMap::new();
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        for (peer, addr) in pending.clone() {
+            let url = format!("http://{addr}/v1/health");
+            match http.get_json::<crate::http::health::Health>(&url, 1).await {
+                Ok(h) if h.initialized => {
+                    tracing::warn!(
+                        peer,
+                        addr = %addr,
+                        "peer already belongs to an initialized cluster; not initializing. \
+                         Re-add this node with `raft-rm admin add-learner` instead"
+                    );
+                    return;
+                }
+                Ok(h) if h.node_id == peer => {
+                    members.insert(peer, Node::with_incarnation(&addr, h.incarnation));
+                    pending.remove(&peer);
+                }
+                Ok(h) => {
+                    last_error.insert(peer, format!("answers as node {}", h.node_id));
+                }
+                Err(e) => {
+                    last_error.insert(peer, e.to_string());
+                }
+            }
         }
-        let url = format!("http://{addr}/v1/health");
-        let incarnation = match http
-            .get_json::<crate::http::health::Health>(&url, PEER_ATTEMPTS)
-            .await
-        {
-            Ok(h) if h.initialized => {
-                tracing::warn!(
-                    peer,
-                    addr = %addr,
-                    "peer already belongs to an initialized cluster; not initializing. \
-                     Re-add this node with `raft-rm admin add-learner` instead"
-                );
-                return;
-            }
-            Ok(h) if h.node_id == *peer => h.incarnation,
-            Ok(h) => {
-                tracing::warn!(peer, addr = %addr, answered = h.node_id, "peer answers as another node id; its incarnation is not recorded");
-                0
-            }
-            Err(e) => {
-                tracing::warn!(peer, addr = %addr, error = %e, "peer did not answer; its incarnation is not recorded until it is replaced");
-                0
-            }
-        };
-        members.insert(*peer, Node::with_incarnation(addr, incarnation));
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for (peer, addr) in pending {
+        let why = last_error.remove(&peer).unwrap_or_default();
+        tracing::warn!(peer, addr = %addr, error = %why, "peer did not answer in time; its incarnation is not recorded until it is replaced");
+        members.insert(peer, Node::with_incarnation(&addr, 0));
     }
     let cluster_id = match identity.get_or_create().await {
         Ok(c) => c,

@@ -63,7 +63,7 @@ fn parse_faults(text: &str) -> Result<Faults, String> {
         .map(|f| {
             Fault::from_str(f.trim(), true).map_err(|_| {
                 format!(
-                    "'{f}' is not kill, pause, partition, clock, packet or membership (or none)"
+                    "'{f}' is not kill, pause, partition, clock, packet, membership, crash-at, snapshot or wipe (or none)"
                 )
             })
         })
@@ -82,6 +82,7 @@ impl NemesisArgs {
             kill_for: Duration::from_millis(self.kill_for_ms),
             pause_for: Duration::from_millis(self.pause_for_ms),
             seed,
+            failpoints: Vec::new(),
         }
     }
 }

@@ -98,6 +98,9 @@ pub fn check_all(
     if let Some(v) = &end.voters {
         checkers.insert("membership_restored", checker::membership::check(v));
     }
+    if let Some(v) = checker::storage::check(ops) {
+        checkers.insert("storage_faults_recovered", v);
+    }
     checkers.insert(
         "no_leaked_admissions",
         Verdict::new(

@@ -98,6 +98,23 @@ pub(super) fn probe_environment(spec: &TestSpec) -> Result<Environment> {
     if !lib.exists() {
         skip(&mut schedule, nemesis::Fault::Clock, "clock faults", &clock);
     }
+    if schedule.faults.contains(&nemesis::Fault::CrashAt) {
+        match nemesis::disk::failpoints_of(&spec.bin_dir) {
+            Ok(list) if !list.is_empty() => schedule.failpoints = list,
+            Ok(_) => skip(
+                &mut schedule,
+                nemesis::Fault::CrashAt,
+                "crash-at faults",
+                "raft-rm lists no failpoints",
+            ),
+            Err(why) => skip(
+                &mut schedule,
+                nemesis::Fault::CrashAt,
+                "crash-at faults",
+                &why,
+            ),
+        }
+    }
     let faketime = schedule
         .faults
         .contains(&nemesis::Fault::Clock)

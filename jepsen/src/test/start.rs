@@ -66,6 +66,19 @@ pub(super) async fn start(
     net: Option<Arc<crate::netns::Network>>,
     faketime: Option<PathBuf>,
 ) -> Result<Started> {
+    // Storage faults want snapshots and purges often, not every 5000
+    // entries: a short run must build, send and install many.
+    let mut node_args: Vec<String> = Vec::new();
+    if spec.schedule.faults.iter().any(|f| {
+        matches!(
+            f,
+            crate::nemesis::Fault::Snapshot | crate::nemesis::Fault::CrashAt
+        )
+    }) {
+        node_args.extend(
+            ["--snapshot-every", "50", "--keep-logs-after-snapshot", "20"].map(String::from),
+        );
+    }
     let mut cluster = LocalCluster::start(ClusterSpec {
         net,
         faketime,
@@ -86,7 +99,10 @@ pub(super) async fn start(
             // Upstream's default is minutes; a test has seconds.
             "--low-memory-killer-delay".into(),
             "1s".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(node_args)
+        .collect(),
     })?;
     let rms = cluster.addr_list();
     let rm_http = cluster.internal_http(Duration::from_secs(2))?;
