@@ -18,6 +18,8 @@
 //!   `internal-communication.shared-secret`): loading it, the one
 //!   middleware that checks it on every server (`require_secret`), and the
 //!   one check of the names other processes send (`check_name`).
+//! - [`failpoints`]: planted bugs and injected faults from `FAILPOINTS`
+//!   (inert without the feature `failpoints`).
 //! - [`http`]: the one HTTP client: pooled, with timeouts and the secret attached.
 //! - [`clock`]: the clock abstraction; processes read time only through it.
 //! - [`cpu`]: a process's CPU time from `/proc` (worker reports, benchmarks).
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod cpu;
+pub mod failpoints;
 pub mod http;
 pub mod net;
 /// The resource-group model, a crate of its own (`common/resource-groups`)

@@ -34,6 +34,8 @@ pub struct ClusterSpec {
     /// libfaketime, preloaded into every process so the clock nemesis can
     /// shift one process's wall clock (never the machine's).
     pub faketime: Option<PathBuf>,
+    /// Environment for every process (`FAILPOINTS`: planted bugs).
+    pub env: Vec<(String, String)>,
 }
 
 /// Where Debian's `faketime` package puts the multi-threaded library.
@@ -372,6 +374,7 @@ impl LocalCluster {
             Some(net) => net.command(name, program),
             None => Command::new(program),
         };
+        c.envs(self.spec.env.iter().map(|(k, v)| (k, v)));
         if let Some(lib) = &self.spec.faketime {
             let file = self.clock_file(name);
             if !file.exists() {

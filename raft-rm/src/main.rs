@@ -78,6 +78,7 @@ fn main() {
 
 async fn run(config: NodeConfig) -> Result<(), Exit> {
     raft_rm::failpoints::arm_from_env().map_err(Exit::usage)?;
+    common::failpoints::setup_from_env().map_err(Exit::usage)?;
     let node = match node::start(config, NodeOptions::default()).await {
         Ok(n) => n,
         Err(e @ StartError::Store(raft_rm::store::OpenError::Identity(_))) => {

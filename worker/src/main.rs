@@ -26,6 +26,9 @@ fn main() {
         .validate()
         .unwrap_or_else(|e| common::cli::usage_error("worker", e));
     common::telemetry::init();
+    if let Err(e) = common::failpoints::setup_from_env() {
+        common::cli::usage_error("worker", e);
+    }
     common::service::run_process("worker", || async move {
         let listener = common::service::bind(config.listen).await?;
         let clock = common::clock::SystemClock::shared();

@@ -8,6 +8,8 @@
 //! - [`cluster`]: `jepsen cluster`: a local cluster in the foreground.
 //! - [`compare`]: `jepsen compare`: every mode, one table.
 //! - [`drill`]: `jepsen drill ...` (flags in [`crate::drill::cli`]).
+//! - [`selftest`]: `jepsen selftest`: runs with bugs planted on purpose,
+//!   each of which must be caught.
 //! - [`test`](mod@test): `jepsen test`, and the run flags `compare` shares.
 
 pub mod bench;
@@ -15,6 +17,7 @@ pub mod check;
 pub mod cluster;
 pub mod compare;
 pub mod drill;
+pub mod selftest;
 pub mod test;
 
 use std::path::PathBuf;
@@ -66,6 +69,7 @@ impl ClusterArgs {
             node_args: Vec::new(),
             net: None,
             faketime: None,
+            env: Vec::new(),
         }
     }
 }
@@ -80,6 +84,10 @@ pub enum Cmd {
     /// Re-runs the checkers on a saved test run (its history.jsonl,
     /// resource-groups.json and end-state.json).
     Check(check::CheckArgs),
+    /// Runs with a bug planted on purpose in every process (needs the
+    /// binaries built with the feature failpoints); each must come out
+    /// invalid, or the harness is no evidence.
+    Selftest(selftest::SelftestArgs),
     /// The same workload, seed and nemesis schedule in linearizable mode
     /// and in eventual mode at each staleness bound; one table.
     Compare(compare::CompareArgs),
@@ -112,6 +120,7 @@ pub async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Test(args) => test::run(args).await,
         Cmd::Check(args) => check::run(args),
+        Cmd::Selftest(args) => selftest::run(args).await,
         Cmd::Compare(args) => compare::run(args).await,
         Cmd::Cluster(args) => cluster::run(args).await,
         Cmd::Bench { what } => bench::run(what).await,

@@ -166,6 +166,7 @@ impl RunArgs<'_> {
             bin_dir: self.cluster.bin_dir(),
             session_lease_ms: self.nemesis.session_lease_ms,
             loopback: self.nemesis.loopback,
+            planted: None,
         }
     }
 }

@@ -299,6 +299,7 @@ fn operator(
         node_args: vec!["--resource-groups".into(), groups.display().to_string()],
         net,
         faketime: None,
+        env: Vec::new(),
     })?;
     let secret = SharedSecret::from_file(&cluster.dir().join("secret"))?;
     Ok((Operator::local(cluster), Some(secret)))

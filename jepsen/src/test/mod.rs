@@ -96,6 +96,9 @@ pub struct TestSpec {
     pub session_lease_ms: u64,
     /// Stay on loopback even where network namespaces are possible.
     pub loopback: bool,
+    /// A bug planted on purpose in every process (`jepsen selftest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planted: Option<String>,
 }
 
 /// What a run found, for `jepsen compare`'s table.

@@ -82,6 +82,11 @@ pub(super) async fn start(
     let mut cluster = LocalCluster::start(ClusterSpec {
         net,
         faketime,
+        env: spec
+            .planted
+            .iter()
+            .map(|bug| ("FAILPOINTS".to_string(), format!("{bug}=return")))
+            .collect(),
         nodes: spec.nodes,
         base_port: 0,
         dir: dir.to_path_buf(),

@@ -38,9 +38,13 @@ async fn propose_initial_config(core: &Core) {
     if core.applied().read().state.admission.config.is_some() {
         return;
     }
+    let mut roots = rg.roots.clone();
+    if common::failpoints::planted("bug::limit-off-by-one") {
+        raise_limits(&mut roots);
+    }
     let command = Command::SetConfig(crate::machine::GroupsConfig {
         version: 1,
-        roots: rg.roots.clone(),
+        roots,
         source: text.clone(),
         settings: admission.settings.clone(),
     });
@@ -52,5 +56,14 @@ async fn propose_initial_config(core: &Core) {
             tracing::info!("proposed the initial resource-group configuration");
         }
         Err(e) => tracing::warn!(error = %e, "initial resource-group configuration not committed"),
+    }
+}
+
+/// The planted bug `bug::limit-off-by-one`: every group admits one more
+/// than configured (for `jepsen selftest`).
+fn raise_limits(groups: &mut [common::resource_groups::GroupSpec]) {
+    for g in groups {
+        g.hard_concurrency_limit = g.hard_concurrency_limit.saturating_add(1);
+        raise_limits(&mut g.sub_groups);
     }
 }
