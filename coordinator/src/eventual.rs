@@ -44,6 +44,17 @@ struct Snapshot {
     generation: u64,
 }
 
+/// A usage report's sequence number: the session in the high 32 bits, a
+/// count in the low 32. The RMs keep a coordinator's report only if its
+/// number is above the stored one, and a coordinator restarted under the
+/// same id counts from 1 again: its reports must still win over those of
+/// the process before it. Session ids are log indices, so a new process's
+/// session (and a replacement after an expiry) is always larger. (Past
+/// 2^32 log entries the session saturates: reports then order by count.)
+fn report_seq(session: u64, count: u64) -> u64 {
+    (session.min(u64::from(u32::MAX)) << 32) | (count & u64::from(u32::MAX))
+}
+
 /// How many of our latest reports are kept, to subtract the one a view
 /// includes (a lagging replica may not have applied the newest).
 const REPORTS_KEPT: usize = 16;
@@ -338,12 +349,15 @@ impl Eventual {
         coordinator: String,
         groups: ResourceGroups,
         refresh: Duration,
+        session: watch::Receiver<Option<u64>>,
         mut stop: watch::Receiver<bool>,
     ) {
         let bound = min_bound(&groups.roots).unwrap_or(1000);
         let mut generation = 0;
         loop {
-            let usage = {
+            // Reports go under the current session: see `report_seq`.
+            let current = *session.borrow();
+            let usage = current.map(|session| {
                 let mut s = self.lock();
                 s.seq += 1;
                 let mut usage: BTreeMap<String, (u32, u32)> = BTreeMap::new();
@@ -354,23 +368,23 @@ impl Eventual {
                     usage.entry(leaf.clone()).or_default().1 += q.len() as u32;
                 }
                 usage.retain(|_, (r, q)| *r + *q > 0);
-                (s.seq, usage)
-            };
-            let (seq, usage) = usage;
-            let report = UsageReport {
-                coordinator: coordinator.clone(),
-                seq,
-                groups: usage
-                    .iter()
-                    .map(|(k, &(running, queued))| (k.clone(), GroupUsage { running, queued }))
-                    .collect(),
-            };
-            let reported = rms.report_usage(&report).await;
-            if reported.is_ok() {
-                let mut s = self.lock();
-                s.reported.insert(seq, usage);
-                while s.reported.len() > REPORTS_KEPT {
-                    s.reported.pop_first();
+                (report_seq(session, s.seq), usage)
+            });
+            if let Some((seq, usage)) = usage {
+                let report = UsageReport {
+                    coordinator: coordinator.clone(),
+                    seq,
+                    groups: usage
+                        .iter()
+                        .map(|(k, &(running, queued))| (k.clone(), GroupUsage { running, queued }))
+                        .collect(),
+                };
+                if rms.report_usage(&report).await.is_ok() {
+                    let mut s = self.lock();
+                    s.reported.insert(seq, usage);
+                    while s.reported.len() > REPORTS_KEPT {
+                        s.reported.pop_first();
+                    }
                 }
             }
             let asked = Instant::now();
@@ -425,6 +439,15 @@ fn min_bound(specs: &[GroupSpec]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_sessions_reports_order_after_every_report_of_an_older_one() {
+        // A process that reported a million times under session 40...
+        let old = report_seq(40, 1_000_000);
+        // ...is replaced by one whose first report is under session 90.
+        assert!(report_seq(90, 1) > old);
+        assert!(report_seq(90, 2) > report_seq(90, 1));
+    }
     use common::resource_groups::{parse, ResourceGroups};
 
     /// One eventual group: 2 running at most, 1 queued, 500 ms bound.

@@ -64,6 +64,7 @@ pub async fn start(
             config.id.clone(),
             config.groups.clone(),
             config.refresh,
+            session.subscribe(),
             stop_rx,
         ),
     );

@@ -616,7 +616,7 @@ async fn admit(
                       // first: the refusal changed nothing, so the acquire is simply retried.
     let retry_until = Instant::now() + Duration::from_secs(10);
     let answer: AcquireAnswer = loop {
-        let answer: AcquireAnswer = if adopted {
+        let answer = if adopted {
             let request = Adopt {
                 query_id: q.id.clone(),
                 coordinator: c.id.clone(),
@@ -633,8 +633,17 @@ async fn admit(
                 payload: payload.to_string(),
             };
             c.rms.acquire(&request).await
-        }
-        .map_err(rm_error)?;
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            // The RMs are starting (no configuration yet) or electing: the
+            // request changed nothing, so it is simply asked again.
+            Err(e) if e.status() == Some(503) && Instant::now() < retry_until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => return Err(rm_error(e)),
+        };
         if Instant::now() >= retry_until {
             break answer;
         }

@@ -27,7 +27,7 @@ const INTERNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the founding node waits for every peer to report its
 /// incarnation before it initializes the cluster without it.
-const BOOTSTRAP_PEER_WAIT: Duration = Duration::from_secs(20);
+const BOOTSTRAP_PEER_WAIT: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

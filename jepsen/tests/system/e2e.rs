@@ -222,6 +222,50 @@ async fn eventual_mode_over_admits_across_coordinators_and_linearizable_does_not
     s.shutdown().await;
 }
 
+/// A coordinator restarted under the same id must be seen by the others
+/// at once. Its usage reports used to restart their sequence at 1, and the
+/// RMs kept only reports above the last one stored (that of the process
+/// before the restart): the new process's running queries were invisible
+/// to eventual-mode admission elsewhere, which over-admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinators_usage_is_seen_by_the_others() {
+    let mut s = Stack::start(StackOptions {
+        refresh_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    // c1's report sequence grows (a report every 50 ms)...
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ...and it restarts under the same id.
+    s.restart_coordinator(0).await;
+    let c1 = s.coordinators[0].addr.to_string();
+    let c2 = s.coordinators[1].addr.to_string();
+    let sim = [
+        ("simulate_duration_ms", "4000"),
+        ("simulate_memory_bytes", "10"),
+    ];
+    let first = tokio::spawn({
+        let c1 = c1.clone();
+        async move { run_query(&c1, "eve", "SELECT x", &sim).await }
+    });
+    // Many refreshes later, c2's view includes c1's running query.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = run_query(&c2, "eve", "SELECT x", &sim).await;
+    let first = first.await.unwrap();
+    let seen = [first, second];
+    assert!(
+        seen.iter()
+            .all(|q| q.states.last().map(String::as_str) == Some("FINISHED")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        max_overlap(seen.iter().filter_map(|q| q.running)),
+        1,
+        "c2 admitted next to the restarted c1's query (limit 1): {seen:#?}"
+    );
+    s.shutdown().await;
+}
+
 /// Group `id` as the RMs' linearizable view shows it.
 async fn group_view(s: &Stack, id: &str) -> Value {
     let view: Value = s

@@ -143,6 +143,21 @@ fn wire_reason(reason: &RejectReason) -> common::api::RejectReason {
     }
 }
 
+/// The answer to an acquire or adopt. A cluster that has not applied its
+/// resource-group configuration yet is starting, not refusing: that is a
+/// retryable 503, never a final "rejected" (nothing was recorded).
+fn admission_answer(d: &Decision) -> Result<Response, ApiError> {
+    match d {
+        Decision::Rejected {
+            reason: RejectReason::NoConfiguration,
+        } => Err(ApiError::Unavailable(
+            "no resource-group configuration is applied yet (the cluster is starting); retry"
+                .into(),
+        )),
+        d => Ok(Json(answer_of(d)).into_response()),
+    }
+}
+
 pub fn answer_of(d: &Decision) -> AcquireAnswer {
     match d {
         Decision::Admitted { fencing_token } => AcquireAnswer::admitted(*fencing_token),
@@ -176,7 +191,7 @@ async fn acquire(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             }))
         },
         |_, answer| match answer {
-            Answer::Admission(d) => Ok(Json(answer_of(&d)).into_response()),
+            Answer::Admission(d) => admission_answer(&d),
             other => Err(unexpected(other)),
         },
     )

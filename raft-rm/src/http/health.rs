@@ -59,11 +59,16 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(health_of(&state))
 }
 
-/// 200 on the leader, 503 elsewhere naming the leader: what a load balancer
-/// checks to send writes straight to the leader.
+/// 200 on the leader once it can admit, 503 elsewhere naming the leader:
+/// what a load balancer checks to send writes straight to the leader. A
+/// leader started with a resource-group file is not ready until that
+/// configuration (or a later one) is applied: until then every acquire
+/// would answer 503.
 async fn health_leader(State(state): State<AppState>) -> Response {
     let h = health_of(&state);
-    let status = if h.role == Role::Leader {
+    let expects_config = state.core.admission().resource_groups.is_some();
+    let config_applied = state.core.applied().read().state.admission.config.is_some();
+    let status = if leader_ready(h.role, expects_config, config_applied) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -75,6 +80,11 @@ async fn health_leader(State(state): State<AppState>) -> Response {
         term: Some(h.term),
     };
     (status, Json(body)).into_response()
+}
+
+/// Whether `/v1/health/leader` says ready.
+fn leader_ready(role: Role, expects_config: bool, config_applied: bool) -> bool {
+    role == Role::Leader && (config_applied || !expects_config)
 }
 
 pub fn cluster_of(state: &AppState) -> ClusterView {
@@ -123,4 +133,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .render(state.core.raft(), state.elections.last_leader_contact()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_is_ready_only_once_its_configuration_is_applied() {
+        assert!(!leader_ready(Role::Leader, true, false), "starting");
+        assert!(leader_ready(Role::Leader, true, true));
+        assert!(
+            leader_ready(Role::Leader, false, false),
+            "configured later by an operator"
+        );
+        assert!(!leader_ready(Role::Follower, true, true));
+    }
 }

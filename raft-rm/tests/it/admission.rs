@@ -491,3 +491,54 @@ async fn a_burst_of_acquires_shares_entries_and_each_gets_its_own_answer() {
     assert_eq!((hot.running, hot.queued), (0, 0));
     c.shutdown().await;
 }
+
+/// A cluster that has not applied a resource-group configuration is
+/// starting: an acquire gets a retryable 503 (it changed nothing), never a
+/// final `rejected`; once the configuration is applied it is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_before_the_configuration_is_retryable_not_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = TestCluster::start(3, Settings::default()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let session = c
+        .http
+        .post_json::<_, Value>(
+            &c.url(leader, "/v1/sessions"),
+            &json!({"coordinator": "co"}),
+        )
+        .await
+        .unwrap()["session"]
+        .as_u64()
+        .unwrap();
+    let acquire =
+        json!({"query_id": "q1", "group": "hot", "coordinator": "co", "session": session});
+    let early = c
+        .http
+        .post_json::<_, Value>(&c.url(leader, "/v1/admission/acquire"), &acquire)
+        .await;
+    assert_eq!(
+        early.as_ref().err().and_then(|e| e.status()),
+        Some(503),
+        "before any configuration: {early:?}"
+    );
+    let text = std::fs::read_to_string(groups_file(dir.path())).unwrap();
+    c.http
+        .post_bytes(
+            &c.url(leader, "/v1/admin/config"),
+            common::http::CONTENT_JSON,
+            text.into_bytes(),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    let admitted: AcquireAnswer = c
+        .http
+        .post_json(&c.url(leader, "/v1/admission/acquire"), &acquire)
+        .await
+        .unwrap();
+    assert!(
+        matches!(admitted.decision(), Ok(Decision::Admitted { .. })),
+        "{admitted:?}"
+    );
+}

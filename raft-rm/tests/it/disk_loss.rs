@@ -127,8 +127,12 @@ async fn admin_replace_makes_a_wiped_voter_a_voter_again_with_every_acknowledged
     assert_eq!(local.canaries["before"].last_seq, 20);
     assert_eq!(local.canaries["during"].last_seq, 10);
     c.stop(2).await;
-    c.wait_leader(&[1, 3], T).await;
+    let leader = c.wait_leader(&[1, 3], T).await;
     write_canaries(&c, 3, "after", 1..=5).await;
+    // Committed with node 3 in the quorum; its local read waits until it
+    // has applied them too.
+    let applied = c.applied(leader).unwrap();
+    c.wait_applied(&[3], applied, T).await;
     let local: CanaryView = c
         .http
         .get_json(&c.url(3, "/v1/canary?read=local"), 3)

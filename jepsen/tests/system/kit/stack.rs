@@ -48,7 +48,16 @@ pub struct Stack {
     pub rms: TestCluster,
     pub workers: Vec<RunningWorker>,
     pub coordinators: Vec<RunningCoordinator>,
+    /// What each coordinator was started with, for a restart.
+    coordinator_args: Vec<CoordinatorArgs>,
     _dir: tempfile::TempDir,
+}
+
+async fn start_coordinator(args: &CoordinatorArgs) -> RunningCoordinator {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    coordinator::node::start(args.clone().validate().unwrap(), l)
+        .await
+        .unwrap()
 }
 
 pub struct StackOptions {
@@ -104,6 +113,7 @@ impl Stack {
             );
         }
         let mut coordinators = Vec::new();
+        let mut coordinator_args = Vec::new();
         for i in 1..=2 {
             let args = CoordinatorArgs {
                 id: format!("c{i}"),
@@ -116,17 +126,14 @@ impl Stack {
                 refresh_ms: o.refresh_ms,
                 freshness_gate: 0.8,
             };
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            coordinators.push(
-                coordinator::node::start(args.validate().unwrap(), l)
-                    .await
-                    .unwrap(),
-            );
+            coordinators.push(start_coordinator(&args).await);
+            coordinator_args.push(args);
         }
         let s = Stack {
             rms,
             workers,
             coordinators,
+            coordinator_args,
             _dir: dir,
         };
         s.wait_ready(o.workers).await;
@@ -175,6 +182,22 @@ impl Stack {
                 "stack not ready: sessions {sessions}, config {config}, views {views}, memory {memory}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops coordinator `i` and starts it again with the same id (a new
+    /// process: new session, fresh in-memory state), on a new port.
+    pub async fn restart_coordinator(&mut self, i: usize) {
+        let fresh = start_coordinator(&self.coordinator_args[i]).await;
+        let old = std::mem::replace(&mut self.coordinators[i], fresh);
+        old.shutdown().await;
+        let deadline = Instant::now() + READY_WITHIN;
+        while self.coordinators[i].coordinator.session.borrow().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the restarted coordinator has no session"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
