@@ -27,6 +27,21 @@ fn groups_file(dir: &Path) -> PathBuf {
     path
 }
 
+/// Registers coordinator `co`'s session at `leader`.
+async fn register(c: &TestCluster, leader: u64) -> u64 {
+    let answer: common::api::SessionAnswer = c
+        .http
+        .post_json(
+            &c.url(leader, "/v1/sessions"),
+            &common::api::RegisterSession {
+                coordinator: "co".into(),
+            },
+        )
+        .await
+        .unwrap();
+    answer.session
+}
+
 /// A 3-node cluster whose initial resource-group configuration is committed.
 async fn start(dir: &Path) -> TestCluster {
     let c = TestCluster::start(
@@ -419,15 +434,7 @@ async fn a_burst_of_acquires_shares_entries_and_each_gets_its_own_answer() {
     let c = start(dir.path()).await;
     let leader = c.wait_leader(&[1, 2, 3], T).await;
     let http = c.http.clone();
-    let session: u64 = http
-        .post_json::<_, Value>(
-            &c.url(leader, "/v1/sessions"),
-            &json!({"coordinator": "co"}),
-        )
-        .await
-        .unwrap()["session"]
-        .as_u64()
-        .unwrap();
+    let session = register(&c, leader).await;
     let send_all = |path: &'static str, body: fn(usize, u64) -> Value| {
         let calls: Vec<_> = (0..BURST)
             .map(|k| {
@@ -500,16 +507,7 @@ async fn an_acquire_before_the_configuration_is_retryable_not_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let c = TestCluster::start(3, Settings::default()).await;
     let leader = c.wait_leader(&[1, 2, 3], T).await;
-    let session = c
-        .http
-        .post_json::<_, Value>(
-            &c.url(leader, "/v1/sessions"),
-            &json!({"coordinator": "co"}),
-        )
-        .await
-        .unwrap()["session"]
-        .as_u64()
-        .unwrap();
+    let session = register(&c, leader).await;
     let acquire =
         json!({"query_id": "q1", "group": "hot", "coordinator": "co", "session": session});
     let early = c
