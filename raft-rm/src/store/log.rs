@@ -10,8 +10,12 @@
 //!   and never purge past what the synced snapshot covers. openraft asks
 //!   for the purge right after it asks for a snapshot install, without
 //!   waiting for the install: a crash between the purge and the install's
-//!   save would leave a gap no replay can fill. The part not purged yet
-//!   goes with the next purge.
+//!   save would leave a gap no replay can fill. So a purge past the synced
+//!   snapshot waits for it (the install saves it on another task). It
+//!   must not purge less instead: openraft reads the log as one run from
+//!   the last purged id, and entries left below an installed snapshot
+//!   with a hole above them stop the node at its next start (the crash-at
+//!   nemesis found that).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -66,25 +70,6 @@ impl LogStore {
         self
     }
 
-    /// How far a purge asked to reach `upto` may go: no further than the
-    /// synced snapshot.
-    fn purgeable(&self, upto: LogId<NodeId>) -> Option<LogId<NodeId>> {
-        let Some(snapshots) = &self.purge_bound else {
-            return Some(upto);
-        };
-        match snapshots.durable_upto() {
-            Some(covered) if covered.index >= upto.index => Some(upto),
-            covered => {
-                tracing::info!(
-                    asked = %upto,
-                    covered = ?covered,
-                    "purging only what the synced snapshot covers"
-                );
-                covered
-            }
-        }
-    }
-
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, std::io::Error> {
         match self.meta.get(key).map_err(sled_to_io)? {
             None => Ok(None),
@@ -110,6 +95,36 @@ impl LogStore {
         let vote: Option<Vote<NodeId>> = self.get_meta(VOTE_KEY)?;
         let purged: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED_KEY)?;
         Ok(vote.is_none() && purged.is_none() && self.log.is_empty())
+    }
+}
+
+/// How long a purge waits for the snapshot that covers it to be synced.
+const PURGE_WAITS_FOR_SNAPSHOT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl LogStore {
+    /// Waits until the synced snapshot covers `upto` (no wait without a
+    /// bound); an error if it does not within [`PURGE_WAITS_FOR_SNAPSHOT`].
+    async fn wait_purgeable(&self, upto: LogId<NodeId>) -> Result<(), std::io::Error> {
+        let Some(snapshots) = &self.purge_bound else {
+            return Ok(());
+        };
+        if snapshots
+            .durable_upto()
+            .is_some_and(|d| d.index >= upto.index)
+        {
+            return Ok(());
+        }
+        tracing::info!(asked = %upto, covered = ?snapshots.durable_upto(), "purge waits for the snapshot that covers it");
+        tokio::time::timeout(
+            PURGE_WAITS_FOR_SNAPSHOT,
+            snapshots.durable_covers(upto.index),
+        )
+        .await
+        .map_err(|_| {
+            std::io::Error::other(format!(
+                "no synced snapshot covers {upto} after {PURGE_WAITS_FOR_SNAPSHOT:?}; not purging"
+            ))
+        })
     }
 }
 
@@ -234,10 +249,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let write = |e: std::io::Error| StorageIOError::write_logs(&e);
-        let Some(log_id) = self.purgeable(log_id) else {
-            fail::fail_point!("log::after-purge");
-            return Ok(());
-        };
+        self.wait_purgeable(log_id).await.map_err(write)?;
         let purged: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED_KEY).map_err(write)?;
         if purged.is_some_and(|p| p.index >= log_id.index) {
             return Ok(());
@@ -268,9 +280,10 @@ mod tests {
 
     /// Hole: openraft purges up to an installed snapshot before the install
     /// is saved; a crash then leaves the old snapshot and a log that starts
-    /// after the new one. The purge must stop at the synced snapshot.
+    /// after the new one. The purge waits for the synced snapshot, and then
+    /// purges all it was asked (purging less would leave a hole in the log).
     #[tokio::test]
-    async fn a_purge_never_passes_the_synced_snapshot() {
+    async fn a_purge_waits_for_the_synced_snapshot_that_covers_it() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let db = DurableDb::open(
@@ -280,7 +293,7 @@ mod tests {
         )
         .unwrap();
         let snapshots = SnapshotStore::open(&db).unwrap();
-        let mut log = LogStore::open(
+        let log = LogStore::open(
             db.clone(),
             db.tree("meta").unwrap(),
             Some(snapshots.clone()),
@@ -300,22 +313,23 @@ mod tests {
             last_membership: StoredMembership::default(),
             snapshot_id: format!("s{i}"),
         };
-        // No snapshot yet: nothing may go.
-        log.purge(log_id(8)).await.unwrap();
-        assert_eq!(log.try_get_log_entries(1..=10).await.unwrap().len(), 10);
         // A snapshot at 4 is synced; the install at 8 is not saved yet.
         snapshots.save(&meta(4), b"at 4").await.unwrap();
-        log.purge(log_id(8)).await.unwrap();
-        let kept = log.try_get_log_entries(0..=10).await.unwrap();
-        assert_eq!(kept.first().map(|e| e.log_id.index), Some(5));
-        assert_eq!(
-            log.get_log_state().await.unwrap().last_purged_log_id,
-            Some(log_id(4))
-        );
-        // Once the install is saved, the next purge takes the rest.
+        let mut purging = log.clone();
+        let purge = tokio::spawn(async move { purging.purge(log_id(8)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!purge.is_finished(), "the purge went ahead of the snapshot");
+        let mut reader = log.clone();
+        let kept = reader.try_get_log_entries(0..=10).await.unwrap();
+        assert_eq!(kept.first().map(|e| e.log_id.index), Some(1));
+        // The install's save lands: the purge goes all the way.
         snapshots.save(&meta(8), b"at 8").await.unwrap();
-        log.purge(log_id(8)).await.unwrap();
-        let kept = log.try_get_log_entries(0..=10).await.unwrap();
+        purge.await.unwrap().unwrap();
+        let kept = reader.try_get_log_entries(0..=10).await.unwrap();
         assert_eq!(kept.first().map(|e| e.log_id.index), Some(9));
+        assert_eq!(
+            reader.get_log_state().await.unwrap().last_purged_log_id,
+            Some(log_id(8))
+        );
     }
 }

@@ -117,7 +117,7 @@ pub struct SnapshotStore {
     /// Held across a whole save: check, write, sync.
     saving: Arc<tokio::sync::Mutex<()>>,
     /// The log id the synced snapshot covers.
-    durable: Arc<std::sync::Mutex<Option<LogId<NodeId>>>>,
+    durable: Arc<tokio::sync::watch::Sender<Option<LogId<NodeId>>>>,
 }
 
 /// What a save did.
@@ -134,21 +134,25 @@ impl SnapshotStore {
             db: db.clone(),
             tree: db.tree("snapshot")?,
             saving: Arc::default(),
-            durable: Arc::default(),
+            durable: Arc::new(tokio::sync::watch::channel(None).0),
         };
         let record = store.record()?;
         store.drop_stray_chunks(record.as_ref().map_or(0, |r| r.chunks))?;
-        *store.durable_lock() = record.and_then(|r| r.meta.last_log_id);
+        store
+            .durable
+            .send_replace(record.and_then(|r| r.meta.last_log_id));
         Ok(store)
     }
 
     /// The last log id the stored, synced snapshot covers.
     pub fn durable_upto(&self) -> Option<LogId<NodeId>> {
-        *self.durable_lock()
+        *self.durable.borrow()
     }
 
-    fn durable_lock(&self) -> std::sync::MutexGuard<'_, Option<LogId<NodeId>>> {
-        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    /// Waits until the synced snapshot covers `index`.
+    pub async fn durable_covers(&self, index: u64) {
+        let mut rx = self.durable.subscribe();
+        let _ = rx.wait_for(|d| d.is_some_and(|d| d.index >= index)).await;
     }
 
     /// Removes chunks at or past `chunks` (the record's count).
@@ -208,7 +212,7 @@ impl SnapshotStore {
         self.tree.apply_batch(batch).map_err(sled_to_io)?;
         fail::fail_point!("snapshot::mid-save");
         self.db.sync_async().await?;
-        *self.durable_lock() = meta.last_log_id;
+        self.durable.send_replace(meta.last_log_id);
         Ok(Saved::Replaced)
     }
 

@@ -75,6 +75,31 @@ async fn crash_at(failpoint: &str, start: Start) {
         .await
         .expect("node 3 serves after its restart");
     assert!(restarted.initialized);
+    // What the recovery left on disk must start too: a plain SIGKILL and
+    // restart (a node that had installed a snapshot once could not: its
+    // log had a hole below the snapshot; found by the crash-at nemesis).
+    procs.get_mut(&3).unwrap().sigkill();
+    procs.insert(3, Proc::start(dir.path(), 3, &peers));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let node3 = procs.get_mut(&3).unwrap();
+        assert!(
+            node3.child.try_wait().unwrap().is_none(),
+            "node 3 could not start again on what it left on disk"
+        );
+        let h: Option<raft_rm::http::health::Health> = client()
+            .get_json(&format!("http://{}/v1/health", peers[&3]), 1)
+            .await
+            .ok();
+        if h.is_some_and(|h| h.initialized && h.leader_id.is_some()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 did not rejoin after a plain restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(procs);
 }
 
