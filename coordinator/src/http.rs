@@ -74,7 +74,7 @@ fn results(state: &AppState, q: &Query, s: &Inner, token: u64) -> QueryResults {
     };
     let next_uri = match s.state {
         QueryState::Queued => next("queued"),
-        QueryState::Running => next("executing"),
+        QueryState::Running | QueryState::Finishing => next("executing"),
         QueryState::Finished | QueryState::Failed => None,
     };
     QueryResults {
@@ -198,7 +198,12 @@ async fn poll(
     changed.as_mut().enable();
     let now = q.snapshot();
     let news = now.reported != Some(now.state);
-    if !news && matches!(now.state, QueryState::Queued | QueryState::Running) {
+    if !news
+        && matches!(
+            now.state,
+            QueryState::Queued | QueryState::Running | QueryState::Finishing
+        )
+    {
         // Nothing new: wait a little for progress, as Trino does.
         let _ = tokio::time::timeout(wait, changed).await;
     }

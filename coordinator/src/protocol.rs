@@ -135,6 +135,9 @@ impl Column {
 pub enum QueryState {
     Queued,
     Running,
+    /// Its work is done; its resource-group slot is being released. Not
+    /// RUNNING: the RMs may give the slot to another query meanwhile.
+    Finishing,
     Finished,
     Failed,
 }

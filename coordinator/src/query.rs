@@ -453,8 +453,17 @@ async fn drive(
     .await;
     if admitted {
         // Released before the client learns the end, so a finished query's
-        // slot is free. But a query must not look running once its session
-        // is gone: the RMs revoke the slot and may give it to another.
+        // slot is free. Meanwhile the query is FINISHING, not RUNNING: the
+        // RMs may hand the slot on before the release's answer comes back
+        // (a client saw three queries RUNNING under a limit of two while a
+        // release waited out a leader change). And a query must not look
+        // running once its session is gone: the RMs revoke the slot and may
+        // give it to another.
+        q.update(|i| {
+            if i.state == QueryState::Running {
+                i.state = QueryState::Finishing;
+            }
+        });
         let mut session = c.session.clone();
         let held = *session.borrow();
         tokio::select! {
