@@ -142,7 +142,17 @@ impl Drill {
         if !self.probe.wait_config(&addr, Duration::from_secs(15)).await {
             bail!("the cluster has no resource-group configuration, or the secret is wrong (waited 15 s)");
         }
-        let view = self.admin.resource_groups(&addr).await?;
+        // A leader just elected may not confirm its leadership at once
+        // (503): ask again for a few seconds.
+        let view = self
+            .admin
+            .at(&addr)
+            .with_policy(common::rm::RetryPolicy {
+                attempts: 15,
+                backoff: Duration::from_millis(40),
+            })
+            .view(0)
+            .await?;
         let Some(g) = view.group(group) else {
             bail!("the cluster has no resource group '{group}' (pass --group with a linearizable leaf group)");
         };
