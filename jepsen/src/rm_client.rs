@@ -10,7 +10,6 @@ use common::api::{
     SnapshotNow, StepDown, StepDownReport, View,
 };
 use common::http::{HttpClient, HttpError};
-use common::rm::Renewal;
 
 pub use common::api::{AcquireAnswer, AcquireStatus, CanaryWritten, Health, SnapshotReport};
 
@@ -152,11 +151,6 @@ impl RmClient {
         Ok(self.at(addr).query(query_id).await?.map(|e| e.status))
     }
 
-    /// Registers a coordinator session; returns its id.
-    pub async fn register_session(&self, addr: &str, coordinator: &str) -> Result<u64, HttpError> {
-        Ok(self.at(addr).register_session(coordinator).await?.session)
-    }
-
     /// Waits until the cluster has a resource-group configuration.
     pub async fn wait_config(&self, addr: &str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -192,14 +186,6 @@ impl RmClient {
     /// unknown (it held nothing).
     pub async fn release(&self, addr: &str, query_id: &str) -> Result<ReleaseOutcome, HttpError> {
         Ok(self.at(addr).release(query_id).await?.outcome)
-    }
-
-    /// Renews a session: `false` if it expired.
-    pub async fn renew_session(&self, addr: &str, session: u64) -> Result<bool, HttpError> {
-        Ok(matches!(
-            self.at(addr).renew_session(session).await?,
-            Renewal::Renewed(_)
-        ))
     }
 
     /// The leader every one of `addrs` names; `None` while there is no

@@ -117,13 +117,7 @@ async fn admin_replace_makes_a_wiped_voter_a_voter_again_with_every_acknowledged
 
     // It holds every acknowledged canary, and counts in a quorum: with
     // node 2 stopped, nodes 1 and 3 commit.
-    let applied = c.applied(leader).unwrap();
-    c.wait_applied(&[3], applied, T).await;
-    let local: CanaryView = c
-        .http
-        .get_json(&c.url(3, "/v1/canary?read=local"), 3)
-        .await
-        .unwrap();
+    let local = node3_canaries(&c, leader).await;
     assert_eq!(local.canaries["before"].last_seq, 20);
     assert_eq!(local.canaries["during"].last_seq, 10);
     c.stop(2).await;
@@ -131,14 +125,18 @@ async fn admin_replace_makes_a_wiped_voter_a_voter_again_with_every_acknowledged
     write_canaries(&c, 3, "after", 1..=5).await;
     // Committed with node 3 in the quorum; its local read waits until it
     // has applied them too.
-    let applied = c.applied(leader).unwrap();
-    c.wait_applied(&[3], applied, T).await;
-    let local: CanaryView = c
-        .http
-        .get_json(&c.url(3, "/v1/canary?read=local"), 3)
-        .await
-        .unwrap();
+    let local = node3_canaries(&c, leader).await;
     assert_eq!(local.canaries["before"].last_seq, 20);
     assert_eq!(local.canaries["after"].last_seq, 5);
     c.shutdown().await;
+}
+
+/// Node 3's own canaries, once it has applied all `leader` has.
+async fn node3_canaries(c: &TestCluster, leader: u64) -> CanaryView {
+    let applied = c.applied(leader).unwrap();
+    c.wait_applied(&[3], applied, T).await;
+    c.http
+        .get_json(&c.url(3, "/v1/canary?read=local"), 3)
+        .await
+        .unwrap()
 }
