@@ -199,6 +199,24 @@ fn decode_json<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, HttpErr
     })
 }
 
+/// `value` as one URL path segment: every byte but RFC 3986's unreserved
+/// ones percent-encoded, so a `/` or `..` inside it stays inside it.
+pub fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // A segment of dots alone is still "." or ".." to a URL parser.
+    if !out.is_empty() && out.bytes().all(|b| b == b'.') {
+        return out.replace('.', "%2E");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +238,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.never_sent() && !e.timed_out(), "{e}");
+    }
+
+    #[test]
+    fn a_path_segment_cannot_leave_its_place() {
+        assert_eq!(path_segment("q_1-a"), "q_1-a");
+        assert_eq!(path_segment("../admin"), "..%2Fadmin");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("a b?c#"), "a%20b%3Fc%23");
     }
 }

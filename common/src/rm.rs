@@ -253,7 +253,11 @@ impl RmClient {
     /// `GET /v1/admission/queries/{id}` (linearizable): `None` if the
     /// ledger never had the query or has forgotten it.
     pub async fn query(&self, query_id: &str) -> Result<Option<QueryEntry>, HttpError> {
-        match self.get(&format!("/v1/admission/queries/{query_id}")).await {
+        let path = format!(
+            "/v1/admission/queries/{}",
+            crate::http::path_segment(query_id)
+        );
+        match self.get(&path).await {
             Ok(entry) => Ok(Some(entry)),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),

@@ -23,15 +23,23 @@ pub struct CoordinatorArgs {
     /// Every resource manager, HOST:PORT,...
     #[arg(long, value_delimiter = ',')]
     pub rm: Vec<String>,
-    /// Trino resource-groups.json (the same file the RMs run with).
+    /// Trino resource-groups.json to start with, until the configuration
+    /// in the RMs' log is read (which then wins, and is followed). Without
+    /// it, queries wait for the RMs' configuration.
     #[arg(long)]
-    pub resource_groups: PathBuf,
+    pub resource_groups: Option<PathBuf>,
     /// File holding the internal shared secret.
     #[arg(long)]
     pub shared_secret_file: Option<PathBuf>,
     /// Cancel a query whose client stops polling for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub client_timeout_secs: u64,
+    /// Queries this coordinator keeps at most (running, queued, and ended
+    /// ones until their client fetched the end): past it, ended queries
+    /// are forgotten oldest first, and with none ended a submission is
+    /// answered 503 (retry later), as an overloaded Trino does.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_queries: usize,
     /// Eventual mode: how often to read the aggregated view and report usage (ms).
     #[arg(long, default_value_t = 100)]
     pub refresh_ms: u64,
@@ -47,9 +55,11 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     pub external_url: Option<String>,
     pub rms: Vec<String>,
-    pub groups: ResourceGroups,
+    /// The bootstrap configuration (`--resource-groups`), if given.
+    pub groups: Option<ResourceGroups>,
     pub secret: Option<SharedSecret>,
     pub client_timeout: Duration,
+    pub max_queries: usize,
     pub refresh: Duration,
     pub freshness_gate: f64,
 }
@@ -67,26 +77,27 @@ impl CoordinatorArgs {
         }
         let listen = common::cli::listen_addr(&self.listen)?;
         let rms = common::cli::rm_list(self.rm)?;
-        let text = std::fs::read_to_string(&self.resource_groups).map_err(|e| {
-            format!(
-                "resource-groups: cannot read {}: {e}",
-                self.resource_groups.display()
-            )
-        })?;
-        let groups =
-            common::resource_groups::parse(&text, &Consistency::Linearizable).map_err(|e| {
-                format!(
-                    "resource-groups: {}: {}",
-                    self.resource_groups.display(),
-                    e.0.join("; ")
-                )
-            })?;
+        let groups = match &self.resource_groups {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("resource-groups: cannot read {}: {e}", path.display()))?;
+                let groups = common::resource_groups::parse(&text, &Consistency::Linearizable)
+                    .map_err(|e| {
+                        format!("resource-groups: {}: {}", path.display(), e.0.join("; "))
+                    })?;
+                Some(groups)
+            }
+        };
         let secret = common::cli::internal_secret(self.shared_secret_file.as_deref(), listen)?;
         if self.refresh_ms == 0 {
             return Err("refresh-ms: must be positive".into());
         }
         if !(self.freshness_gate > 0.0 && self.freshness_gate <= 1.0) {
             return Err("freshness-gate: must be in (0, 1]".into());
+        }
+        if self.max_queries == 0 {
+            return Err("max-queries: must be positive".into());
         }
         if self.client_timeout_secs == 0 {
             return Err("client-timeout-secs: must be positive".into());
@@ -99,6 +110,7 @@ impl CoordinatorArgs {
             groups,
             secret,
             client_timeout: Duration::from_secs(self.client_timeout_secs),
+            max_queries: self.max_queries,
             refresh: Duration::from_millis(self.refresh_ms),
             freshness_gate: self.freshness_gate,
         })

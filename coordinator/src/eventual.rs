@@ -26,12 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{GroupUsage, UsageReport};
-use common::resource_groups::{chain_ids, Consistency, GroupSpec, ResourceGroups};
-use common::rm::RmClient;
+use common::resource_groups::{chain_ids, Consistency, GroupSpec};
+use common::rm::{RmClient, CALL_TIMEOUT};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{watch, Notify};
 
+use crate::groups::GroupsInForce;
 use crate::protocol::{ErrorKind, QueryError};
 
 struct Snapshot {
@@ -342,53 +343,55 @@ impl Eventual {
             .map(|v| (v.fetched.elapsed().as_millis() as u64, v.staleness_ms))
     }
 
-    /// Reads the view and reports our usage, every `refresh`.
+    /// Reads the view and reports our usage, every `refresh`, until `stop`.
+    ///
+    /// The two run side by side: a report needs the leader, and waits out
+    /// an election or a paused leader (seconds), while any replica within
+    /// the bound serves a view. Run one after the other, a report stuck on
+    /// a fault left every waiter without a fresh view: admission stalled
+    /// in eventual mode, the mode meant to stay available.
     pub async fn refresh(
         self: Arc<Self>,
         rms: Arc<RmClient>,
         coordinator: String,
-        groups: ResourceGroups,
+        groups: Arc<GroupsInForce>,
         refresh: Duration,
         session: watch::Receiver<Option<u64>>,
+        stop: watch::Receiver<bool>,
+    ) {
+        tokio::join!(
+            self.clone().read_views(
+                rms.clone(),
+                coordinator.clone(),
+                groups,
+                refresh,
+                stop.clone()
+            ),
+            self.report_usage(rms, coordinator, refresh, session, stop),
+        );
+    }
+
+    /// Every `refresh`, reads the aggregated view from any RM within the
+    /// tightest staleness bound in force.
+    async fn read_views(
+        self: Arc<Self>,
+        rms: Arc<RmClient>,
+        coordinator: String,
+        groups: Arc<GroupsInForce>,
+        refresh: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
-        let bound = min_bound(&groups.roots).unwrap_or(1000);
         let mut generation = 0;
         loop {
-            // Reports go under the current session: see `report_seq`.
-            let current = *session.borrow();
-            let usage = current.map(|session| {
-                let mut s = self.lock();
-                s.seq += 1;
-                let mut usage: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-                for (leaf, n) in &s.running {
-                    usage.entry(leaf.clone()).or_default().0 += n;
-                }
-                for (leaf, q) in &s.queues {
-                    usage.entry(leaf.clone()).or_default().1 += q.len() as u32;
-                }
-                usage.retain(|_, (r, q)| *r + *q > 0);
-                (report_seq(session, s.seq), usage)
-            });
-            if let Some((seq, usage)) = usage {
-                let report = UsageReport {
-                    coordinator: coordinator.clone(),
-                    seq,
-                    groups: usage
-                        .iter()
-                        .map(|(k, &(running, queued))| (k.clone(), GroupUsage { running, queued }))
-                        .collect(),
-                };
-                if rms.report_usage(&report).await.is_ok() {
-                    let mut s = self.lock();
-                    s.reported.insert(seq, usage);
-                    while s.reported.len() > REPORTS_KEPT {
-                        s.reported.pop_first();
-                    }
-                }
-            }
+            let bound = groups
+                .get()
+                .and_then(|g| min_bound(&g.groups.roots))
+                .unwrap_or(1000);
+            // A view that takes longer than the bound to come is stale on
+            // arrival: an RM that slow (paused, cut off) is passed over.
+            let per_attempt = Duration::from_millis(bound).clamp(VIEW_ATTEMPT_MIN, CALL_TIMEOUT);
             let asked = Instant::now();
-            if let Ok(v) = rms.view(bound).await {
+            if let Ok(v) = rms.with_timeout(per_attempt).view(bound).await {
                 generation += 1;
                 let snapshot = Snapshot {
                     groups: v
@@ -406,7 +409,7 @@ impl Eventual {
             }
             let stopped = tokio::select! {
                 _ = stop.wait_for(|s| *s) => true,
-                _ = tokio::time::sleep(refresh) => false,
+                _ = tokio::time::sleep(refresh.saturating_sub(asked.elapsed())) => false,
             };
             if stopped {
                 return;
@@ -415,7 +418,66 @@ impl Eventual {
             self.changed.notify_waiters();
         }
     }
+
+    /// Every `refresh`, reports our running and queued per leaf through
+    /// the log, under the current session.
+    async fn report_usage(
+        self: Arc<Self>,
+        rms: Arc<RmClient>,
+        coordinator: String,
+        refresh: Duration,
+        session: watch::Receiver<Option<u64>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let began = Instant::now();
+            // Reports go under the current session: see `report_seq`.
+            let current = *session.borrow();
+            let usage = current.map(|session| {
+                let mut s = self.lock();
+                s.seq += 1;
+                let mut usage: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+                for (leaf, n) in &s.running {
+                    usage.entry(leaf.clone()).or_default().0 += n;
+                }
+                for (leaf, q) in &s.queues {
+                    usage.entry(leaf.clone()).or_default().1 += q.len() as u32;
+                }
+                usage.retain(|_, (r, q)| *r + *q > 0);
+                let seq = report_seq(session, s.seq);
+                // Kept before it is sent: a report whose answer is lost may
+                // still be applied, and a view that includes it must find
+                // it here to subtract it.
+                s.reported.insert(seq, usage.clone());
+                while s.reported.len() > REPORTS_KEPT {
+                    s.reported.pop_first();
+                }
+                (seq, usage)
+            });
+            if let Some((seq, usage)) = usage {
+                let report = UsageReport {
+                    coordinator: coordinator.clone(),
+                    seq,
+                    groups: usage
+                        .iter()
+                        .map(|(k, &(running, queued))| (k.clone(), GroupUsage { running, queued }))
+                        .collect(),
+                };
+                if let Err(e) = rms.report_usage(&report).await {
+                    tracing::debug!(error = %e, seq, "usage report not applied");
+                }
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(refresh.saturating_sub(began.elapsed())) => {}
+            }
+        }
+    }
 }
+
+/// The shortest wait for one RM's view: below it, a view across a busy
+/// loopback on 2 cores would time out for nothing.
+const VIEW_ATTEMPT_MIN: Duration = Duration::from_millis(100);
 
 /// Age here (counted from the request) plus the staleness the RM stated.
 fn fresh(view: &Snapshot, bound: Duration) -> bool {

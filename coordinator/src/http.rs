@@ -131,7 +131,18 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let Ok(sql) = String::from_utf8(body.to_vec()) else {
         return user_error(StatusCode::BAD_REQUEST, "the statement is not UTF-8");
     };
-    let q = state.coordinator.submit(sql, client);
+    let q = match state.coordinator.submit(sql, client) {
+        Ok(q) => q,
+        Err(e) => {
+            // Trino's clients retry a 503 after a pause.
+            let mut r = user_error(StatusCode::SERVICE_UNAVAILABLE, e);
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return r;
+        }
+    };
     // Trino answers a submission at once, QUEUED. Here a queued query is
     // meant to survive its coordinator, so the first answer waits (briefly)
     // for the RMs to hold it: otherwise a crash right after the answer
@@ -158,6 +169,16 @@ fn lookup(state: &AppState, id: &str, slug: &str) -> Option<Arc<Query>> {
     state.coordinator.get(id).filter(|q| q.slug == slug)
 }
 
+/// A `nextUri` this coordinator could have issued: a query id, and a
+/// phase and slug of the shape it gives them. Anything else is not found
+/// without a look at the RMs (an id goes into their URLs).
+fn plausible(phase: &str, id: &str, slug: &str) -> bool {
+    matches!(phase, "queued" | "executing")
+        && common::api::is_query_id(id)
+        && slug.len() == 16
+        && slug.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Longest a poll waits for news (Trino's default `maxWait`).
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
@@ -170,9 +191,12 @@ struct PollParams {
 
 async fn poll(
     State(state): State<AppState>,
-    Path((_phase, id, slug, token)): Path<(String, String, String, u64)>,
+    Path((phase, id, slug, token)): Path<(String, String, String, u64)>,
     axum::extract::Query(params): axum::extract::Query<PollParams>,
 ) -> Response {
+    if !plausible(&phase, &id, &slug) {
+        return user_error(StatusCode::NOT_FOUND, "Query not found");
+    }
     let wait = match params
         .max_wait
         .as_deref()
@@ -217,8 +241,11 @@ async fn poll(
 
 async fn cancel(
     State(state): State<AppState>,
-    Path((_phase, id, slug, _token)): Path<(String, String, String, u64)>,
+    Path((phase, id, slug, _token)): Path<(String, String, String, u64)>,
 ) -> Response {
+    if !plausible(&phase, &id, &slug) {
+        return user_error(StatusCode::NOT_FOUND, "Query not found");
+    }
     let q = match lookup(&state, &id, &slug) {
         Some(q) => Some(q),
         // Not ours: a dead coordinator's query is taken over to be
@@ -329,6 +356,8 @@ async fn status(State(state): State<AppState>) -> Response {
         "session": *c.session.borrow(),
         "queued": count(QueryState::Queued),
         "running": count(QueryState::Running),
+        "held": queries.len(),
+        "config_version": c.groups.version(),
         "eventual_view": c.eventual.view_status().map(|(age, staleness)| json!({"age_ms": age, "staleness_ms": staleness})),
     }))
     .into_response()

@@ -14,6 +14,8 @@
 //! - [`events`]: promotions and revocations from the RMs' watch.
 //! - [`eventual`]: eventual-mode admission on the aggregated view
 //!   (staleness bound, freshness gate, usage reports).
+//! - [`groups`]: the resource-group configuration in force, followed from
+//!   the RMs' log.
 //! - [`dispatch`]: worker choice and task control.
 //! - [`http`]: the client protocol's endpoints; [`config`], [`node`].
 
@@ -21,6 +23,7 @@ pub mod config;
 pub mod dispatch;
 pub mod events;
 pub mod eventual;
+pub mod groups;
 pub mod http;
 pub mod node;
 pub mod protocol;

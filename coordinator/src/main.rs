@@ -26,7 +26,7 @@ fn main() {
         .validate()
         .unwrap_or_else(|e| common::cli::usage_error("coordinator", e));
     common::telemetry::init();
-    for w in &config.groups.warnings {
+    for w in config.groups.iter().flat_map(|g| &g.warnings) {
         tracing::warn!("resource groups: {w}");
     }
     common::service::run_process("coordinator", || async move {

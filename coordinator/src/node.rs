@@ -40,6 +40,7 @@ pub async fn start(
     let events = Arc::new(Events::default());
     let kills = events.kills();
     let eventual = crate::eventual::Eventual::new(config.freshness_gate);
+    let groups = crate::groups::GroupsInForce::new(config.groups.clone());
     let coordinator = Arc::new(Coordinator::new(
         &config,
         rms.clone(),
@@ -47,7 +48,12 @@ pub async fn start(
         crate::session::SessionLink::of(&session),
         events.clone(),
         eventual.clone(),
+        groups.clone(),
     ));
+    tasks.spawn(
+        "groups",
+        groups.clone().follow(rms.clone(), stop_rx.clone()),
+    );
     tasks.spawn(
         "events",
         crate::events::follow(rms.clone(), config.id.clone(), events, stop_rx.clone()),
@@ -62,7 +68,7 @@ pub async fn start(
         eventual.refresh(
             rms,
             config.id.clone(),
-            config.groups.clone(),
+            groups,
             config.refresh,
             session.subscribe(),
             stop_rx,

@@ -22,7 +22,7 @@ use common::api::{
     Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason,
 };
 use common::http::HttpClient;
-use common::resource_groups::{Consistency, QueryContext, ResourceGroups};
+use common::resource_groups::{Consistency, QueryContext};
 use common::rm::RmClient;
 use common::wire::WatchEventKind;
 use serde_json::{json, Value};
@@ -37,7 +37,8 @@ use crate::statement::{self, Statement};
 /// What every driver needs.
 pub struct Coordinator {
     pub id: String,
-    pub groups: ResourceGroups,
+    /// The configuration in force (the RMs' log's, once read).
+    pub groups: Arc<crate::groups::GroupsInForce>,
     pub rms: Arc<RmClient>,
     /// For workers.
     pub http: HttpClient,
@@ -52,7 +53,22 @@ pub struct Coordinator {
     pub queries: Mutex<BTreeMap<String, Arc<Query>>>,
     /// A query whose client stops polling for this long is cancelled.
     pub client_timeout: Duration,
+    /// `queries` holds at most this many (see [`Coordinator::start`]).
+    max_queries: usize,
     next_seq: AtomicU64,
+}
+
+/// This coordinator holds as many queries as it may, none of them ended.
+#[derive(Debug, thiserror::Error)]
+#[error("this coordinator holds {held} unfinished queries, its most (--max-queries); retry later")]
+pub struct Overloaded {
+    pub held: usize,
+}
+
+impl From<Overloaded> for QueryError {
+    fn from(e: Overloaded) -> QueryError {
+        QueryError::new(ErrorKind::GenericInternalError, e.to_string())
+    }
 }
 
 pub struct Query {
@@ -93,6 +109,47 @@ pub struct Inner {
 }
 
 impl Query {
+    fn new(id: String, slug: String) -> (Query, watch::Receiver<Option<QueryError>>) {
+        let (cancel, cancelled) = watch::channel(None);
+        let now = Instant::now();
+        let query = Query {
+            id,
+            slug,
+            created: now,
+            inner: Mutex::new(Inner {
+                state: QueryState::Queued,
+                group: None,
+                error: None,
+                started: None,
+                ended: None,
+                columns: None,
+                rows: None,
+                peak_memory_bytes: 0,
+                worker: None,
+                last_poll: now,
+                reported: None,
+                fenced: false,
+                recorded: false,
+            }),
+            changed: Notify::new(),
+            cancel,
+            driver: Mutex::new(None),
+        };
+        (query, cancelled)
+    }
+
+    /// A query that has already failed with `error`, with no driver.
+    fn ended(id: String, slug: String, error: QueryError) -> Query {
+        let (query, _) = Query::new(id, slug);
+        query.update(|i| {
+            i.state = QueryState::Failed;
+            i.error = Some(error);
+            i.ended = Some(Instant::now());
+            i.recorded = true;
+        });
+        query
+    }
+
     pub fn snapshot(&self) -> Inner {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -180,10 +237,11 @@ impl Coordinator {
         session: crate::session::SessionLink,
         events: Arc<Events>,
         eventual: Arc<crate::eventual::Eventual>,
+        groups: Arc<crate::groups::GroupsInForce>,
     ) -> Coordinator {
         Coordinator {
             id: config.id.clone(),
-            groups: config.groups.clone(),
+            groups,
             rms,
             http,
             session: session.current,
@@ -193,6 +251,7 @@ impl Coordinator {
             eventual,
             queries: Mutex::default(),
             client_timeout: config.client_timeout,
+            max_queries: config.max_queries,
             next_seq: AtomicU64::new(1),
         }
     }
@@ -205,8 +264,13 @@ impl Coordinator {
             .cloned()
     }
 
-    /// Registers a query and starts its driver.
-    pub fn submit(self: &Arc<Self>, sql: String, client: ClientInfo) -> Arc<Query> {
+    /// Registers a query and starts its driver. `Err`: this coordinator
+    /// holds `max_queries` queries, none of them ended.
+    pub fn submit(
+        self: &Arc<Self>,
+        sql: String,
+        client: ClientInfo,
+    ) -> Result<Arc<Query>, Overloaded> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -225,35 +289,31 @@ impl Coordinator {
         sql: String,
         client: ClientInfo,
         adopted: bool,
-    ) -> Arc<Query> {
-        let (cancel, cancelled) = watch::channel(None);
-        let q = Arc::new(Query {
-            id: id.clone(),
-            slug,
-            created: Instant::now(),
-            inner: Mutex::new(Inner {
-                state: QueryState::Queued,
-                group: None,
-                error: None,
-                started: None,
-                ended: None,
-                columns: None,
-                rows: None,
-                peak_memory_bytes: 0,
-                worker: None,
-                last_poll: Instant::now(),
-                reported: None,
-                fenced: false,
-                recorded: false,
-            }),
-            changed: Notify::new(),
-            cancel,
-            driver: Mutex::new(None),
-        });
-        self.queries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, q.clone());
+    ) -> Result<Arc<Query>, Overloaded> {
+        let (query, cancelled) = Query::new(id.clone(), slug);
+        let q = Arc::new(query);
+        {
+            let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+            if queries.len() >= self.max_queries {
+                // Make room by forgetting the query that ended first; the
+                // reaper would forget it within minutes anyway.
+                let oldest = queries
+                    .iter()
+                    .filter_map(|(id, q)| q.snapshot().ended.map(|e| (e, id.clone())))
+                    .min();
+                match oldest {
+                    Some((_, id)) => {
+                        queries.remove(&id);
+                    }
+                    None => {
+                        return Err(Overloaded {
+                            held: queries.len(),
+                        })
+                    }
+                }
+            }
+            queries.insert(id, q.clone());
+        }
         let handle = tokio::spawn(drive(
             self.clone(),
             q.clone(),
@@ -263,7 +323,7 @@ impl Coordinator {
             adopted,
         ));
         *q.driver.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        q
+        Ok(q)
     }
 
     /// Takes over a query this coordinator did not issue, when a client's
@@ -275,6 +335,11 @@ impl Coordinator {
         id: &str,
         slug: &str,
     ) -> Result<Option<Arc<Query>>, QueryError> {
+        if self.get(id).is_some() {
+            // Ours, and the caller's slug is not its slug: not the
+            // caller's query. (Adopting it would replace it.)
+            return Ok(None);
+        }
         let entry: QueryEntry = match self.rms.query(id).await {
             Ok(Some(e)) => e,
             Ok(None) => return Ok(None),
@@ -283,20 +348,17 @@ impl Coordinator {
         if entry.status == LedgerStatus::Finished {
             // It ended while its coordinator could not tell the client (the
             // coordinator died, and the RMs revoked its admission or timed
-            // it out). Say so, rather than "not found".
-            let q = self.start(
+            // it out). Say so, rather than "not found". The ledger keeps no
+            // slug for an ended query, so the answer is not kept here: a
+            // guess at the slug must not become what the real client sees.
+            return Ok(Some(Arc::new(Query::ended(
                 id.to_string(),
                 slug.to_string(),
-                String::new(),
-                ClientInfo::default(),
-                true,
-            );
-            q.cancel(QueryError::new(
-                ErrorKind::GenericInternalError,
-                "the coordinator running this query failed before it reported the end; the query did not complete",
-            ));
-            q.wait_ended(Duration::from_secs(1)).await;
-            return Ok(Some(q));
+                QueryError::new(
+                    ErrorKind::GenericInternalError,
+                    "the coordinator running this query failed before it reported the end; the query did not complete",
+                ),
+            ))));
         }
         let Ok(payload) = serde_json::from_str::<Payload>(&entry.payload) else {
             return Ok(None);
@@ -319,13 +381,15 @@ impl Coordinator {
             session: payload.session,
         };
         if entry.status == LedgerStatus::Running {
-            let q = self.start(
-                id.to_string(),
-                slug.to_string(),
-                String::new(),
-                client,
-                true,
-            );
+            let q = self
+                .start(
+                    id.to_string(),
+                    slug.to_string(),
+                    String::new(),
+                    client,
+                    true,
+                )
+                .map_err(QueryError::from)?;
             q.cancel(QueryError::new(
                 ErrorKind::GenericInternalError,
                 "the coordinator running this query failed; running queries do not survive it",
@@ -337,13 +401,9 @@ impl Coordinator {
             query = id,
             "adopting a queued query of a failed coordinator"
         );
-        Ok(Some(self.start(
-            id.to_string(),
-            slug.to_string(),
-            payload.sql,
-            client,
-            true,
-        )))
+        self.start(id.to_string(), slug.to_string(), payload.sql, client, true)
+            .map(Some)
+            .map_err(QueryError::from)
     }
 
     /// Fails the queries the RMs kill for memory, as the kills arrive.
@@ -509,14 +569,20 @@ async fn run(
         query_type: Some("SELECT".into()),
         client_tags: client.client_tags.clone(),
     };
-    let group = c.groups.select(&ctx).ok_or_else(|| {
+    let Some(in_force) = c.groups.get() else {
+        return Err(QueryError::new(
+            ErrorKind::GenericInternalError,
+            "no resource-group configuration yet: the RMs have none, or none was read from them",
+        ));
+    };
+    let group = in_force.groups.select(&ctx).ok_or_else(|| {
         QueryError::new(
             ErrorKind::QueryRejected,
             "Query did not match any selection rule",
         )
     })?;
     q.update(|i| i.group = Some(group.clone()));
-    let specs = c.groups.resolve(&group).ok_or_else(|| {
+    let specs = in_force.groups.resolve(&group).ok_or_else(|| {
         QueryError::new(
             ErrorKind::QueryRejected,
             format!("no group '{group}' in the configuration"),

@@ -84,9 +84,14 @@ pub struct ConfigApplied {
 }
 
 /// `GET /v1/admin/config`: the resource-group configuration in force.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigInForce {
     pub version: u64,
+    /// The groups as the RMs resolved them (each with its consistency,
+    /// where the file left it to the RMs' default): what coordinators
+    /// admit by.
+    #[serde(default)]
+    pub roots: Vec<crate::resource_groups::GroupSpec>,
     /// The configuration file's text, as proposed.
     pub source: String,
     pub settings: AdmissionSettings,

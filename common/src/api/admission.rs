@@ -219,6 +219,17 @@ impl AcquireAnswer {
     }
 }
 
+/// Whether `id` has the shape of a query id (`{ms}_{seq}_{coordinator}`,
+/// at most 128 of `[A-Za-z0-9_-]`). Ids arrive in client URLs and go into
+/// internal ones: anything else (a `/`, a `..`) is no query of ours.
+pub fn is_query_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A query's place in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,5 +304,13 @@ mod tests {
             r#"{"status":"maybe","reason":null,"fencing_token":null,"position":null}"#,
         );
         assert!(bad.is_err(), "an unknown status does not decode");
+    }
+
+    #[test]
+    fn query_ids_are_plain_names() {
+        assert!(is_query_id("1733100000000_00001_c1"));
+        for bad in ["", "..", "a/b", "../admin", "a.b", "a b", &"x".repeat(129)] {
+            assert!(!is_query_id(bad), "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod membership;
 pub mod oom;
 pub mod overlap;
 pub mod semaphore;
+pub mod stall;
 pub mod storage;
 
 use serde::{Serialize, Serializer};

@@ -90,6 +90,9 @@ pub fn check_all(
                 "no_lost_or_duplicated_queries",
                 checker::completeness::check(ops, workload == Workload::Queue),
             );
+            if workload != Workload::Oom {
+                checkers.insert("no_admission_stall", stall_check(ops, end).to_json());
+            }
             successes = completions(ops, "query", |c| c.kind == OpType::Ok);
             admission = query_admission(ops);
         }
@@ -235,6 +238,51 @@ fn running_intervals(ops: &[Op]) -> Vec<Interval> {
             })
         })
         .collect()
+}
+
+/// After a fault heals, how long admission may take to come back before
+/// waiting work with nothing running counts as a stall: an election, a
+/// restarted process catching up and registering again.
+pub const STALL_GRACE: Duration = Duration::from_secs(5);
+/// The shortest stretch that counts as a stall.
+pub const STALL_MIN: Duration = Duration::from_secs(2);
+
+/// Fault-free stretches with queries waiting under a root group and none
+/// of it running (see [`checker::stall`]).
+fn stall_check(ops: &[Op], end: &EndState) -> Verdict<checker::stall::Stalls> {
+    let root = |group: &str| group.split('.').next().unwrap_or(group).to_string();
+    let waiting: Vec<checker::stall::Span> = pairs(ops)
+        .into_iter()
+        .filter(|p| p.invoke.f == "query")
+        .filter_map(|p| {
+            let group = p.invoke.value["group"].as_str()?;
+            let until_ns = match p.complete {
+                Some(c) => c.value["running_from_ns"].as_u64().unwrap_or(c.time_ns),
+                None => end.end_ns,
+            };
+            Some(checker::stall::Span {
+                root: root(group),
+                from_ns: p.invoke.time_ns,
+                until_ns,
+            })
+        })
+        .collect();
+    let running: Vec<checker::stall::Span> = running_intervals(ops)
+        .into_iter()
+        .map(|i| checker::stall::Span {
+            root: root(&i.group),
+            from_ns: i.from_ns,
+            until_ns: i.until_ns,
+        })
+        .collect();
+    checker::stall::check(
+        &waiting,
+        &running,
+        &end.windows,
+        end.end_ns,
+        STALL_GRACE.as_nanos() as u64,
+        STALL_MIN.as_nanos() as u64,
+    )
 }
 
 /// Tasks as the workers ran them (their wall clock, on this machine).

@@ -379,3 +379,156 @@ async fn a_dead_coordinators_queued_query_is_adopted_by_another() {
     }
     s.shutdown().await;
 }
+
+/// A `nextUri` with the right query id but a wrong slug is someone else's
+/// guess: it must neither see nor disturb the query (ids are guessable).
+/// An id that is no query id (a path, percent-encoded) is not looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_slug_or_a_forged_id_never_touches_a_query() {
+    let s = stack().await;
+    let c1 = s.coordinators[0].addr.to_string();
+    let client = TrinoClient::default();
+    let session = [
+        ("simulate_duration_ms", "200"),
+        ("simulate_memory_bytes", "10"),
+    ];
+    let first = client
+        .submit(&c1, Some("alice"), "SELECT 1", &session)
+        .await
+        .unwrap();
+    let next = first["nextUri"].as_str().unwrap().to_string();
+    // /v1/statement/{phase}/{id}/{slug}/{token}
+    let parts: Vec<String> = next.rsplitn(4, '/').map(String::from).collect();
+    let (slug, id) = (parts[1].clone(), parts[2].clone());
+    // The query runs and ends (the ledger says finished) while its client
+    // has not fetched the end yet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let forged = next.replace(&slug, "0123456789abcdef");
+    match client.poll(&forged).await {
+        Err(e) => assert_eq!(e.status(), Some(404), "{e}"),
+        Ok(v) => panic!("a wrong slug was answered: {v}"),
+    }
+    // The real client still gets its result.
+    let mut next = next;
+    let done = loop {
+        let r = client.poll(&next).await.unwrap();
+        match r["nextUri"].as_str() {
+            Some(n) => next = n.to_string(),
+            None => break r,
+        }
+    };
+    assert_eq!(done["stats"]["state"], "FINISHED", "{done}");
+    // A path in place of the id reaches nothing behind the coordinator.
+    for forged_id in ["..%2F..%2Fadmin%2Fconfig", "..", "a%2F..%2F..%2Fhealth"] {
+        let uri = format!("http://{c1}/v1/statement/executing/{forged_id}/{slug}/1");
+        match client.poll(&uri).await {
+            Err(e) => assert_eq!(e.status(), Some(404), "{forged_id}: {e}"),
+            Ok(v) => panic!("{forged_id} was answered: {v}"),
+        }
+    }
+    assert!(!id.is_empty());
+    s.shutdown().await;
+}
+
+/// Submissions cannot grow a coordinator's memory without bound: past
+/// `--max-queries` unfinished queries it answers 503 (a Trino client
+/// retries), and an ended query makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_coordinator_answers_503_until_a_query_ends() {
+    let s = Stack::start(StackOptions {
+        max_queries: 2,
+        ..Default::default()
+    })
+    .await;
+    let c1 = s.coordinators[0].addr.to_string();
+    let client = TrinoClient::default();
+    let long = [
+        ("simulate_duration_ms", "60000"),
+        ("simulate_memory_bytes", "10"),
+    ];
+    let a = client
+        .submit(&c1, Some("bob"), "SELECT a", &long)
+        .await
+        .unwrap();
+    client
+        .submit(&c1, Some("bob"), "SELECT b", &long)
+        .await
+        .unwrap();
+    match client.submit(&c1, Some("bob"), "SELECT c", &long).await {
+        Err(e) => assert_eq!(e.status(), Some(503), "{e}"),
+        Ok(v) => panic!("a third query was taken: {v}"),
+    }
+    client.cancel(a["nextUri"].as_str().unwrap()).await.unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        match client.submit(&c1, Some("bob"), "SELECT d", &long).await {
+            Ok(_) => break,
+            Err(e) if e.status() == Some(503) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("no room after a cancel: {e}"),
+        }
+    }
+    s.shutdown().await;
+}
+
+/// The configuration in the RMs' log is the one coordinators admit by: a
+/// `POST /v1/admin/config` that raises the eventual group's limit from 1
+/// to 2 lets a coordinator run two of its queries at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_follow_a_configuration_change() {
+    let s = stack().await;
+    let c1 = s.coordinators[0].addr.to_string();
+    let raised = crate::kit::groups::STACK.replace(
+        r#""name":"ev","hardConcurrencyLimit":1"#,
+        r#""name":"ev","hardConcurrencyLimit":2"#,
+    );
+    assert_ne!(raised, crate::kit::groups::STACK);
+    let url = s.rms.url(1, "/v1/admin/config");
+    let applied: Value = s
+        .rms
+        .http
+        .post_bytes(&url, "application/json", raised.into_bytes(), None, &[])
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    let version = applied["version"].as_u64().unwrap();
+    // Within a couple of seconds every coordinator says it is in force.
+    let deadline = Instant::now() + T;
+    for c in &s.coordinators {
+        loop {
+            let status: Value = s
+                .rms
+                .http
+                .get_json(&format!("http://{}/v1/status", c.addr), 1)
+                .await
+                .unwrap();
+            if status["config_version"].as_u64() == Some(version) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not followed: {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let client = TrinoClient::default();
+    let long = [
+        ("simulate_duration_ms", "20000"),
+        ("simulate_memory_bytes", "10"),
+    ];
+    let mut queries = Vec::new();
+    for sql in ["SELECT a", "SELECT b"] {
+        queries.push(client.submit(&c1, Some("eve"), sql, &long).await.unwrap());
+    }
+    let deadline = Instant::now() + T;
+    for q in &mut queries {
+        while q["stats"]["state"] != "RUNNING" {
+            assert!(
+                Instant::now() < deadline,
+                "both should run under the new limit of 2: {q}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            *q = client.poll(q["nextUri"].as_str().unwrap()).await.unwrap();
+        }
+    }
+    s.shutdown().await;
+}

@@ -323,6 +323,7 @@ async fn read_config(State(state): State<AppState>, headers: HeaderMap) -> Respo
             .ok_or_else(|| ApiError::NotFound("no resource-group configuration yet".into()))?;
         Ok::<_, ApiError>(Json(ConfigInForce {
             version: config.version,
+            roots: config.roots.clone(),
             source: config.source.clone(),
             settings: AdmissionSettings {
                 session_lease_ms: adm.settings.session_lease_ms,

@@ -68,6 +68,8 @@ pub struct StackOptions {
     pub worker_heartbeat_ms: u64,
     /// The RMs' further settings (the memory killer's).
     pub rm_extra: raft_rm::config::RawConfig,
+    /// Queries each coordinator holds at most.
+    pub max_queries: usize,
 }
 
 impl Default for StackOptions {
@@ -78,6 +80,7 @@ impl Default for StackOptions {
             worker_memory_bytes: 1000,
             worker_heartbeat_ms: 200,
             rm_extra: Default::default(),
+            max_queries: 10_000,
         }
     }
 }
@@ -120,11 +123,12 @@ impl Stack {
                 listen: "127.0.0.1:0".into(),
                 external_url: None,
                 rm: rm_list.clone(),
-                resource_groups: groups.clone(),
+                resource_groups: Some(groups.clone()),
                 shared_secret_file: Some(secret_file(dir.path())),
                 client_timeout_secs: 60,
                 refresh_ms: o.refresh_ms,
                 freshness_gate: 0.8,
+                max_queries: o.max_queries,
             };
             coordinators.push(start_coordinator(&args).await);
             coordinator_args.push(args);
