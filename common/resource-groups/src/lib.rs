@@ -17,7 +17,7 @@ mod raw;
 mod selector;
 mod spec;
 
-pub use selector::{QueryContext, Selector};
+pub use selector::{group_safe, QueryContext, Selector, MAX_TEMPLATE_VALUE_BYTES};
 pub use spec::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
 
 /// A validated configuration.

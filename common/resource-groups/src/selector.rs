@@ -92,17 +92,55 @@ fn capture(re: &Regex, value: &str, vars: &mut BTreeMap<String, String>) -> Opti
     Some(())
 }
 
-/// Replaces `${NAME}` with its value; an unknown variable stays as written.
+/// Replaces `${NAME}` with its value (see [`group_safe`]); an unknown
+/// variable stays as written.
 fn expand(template: &str, vars: &BTreeMap<String, String>) -> String {
     template_parts(template)
         .into_iter()
         .map(|part| match part {
             TemplatePart::Literal(l) => l.to_string(),
-            // A '.' would split the value into two path segments.
             TemplatePart::Var(name) => match vars.get(name) {
-                Some(v) => v.replace('.', "_"),
+                Some(v) => group_safe(v),
                 None => format!("${{{name}}}"),
             },
         })
         .collect()
+}
+
+/// The most bytes a variable's value takes in a group id.
+pub const MAX_TEMPLATE_VALUE_BYTES: usize = 64;
+
+/// A client-chosen value (user, source, a capture) made fit for a group
+/// id, which the RMs take only as 1 to 256 printable characters: a '.'
+/// would split it into two path segments and a control character makes
+/// the id unprintable, so both become '_'; a value longer than
+/// [`MAX_TEMPLATE_VALUE_BYTES`] keeps its start and ends in `~` and a hash
+/// of the whole value, so two long names stay two groups. Deterministic:
+/// every coordinator makes the same id of the same value.
+pub fn group_safe(value: &str) -> String {
+    let clean: String = value
+        .chars()
+        .map(|c| if c == '.' || c.is_control() { '_' } else { c })
+        .collect();
+    if clean.len() <= MAX_TEMPLATE_VALUE_BYTES {
+        return clean;
+    }
+    let hash = format!("~{:016x}", fnv1a(value.as_bytes()));
+    let room = MAX_TEMPLATE_VALUE_BYTES - hash.len();
+    let mut out = String::with_capacity(MAX_TEMPLATE_VALUE_BYTES);
+    for c in clean.chars() {
+        if out.len() + c.len_utf8() > room {
+            break;
+        }
+        out.push(c);
+    }
+    out + &hash
+}
+
+/// FNV-1a, 64 bits: stable across processes and builds (std's hashers
+/// promise neither).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

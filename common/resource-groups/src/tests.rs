@@ -204,3 +204,30 @@ fn chains_run_from_the_root_to_the_group() {
     assert_eq!(chain_ids("a.b.c"), ["a", "a.b", "a.b.c"]);
     assert_eq!(chain_ids("root"), ["root"]);
 }
+
+#[test]
+fn a_template_value_is_bounded_and_printable_and_keeps_names_apart() {
+    let rg = parse(EXAMPLE, &DEFAULT).unwrap();
+    let long = "x".repeat(300);
+    let longer = format!("{long}y");
+    let id = |user: &str| {
+        rg.select(&ctx(user, Some("jdbc#tableau"), &["hipri"]))
+            .unwrap()
+    };
+    for user in [
+        long.as_str(),
+        "tab\there",
+        "ünïcødé-ünïcødé-ünïcødé-ünïcødé-ünïcødé-ünïcødé",
+    ] {
+        let group = id(user);
+        let leaf = group.rsplit('.').next().unwrap();
+        assert!(leaf.len() <= MAX_TEMPLATE_VALUE_BYTES, "{group}");
+        assert!(!group.chars().any(char::is_control), "{group:?}");
+        assert!(rg.resolve(&group).is_some(), "{group} must resolve");
+    }
+    // Two long names that share their start stay two groups, every time.
+    assert_ne!(id(&long), id(&longer));
+    assert_eq!(id(&long), id(&long));
+    // Short, plain names are unchanged.
+    assert_eq!(id("alice"), "global.adhoc.bi-tableau.alice");
+}
