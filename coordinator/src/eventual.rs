@@ -10,6 +10,12 @@
 //! - The view must be no staler than the group's `maxStalenessMs`
 //!   (its age here plus the staleness the RM stated). Otherwise the query
 //!   waits: it never admits on a view older than the bound.
+//! - Others must see us as fresh as we see them: the view must include a
+//!   usage report of ours made within the bound plus two refreshes (the
+//!   reporting cadence). A coordinator whose reports do not land (no
+//!   leader, cut off from it while followers still serve views) stops
+//!   starting queries rather than admit behind a frozen report that the
+//!   others decide on.
 //! - Freshness gate: when some group on the chain is at or above
 //!   `gate_fraction` of its limit, at most one query starts per fresh view.
 //!
@@ -60,6 +66,12 @@ fn report_seq(session: u64, count: u64) -> u64 {
 /// includes (a lagging replica may not have applied the newest).
 const REPORTS_KEPT: usize = 16;
 
+/// One of our usage reports, as made.
+struct Report {
+    made: Instant,
+    usage: BTreeMap<String, (u32, u32)>,
+}
+
 #[derive(Default)]
 struct State {
     /// This coordinator's own running and queued, per leaf.
@@ -67,7 +79,7 @@ struct State {
     queues: BTreeMap<String, VecDeque<u64>>,
     /// Our recent reports by sequence number: a view includes one of them
     /// (see [`Snapshot::our_report`]), which is subtracted from it.
-    reported: BTreeMap<u64, BTreeMap<String, (u32, u32)>>,
+    reported: BTreeMap<u64, Report>,
     view: Option<Snapshot>,
     /// View generation in which the freshness gate last let a query start.
     gate_used: Option<u64>,
@@ -79,6 +91,8 @@ pub struct Eventual {
     state: Mutex<State>,
     changed: Notify,
     pub gate_fraction: f64,
+    /// How often views are read and usage reported.
+    refresh: Duration,
     /// How long each decision took, by `path` and `outcome`.
     pub decisions: Decisions,
 }
@@ -153,11 +167,12 @@ impl Drop for Ticket<'_> {
 }
 
 impl Eventual {
-    pub fn new(gate_fraction: f64) -> Arc<Eventual> {
+    pub fn new(gate_fraction: f64, refresh: Duration) -> Arc<Eventual> {
         Arc::new(Eventual {
             state: Mutex::default(),
             changed: Notify::new(),
             gate_fraction,
+            refresh,
             decisions: Decisions::new_with_constructor(decision_histogram),
         })
     }
@@ -200,6 +215,7 @@ impl Eventual {
         };
         let prefix = format!("{id}.");
         report
+            .usage
             .iter()
             .filter(|(k, _)| *k == id || k.starts_with(&prefix))
             .fold((0, 0), |acc, (_, v)| (acc.0 + v.0, acc.1 + v.1))
@@ -310,6 +326,9 @@ impl Eventual {
         let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) else {
             return Start::NoFreshView; // wait for one, never admit on this
         };
+        if !self.seen_fresh(&s, view, bound) {
+            return Start::NoFreshView; // the others decide on old news of us
+        }
         // Running totals once this query leaves the queue and starts.
         let mut gate = false;
         for (id, spec) in ids.iter().zip(specs) {
@@ -335,12 +354,31 @@ impl Eventual {
         Start::Started
     }
 
-    /// The current view's age here and the staleness its RM stated (ms).
-    pub fn view_status(&self) -> Option<(u64, u64)> {
+    /// Whether `view` includes a report of ours made within `bound` plus
+    /// two refreshes: the others, reading views like it, know what we run
+    /// about as freshly as we know what they run.
+    fn seen_fresh(&self, s: &State, view: &Snapshot, bound: Duration) -> bool {
+        Self::our_report_age(s, view).is_some_and(|age| age <= bound + 2 * self.refresh)
+    }
+
+    /// How long ago we made the report of ours that `view` includes
+    /// (`None`: it includes none we still know).
+    fn our_report_age(s: &State, view: &Snapshot) -> Option<Duration> {
+        let seq = view.our_report?;
+        s.reported.get(&seq).map(|r| r.made.elapsed())
+    }
+
+    /// The current view: its age here, the staleness its RM stated, and
+    /// the age of our report in it (ms).
+    pub fn view_status(&self) -> Option<(u64, u64, Option<u64>)> {
         let s = self.lock();
-        s.view
-            .as_ref()
-            .map(|v| (v.fetched.elapsed().as_millis() as u64, v.staleness_ms))
+        s.view.as_ref().map(|v| {
+            (
+                v.fetched.elapsed().as_millis() as u64,
+                v.staleness_ms,
+                Self::our_report_age(&s, v).map(|a| a.as_millis() as u64),
+            )
+        })
     }
 
     /// Reads the view and reports our usage, every `refresh`, until `stop`.
@@ -448,7 +486,13 @@ impl Eventual {
                 // Kept before it is sent: a report whose answer is lost may
                 // still be applied, and a view that includes it must find
                 // it here to subtract it.
-                s.reported.insert(seq, usage.clone());
+                s.reported.insert(
+                    seq,
+                    Report {
+                        made: Instant::now(),
+                        usage: usage.clone(),
+                    },
+                );
                 while s.reported.len() > REPORTS_KEPT {
                     s.reported.pop_first();
                 }
@@ -525,16 +569,54 @@ mod tests {
         parse(&json, &Consistency::Linearizable).unwrap()
     }
 
+    /// A view `age` old with `running` in `g` that includes our report
+    /// `our_report` (made now, empty, unless the test made it; `None`: our
+    /// report 0).
     fn set_view(e: &Eventual, running: u32, our_report: Option<u64>, age: Duration) {
         let mut s = e.lock();
+        let seq = our_report.unwrap_or(0);
+        s.reported.entry(seq).or_insert_with(|| report(&[]));
         let generation = s.view.as_ref().map_or(1, |v| v.generation + 1);
         s.view = Some(Snapshot {
             groups: BTreeMap::from([("g".to_string(), (running, 0))]),
-            our_report,
+            our_report: Some(seq),
             fetched: Instant::now() - age,
             staleness_ms: 0,
             generation,
         });
+    }
+
+    /// A report of ours made now.
+    fn report(usage: &[(&str, (u32, u32))]) -> Report {
+        Report {
+            made: Instant::now(),
+            usage: usage.iter().map(|(g, u)| (g.to_string(), *u)).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn it_admits_only_while_the_others_see_a_fresh_report_of_ours() {
+        let (e, g) = (Eventual::new(1.0, Duration::from_millis(100)), groups());
+        // A fresh view, but it includes no report of ours (ours do not land).
+        set_view(&e, 0, Some(7), Duration::ZERO);
+        e.lock().reported.clear();
+        assert!(admits(&e, &g).await.is_none(), "admitted unseen");
+        // Our report in it was made 800 ms ago: past 500 ms + 2 x 100 ms.
+        e.lock().reported.insert(
+            7,
+            Report {
+                made: Instant::now() - Duration::from_millis(800),
+                usage: BTreeMap::new(),
+            },
+        );
+        assert!(
+            admits(&e, &g).await.is_none(),
+            "admitted behind a frozen report"
+        );
+        // A view that includes a report made just now.
+        e.lock().reported.insert(8, report(&[]));
+        set_view(&e, 0, Some(8), Duration::ZERO);
+        assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
     }
 
     async fn admits(e: &Arc<Eventual>, g: &ResourceGroups) -> Option<Result<Permit, QueryError>> {
@@ -546,7 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_fresh_view_it_queues_and_never_admits() {
-        let (e, g) = (Eventual::new(1.0), groups());
+        let (e, g) = (Eventual::new(1.0, Duration::from_millis(100)), groups());
         assert!(admits(&e, &g).await.is_none(), "admitted with no view");
         set_view(&e, 0, None, Duration::from_millis(600));
         assert!(
@@ -559,23 +641,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_group_on_a_fresh_view_waits() {
-        let (e, g) = (Eventual::new(1.0), groups());
+        let (e, g) = (Eventual::new(1.0, Duration::from_millis(100)), groups());
         set_view(&e, 2, None, Duration::ZERO);
         assert!(admits(&e, &g).await.is_none());
     }
 
     #[tokio::test]
     async fn the_view_loses_only_the_report_of_ours_it_includes() {
-        let (e, g) = (Eventual::new(1.0), groups());
+        let (e, g) = (Eventual::new(1.0, Duration::from_millis(100)), groups());
         set_view(&e, 0, None, Duration::ZERO);
         let first = admits(&e, &g).await.unwrap().unwrap();
         // We reported 0 running (seq 1), then 1 running (seq 2); a lagging
         // replica's view still includes seq 1 and someone else's query.
         {
             let mut s = e.lock();
-            s.reported.insert(1, BTreeMap::new());
-            s.reported
-                .insert(2, BTreeMap::from([("g".to_string(), (1, 0))]));
+            s.reported.insert(1, report(&[]));
+            s.reported.insert(2, report(&[("g", (1, 0))]));
         }
         set_view(&e, 1, Some(1), Duration::ZERO);
         // Everyone's running: 1 (other) + 1 (ours) = 2 = the limit. The old
@@ -604,7 +685,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_fresh_view_our_own_queue_still_has_its_limit() {
-        let (e, g) = (Eventual::new(1.0), groups());
+        let (e, g) = (Eventual::new(1.0, Duration::from_millis(100)), groups());
         let waiter = spawn_admit(&e, &g);
         tokio::time::sleep(Duration::from_millis(20)).await;
         match admits(&e, &g).await {
@@ -636,7 +717,10 @@ mod tests {
 
     #[tokio::test]
     async fn each_decision_is_timed_under_the_path_it_took() {
-        let (e, g) = (Eventual::new(1.0), groups_limited(1));
+        let (e, g) = (
+            Eventual::new(1.0, Duration::from_millis(100)),
+            groups_limited(1),
+        );
         let key = |p: &str, o: &str| (p.to_string(), o.to_string());
         // No view: the admission waits for one (the refresh's fetch).
         let waiter = spawn_admit(&e, &g);
@@ -666,7 +750,10 @@ mod tests {
 
     #[tokio::test]
     async fn near_the_limit_the_gate_lets_one_start_per_view() {
-        let (e, g) = (Eventual::new(0.5), groups_limited(4));
+        let (e, g) = (
+            Eventual::new(0.5, Duration::from_millis(100)),
+            groups_limited(4),
+        );
         set_view(&e, 2, None, Duration::ZERO); // 2 of 4: at the gate
         let _a = admits(&e, &g).await.unwrap().unwrap();
         // 3 of 4 on the same view: room, but the gate is used up.

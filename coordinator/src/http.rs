@@ -358,7 +358,7 @@ async fn status(State(state): State<AppState>) -> Response {
         "running": count(QueryState::Running),
         "held": queries.len(),
         "config_version": c.groups.version(),
-        "eventual_view": c.eventual.view_status().map(|(age, staleness)| json!({"age_ms": age, "staleness_ms": staleness})),
+        "eventual_view": c.eventual.view_status().map(|(age, staleness, our_report_age)| json!({"age_ms": age, "staleness_ms": staleness, "our_report_age_ms": our_report_age})),
     }))
     .into_response()
 }

@@ -39,7 +39,7 @@ pub async fn start(
     let session = SessionKeeper::start((*rms).clone(), KeeperSpec::coordinator(&config.id), |_| {});
     let events = Arc::new(Events::default());
     let kills = events.kills();
-    let eventual = crate::eventual::Eventual::new(config.freshness_gate);
+    let eventual = crate::eventual::Eventual::new(config.freshness_gate, config.refresh);
     let groups = crate::groups::GroupsInForce::new(config.groups.clone());
     let coordinator = Arc::new(Coordinator::new(
         &config,
