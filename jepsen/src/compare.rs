@@ -33,7 +33,7 @@ pub fn mode_dir(label: &str) -> String {
     label.replace(':', "-")
 }
 
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 11] = [
     "mode",
     "bound",
     "over-admission violations",
@@ -43,11 +43,12 @@ const HEADERS: [&str; 10] = [
     "admission p99",
     "ok ops/s",
     "seconds unavailable",
+    "longest stall",
     "valid",
 ];
 
 /// One row of the table, as text cells in [`HEADERS`]' order.
-fn cells(r: &Summary) -> [String; 10] {
+fn cells(r: &Summary) -> [String; 11] {
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
     [
         // The mode without its bound (`eventual:100` -> `eventual`).
@@ -60,6 +61,8 @@ fn cells(r: &Summary) -> [String; 10] {
         ms(r.admission_p99_ms),
         format!("{:.1}", r.ok_per_second),
         format!("{:.1}", r.seconds_unavailable),
+        r.longest_stall_seconds
+            .map_or("-".to_string(), |s| format!("{s:.1} s")),
         serde_json::to_string(&r.valid).unwrap_or_default(),
     ]
 }
@@ -198,6 +201,7 @@ mod tests {
             admission_p99_ms: None,
             ok_per_second: 12.0,
             seconds_unavailable: 1.0,
+            longest_stall_seconds: Some(0.0),
             dir: PathBuf::from(mode_dir(mode)),
             skipped: vec![Skipped {
                 feature: "clock faults".into(),
@@ -234,7 +238,7 @@ mod tests {
         assert!(html.contains("no &lt;libfaketime&gt;"), "escaped");
         let md = std::fs::read_to_string(root.path().join("compare.md")).unwrap();
         assert!(
-            md.contains("| eventual | 100 ms | 3 | 1 | 1.50 | 3.3 ms | - | 12.0 | 1.0 | false |"),
+            md.contains("| eventual | 100 ms | 3 | 1 | 1.50 | 3.3 ms | - | 12.0 | 1.0 | 0.0 s | false |"),
             "{md}"
         );
     }

@@ -28,6 +28,8 @@ pub struct Checked {
     /// Over-admission as the clients saw it (also in `checkers`).
     pub over_admission_client: Verdict<Overlap>,
     pub availability: Verdict<Availability>,
+    /// Stalls of admission in fault-free time (queries and queue).
+    pub stall: Option<Verdict<checker::stall::Stalls>>,
     pub successes: usize,
     pub admission: Vec<Duration>,
 }
@@ -43,6 +45,7 @@ pub fn check_all(
     let successes: Vec<u64>;
     let admission: Vec<Duration>;
     let over_admission_client: Verdict<Overlap>;
+    let mut stall = None;
     match workload {
         Workload::Semaphore => {
             let l: HashMap<String, usize> = limits
@@ -91,7 +94,9 @@ pub fn check_all(
                 checker::completeness::check(ops, workload == Workload::Queue),
             );
             if workload != Workload::Oom {
-                checkers.insert("no_admission_stall", stall_check(ops, end).to_json());
+                let v = stall_check(ops, end);
+                checkers.insert("no_admission_stall", v.to_json());
+                stall = Some(v);
             }
             successes = completions(ops, "query", |c| c.kind == OpType::Ok);
             admission = query_admission(ops);
@@ -128,6 +133,7 @@ pub fn check_all(
         checkers,
         over_admission_client,
         availability,
+        stall,
         successes: successes.len(),
         admission,
     }

@@ -115,6 +115,9 @@ pub struct Summary {
     pub admission_p99_ms: Option<f64>,
     pub ok_per_second: f64,
     pub seconds_unavailable: f64,
+    /// The longest admission stall in fault-free time, in seconds (`None`:
+    /// not checked for this workload).
+    pub longest_stall_seconds: Option<f64>,
     pub dir: PathBuf,
     /// Requested fault families this machine could not run.
     pub skipped: Vec<Skipped>,

@@ -39,6 +39,7 @@ pub(super) fn summary(
         admission_p99_ms: adm.as_ref().map(|s| s.p99_ms),
         ok_per_second: checked.successes as f64 / (end_ns as f64 / 1e9).max(1e-9),
         seconds_unavailable: checked.availability.details.seconds_unavailable,
+        longest_stall_seconds: checked.stall.as_ref().map(|v| v.details.longest_seconds),
         dir: dir.to_path_buf(),
         skipped: skipped.to_vec(),
     }
