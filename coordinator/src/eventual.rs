@@ -401,11 +401,11 @@ impl Eventual {
             self.clone().read_views(
                 rms.clone(),
                 coordinator.clone(),
-                groups,
+                groups.clone(),
                 refresh,
                 stop.clone()
             ),
-            self.report_usage(rms, coordinator, refresh, session, stop),
+            self.report_usage(rms, coordinator, groups, refresh, session, stop),
         );
     }
 
@@ -463,12 +463,20 @@ impl Eventual {
         self: Arc<Self>,
         rms: Arc<RmClient>,
         coordinator: String,
+        groups: Arc<GroupsInForce>,
         refresh: Duration,
         session: watch::Receiver<Option<u64>>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
             let began = Instant::now();
+            let bound = groups
+                .get()
+                .and_then(|g| min_bound(&g.groups.roots))
+                .unwrap_or(1000);
+            // A report that has not landed within about the bound is stuck
+            // on an RM that cannot commit (a paused leader): try the next.
+            let per_attempt = Duration::from_millis(bound).clamp(REPORT_ATTEMPT_MIN, CALL_TIMEOUT);
             // Reports go under the current session: see `report_seq`.
             let current = *session.borrow();
             let usage = current.map(|session| {
@@ -507,7 +515,7 @@ impl Eventual {
                         .map(|(k, &(running, queued))| (k.clone(), GroupUsage { running, queued }))
                         .collect(),
                 };
-                if let Err(e) = rms.report_usage(&report).await {
+                if let Err(e) = rms.with_timeout(per_attempt).report_usage(&report).await {
                     tracing::debug!(error = %e, seq, "usage report not applied");
                 }
             }
@@ -522,6 +530,10 @@ impl Eventual {
 /// The shortest wait for one RM's view: below it, a view across a busy
 /// loopback on 2 cores would time out for nothing.
 const VIEW_ATTEMPT_MIN: Duration = Duration::from_millis(100);
+
+/// The shortest wait for one RM to apply a report (a commit: two fsyncs
+/// and a round trip, slower than a read on a loaded machine).
+const REPORT_ATTEMPT_MIN: Duration = Duration::from_millis(500);
 
 /// Age here (counted from the request) plus the staleness the RM stated.
 fn fresh(view: &Snapshot, bound: Duration) -> bool {
@@ -617,6 +629,96 @@ mod tests {
         e.lock().reported.insert(8, report(&[]));
         set_view(&e, 0, Some(8), Duration::ZERO);
         assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
+    }
+
+    /// An RM stand-in that takes usage reports and serves views of `g`
+    /// (limit 2, 500 ms bound) that include the last report it took.
+    async fn stub_rm() -> String {
+        use axum::routing::{get, post};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let last = Arc::new(AtomicU64::new(0));
+        let took = last.clone();
+        let app = axum::Router::new()
+            .route(
+                "/v1/resource-groups",
+                get(move || {
+                    let seq = last.load(Ordering::SeqCst);
+                    let reports = if seq == 0 {
+                        serde_json::json!({})
+                    } else {
+                        serde_json::json!({"c1": seq})
+                    };
+                    async move {
+                        axum::Json(serde_json::json!({
+                            "served_by": 2, "as_of_ms": 0, "staleness_ms": 0,
+                            "last_applied": 10, "config_version": 1,
+                            "groups": [{"id": "g", "mode": "eventual", "max_staleness_ms": 500,
+                                "running": 0, "queued": 0, "hard_concurrency_limit": 2,
+                                "max_queued": 1, "draining": false}],
+                            "reports": reports,
+                        }))
+                    }
+                }),
+            )
+            .route(
+                "/v1/usage",
+                post(move |axum::Json(r): axum::Json<UsageReport>| {
+                    took.store(r.seq, Ordering::SeqCst);
+                    async { axum::Json(serde_json::json!({"applied": true})) }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// A paused RM (the last leader, say): it takes connections and never
+    /// answers. A report sent to it must not hold back the views, nor stay
+    /// stuck there for a whole call timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_rm_does_not_hold_admission_up() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let rms = Arc::new(RmClient::new(
+            vec![silent_addr, stub_rm().await],
+            common::http::HttpClient::new(None, Duration::from_secs(15)),
+        ));
+        let g = groups();
+        let e = Eventual::new(1.0, Duration::from_millis(100));
+        let (_session_tx, session) = watch::channel(Some(5));
+        let (stop_tx, stop) = watch::channel(false);
+        let refresh = tokio::spawn(e.clone().refresh(
+            rms,
+            "c1".into(),
+            GroupsInForce::new(Some(g.clone())),
+            Duration::from_millis(100),
+            session,
+            stop,
+        ));
+        let began = Instant::now();
+        let specs = g.resolve("g").unwrap();
+        let permit = tokio::time::timeout(Duration::from_secs(10), e.admit("g", &specs))
+            .await
+            .expect("never admitted")
+            .unwrap();
+        // Before, the first report waited out the silent RM for the whole
+        // call timeout (3 s) and no view was read meanwhile.
+        assert!(
+            began.elapsed() < Duration::from_millis(2500),
+            "admitted only after {:?}",
+            began.elapsed()
+        );
+        drop(permit);
+        stop_tx.send(true).unwrap();
+        refresh.await.unwrap();
+        hold.abort();
     }
 
     async fn admits(e: &Arc<Eventual>, g: &ResourceGroups) -> Option<Result<Permit, QueryError>> {

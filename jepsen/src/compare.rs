@@ -238,7 +238,9 @@ mod tests {
         assert!(html.contains("no &lt;libfaketime&gt;"), "escaped");
         let md = std::fs::read_to_string(root.path().join("compare.md")).unwrap();
         assert!(
-            md.contains("| eventual | 100 ms | 3 | 1 | 1.50 | 3.3 ms | - | 12.0 | 1.0 | 0.0 s | false |"),
+            md.contains(
+                "| eventual | 100 ms | 3 | 1 | 1.50 | 3.3 ms | - | 12.0 | 1.0 | 0.0 s | false |"
+            ),
             "{md}"
         );
     }
