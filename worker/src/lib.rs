@@ -10,6 +10,7 @@
 //! - [`report`]: announcements and heartbeats to every RM.
 //! - [`fencing`]: watches the RMs for revoked admissions and stops the tasks
 //!   that run on them.
+//! - [`revoked`]: the revoked tokens on disk, so a restart keeps them.
 //! - [`http`]: the task API, info, health and metrics.
 //! - [`config`]: flags; [`node`]: wiring.
 
@@ -19,4 +20,5 @@ pub mod http;
 pub mod node;
 pub mod pool;
 pub mod report;
+pub mod revoked;
 pub mod tasks;

@@ -22,6 +22,8 @@ pub async fn start_worker(
     rms: Vec<String>,
     memory_bytes: u64,
     heartbeat_ms: u64,
+    data_dir: None,
+    fencing_bound_ms: None,
     dir: &Path,
 ) -> RunningWorker {
     let args = WorkerArgs {
