@@ -37,15 +37,21 @@ use crate::tasks::{fenced, Tasks};
 /// cannot read the configured one at start.
 pub const DEFAULT_SESSION_LEASE: Duration = Duration::from_secs(10);
 
-/// How long the ledger check before a task may take in all.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the ledger check before a task may take in all: within the
+/// coordinator's 5 s timeout for the create, so it hears the 503.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The default fencing bound for a session lease: half of it. A revoked
-/// task then ends within 1.5 leases of its coordinator's last renewal,
-/// whatever becomes of the RMs, while a healthy RM (staleness under
-/// `tick-ms`, 200 ms) leaves the bound ample room.
+/// The least default bound: a healthy RM's staleness reaches `tick-ms`
+/// (200 ms) and a leader election takes about 0.5-1 s, which a short lease
+/// (tests use 0.6 s) must not turn into stopped tasks.
+const MIN_DEFAULT_BOUND: Duration = Duration::from_secs(1);
+
+/// The default fencing bound for a session lease: half of it, at least
+/// [`MIN_DEFAULT_BOUND`]. A revoked task then ends within 1.5 leases of
+/// its coordinator's last renewal (for leases of 2 s or more), whatever
+/// becomes of the RMs.
 pub fn default_bound(lease: Duration) -> Duration {
-    (lease / 2).max(Duration::from_millis(crate::config::MIN_FENCING_BOUND_MS))
+    (lease / 2).max(MIN_DEFAULT_BOUND)
 }
 
 /// How current this worker's knowledge of revocations is.
@@ -171,7 +177,6 @@ impl Fencing {
             };
             match health {
                 Ok(h) => {
-                    self.adopt_lease().await;
                     if let Some(s) = h.staleness_ms {
                         if let Some(as_of) = sent.checked_sub(Duration::from_millis(s)) {
                             self.freshness.heard(as_of);
@@ -182,19 +187,35 @@ impl Fencing {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
-        // A silent RM (paused, or its answers lost) must fail the poll soon
-        // enough for another RM to answer within the bound.
-        let poll = self.poll();
-        let rms = self
-            .rms
-            .with_long_timeout(poll + poll.max(Duration::from_millis(500)));
         let mut stale_since: Option<Instant> = None;
         let mut failing = false;
+        // Until the lease is read (a cluster that has just started has no
+        // configuration yet), at most once a second.
+        let mut lease_known = false;
+        let mut lease_tried: Option<Instant> = None;
+        // The first poll answers at once: the worker takes no token-carrying
+        // task before it has a fresh answer.
+        let mut first = true;
         loop {
+            if !lease_known && lease_tried.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                lease_tried = Some(Instant::now());
+                lease_known = self.adopt_lease().await;
+            }
+            let poll = self.poll();
+            let wait = if std::mem::take(&mut first) {
+                Duration::ZERO
+            } else {
+                poll
+            };
+            // A silent RM (paused, or its answers lost) must fail the poll
+            // soon enough for another RM to answer within the bound.
+            let rms = self
+                .rms
+                .with_long_timeout(poll + poll.max(Duration::from_millis(500)));
             let sent = Instant::now();
             let answer = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                a = rms.watch(after, None, poll.as_millis() as u64) => a,
+                a = rms.watch(after, None, wait.as_millis() as u64) => a,
             };
             let w = match answer {
                 Ok(w) => w,
@@ -279,10 +300,10 @@ impl Fencing {
     }
 
     /// Uses half the RMs' session lease as the bound, unless the operator
-    /// set one.
-    async fn adopt_lease(&self) {
+    /// set one. Answers whether the bound is settled.
+    async fn adopt_lease(&self) -> bool {
         if self.configured_bound.is_some() {
-            return;
+            return true;
         }
         match self.rms.config().await {
             Ok(Some(c)) if c.settings.session_lease_ms > 0 => {
@@ -293,10 +314,12 @@ impl Fencing {
                     "fencing bound: half the session lease"
                 );
                 self.freshness.set_bound(bound);
+                true
             }
-            Ok(_) => {}
+            Ok(_) => false,
             Err(e) => {
-                tracing::warn!(error = %e, bound_ms = self.freshness.bound().as_millis() as u64, "cannot read the session lease; using the default fencing bound")
+                tracing::debug!(error = %e, bound_ms = self.freshness.bound().as_millis() as u64, "cannot read the session lease yet; the default fencing bound holds meanwhile");
+                false
             }
         }
     }
@@ -359,6 +382,10 @@ impl Fencing {
             let reason = self.unverified();
             let n = self.tasks.stop_fenced(fenced::UNVERIFIED, &reason);
             self.stopped(fenced::UNVERIFIED, n);
+            if n == 0 && self.freshness.age().is_none() {
+                // Starting up: nothing to stop, nothing lapsed yet.
+                continue;
+            }
             if n > 0 || !lapsed {
                 tracing::warn!(
                     stopped = n,
@@ -393,8 +420,14 @@ impl Fencing {
                 token,
             });
         }
-        if !self.freshness.vouches() {
-            return Err(Refusal::Unavailable(self.unverified()));
+        // Just started, or a brief lapse: the watch's next answer is at
+        // most a poll away, which beats bouncing the coordinator.
+        let patience = Instant::now() + self.poll() + Duration::from_millis(500);
+        while !self.freshness.vouches() {
+            if Instant::now() >= patience {
+                return Err(Refusal::Unavailable(self.unverified()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let entry = match tokio::time::timeout(CHECK_TIMEOUT, self.rms.query(&spec.query_id)).await
         {
@@ -456,11 +489,8 @@ mod tests {
     }
 
     #[test]
-    fn the_default_bound_is_half_the_lease_and_never_below_the_minimum() {
+    fn the_default_bound_is_half_the_lease_and_at_least_a_second() {
         assert_eq!(default_bound(DEFAULT_SESSION_LEASE), Duration::from_secs(5));
-        assert_eq!(
-            default_bound(Duration::from_millis(100)),
-            Duration::from_millis(crate::config::MIN_FENCING_BOUND_MS)
-        );
+        assert_eq!(default_bound(Duration::from_millis(600)), MIN_DEFAULT_BOUND);
     }
 }

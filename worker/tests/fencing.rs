@@ -24,7 +24,7 @@ use serde_json::json;
 use worker::config::WorkerArgs;
 
 /// The session lease the stand-ins report: the worker's default fencing
-/// bound is half of it.
+/// bound is half of it, but at least 1 s.
 const LEASE_MS: u64 = 1000;
 
 #[derive(Default)]
@@ -184,6 +184,14 @@ struct Worker {
 
 impl Worker {
     async fn start(rms: Vec<String>, data_dir: Option<std::path::PathBuf>) -> Worker {
+        Worker::start_bounded(rms, data_dir, None).await
+    }
+
+    async fn start_bounded(
+        rms: Vec<String>,
+        data_dir: Option<std::path::PathBuf>,
+        fencing_bound_ms: Option<u64>,
+    ) -> Worker {
         let args = WorkerArgs {
             id: "w".into(),
             listen: "127.0.0.1:0".into(),
@@ -193,7 +201,7 @@ impl Worker {
             shared_secret_file: None,
             heartbeat_ms: 1000,
             data_dir,
-            fencing_bound_ms: None,
+            fencing_bound_ms,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let w = worker::node::start(
@@ -282,14 +290,14 @@ async fn a_task_stops_when_its_only_rm_goes_stale() {
     let w = Worker::start(vec![addr], None).await;
     w.create_when_ready("t", "q", 5).await;
     w.create_when_ready("ev", "e", 0).await;
-    // Healthy: the task keeps running past the bound (500 ms).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Healthy: the task keeps running past the bound (1 s).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(w.task("t").await.state, TaskState::Running);
 
     // Cut off from its leader, the RM keeps answering, ever staler.
     rm.lock().unwrap().staleness_ms = Some(60_000);
     let (t, took) = w.wait_end("t", Duration::from_secs(5)).await;
-    eprintln!("measured: task stopped {took:?} after its only RM went stale (bound 500 ms)");
+    eprintln!("measured: task stopped {took:?} after its only RM went stale (bound 1000 ms)");
     assert_eq!(t.state, TaskState::Revoked);
     assert_eq!(t.error_name.as_deref(), Some("FENCING_UNVERIFIED"));
     assert_eq!(
@@ -317,9 +325,11 @@ async fn a_task_stops_when_every_rm_is_unreachable() {
             .ledger
             .insert("q".into(), running("q", 5));
     }
-    let w = Worker::start(vec![a, b], None).await;
+    // The bound as set by the flag.
+    let w = Worker::start_bounded(vec![a, b], None, Some(500)).await;
     w.create_when_ready("t", "q", 5).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(w.task("t").await.state, TaskState::Running);
     rm_a.lock().unwrap().paused = true;
     rm_b.lock().unwrap().paused = true;
     let (t, took) = w.wait_end("t", Duration::from_secs(5)).await;
