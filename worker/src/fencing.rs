@@ -232,10 +232,13 @@ impl Fencing {
                 tracing::info!("an RM answers the watch again");
             }
             self.apply(&w.events);
+            self.save_revoked().await;
             let mut complete = true;
             if w.truncated {
                 tracing::warn!(after, "missed admission events (the RM dropped them); checking running tasks against the ledger");
-                match self.resync().await {
+                let resynced = self.resync().await;
+                self.save_revoked().await;
+                match resynced {
                     Ok(n) => tracing::info!(stopped = n, "resynchronised with the ledger"),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot resynchronise with the ledger; retrying");
@@ -273,6 +276,17 @@ impl Fencing {
                     "following a fresh RM again"
                 );
             }
+        }
+    }
+
+    /// Persists the revoked set if it changed, on a blocking thread.
+    async fn save_revoked(&self) {
+        if !self.tasks.revoked_unsaved() {
+            return;
+        }
+        let tasks = self.tasks.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || tasks.save_revoked()).await {
+            tracing::error!(error = %e, "saving the revoked tokens failed");
         }
     }
 

@@ -79,6 +79,8 @@ struct TasksState {
     /// query id -> highest revoked fencing token (bounded, see
     /// [`crate::revoked`]).
     revoked: BTreeMap<String, u64>,
+    /// `revoked` changed since it was last saved.
+    revoked_unsaved: bool,
 }
 
 impl Tasks {
@@ -262,8 +264,7 @@ impl Tasks {
     }
 
     /// [`Tasks::revoke`], with the error name and reason the stopped tasks
-    /// report. The set is persisted (if this worker has a data dir) before
-    /// this returns.
+    /// report. [`Tasks::save_revoked`] persists the change.
     pub fn revoke_because(
         &self,
         query_id: &str,
@@ -276,8 +277,10 @@ impl Tasks {
         }
         let mut s = self.lock();
         let highest = s.revoked.entry(query_id.to_string()).or_default();
-        let changed = *highest < token;
-        *highest = (*highest).max(token);
+        if *highest < token {
+            *highest = token;
+            s.revoked_unsaved = true;
+        }
         crate::revoked::bound(&mut s.revoked);
         let mut stopped = 0;
         for t in s.tasks.values_mut() {
@@ -292,15 +295,31 @@ impl Tasks {
                 }
             }
         }
-        drop(s);
-        if let (true, Some(file)) = (changed, &self.revoked_file) {
-            // Rare (a session lapsing), small, and worth the fsync: a
-            // restarted worker must still refuse this token.
-            if let Err(e) = file.save(|| self.lock().revoked.clone()) {
-                tracing::error!(error = %e, "cannot persist the revoked tokens; a restart would forget them (the ledger check still refuses them)");
-            }
-        }
         stopped
+    }
+
+    /// Writes the revoked set to the data dir if it changed (blocking: an
+    /// fsync, so off the async threads, which are stopping tasks). The
+    /// tasks stop first: a crash before the save forgets the token here,
+    /// and the ledger check before each task still refuses it.
+    pub fn save_revoked(&self) {
+        let Some(file) = &self.revoked_file else {
+            return;
+        };
+        let saved = file.save(|| {
+            let mut s = self.lock();
+            s.revoked_unsaved = false;
+            s.revoked.clone()
+        });
+        if let Err(e) = saved {
+            self.lock().revoked_unsaved = true;
+            tracing::error!(error = %e, "cannot persist the revoked tokens; a restart would forget them (the ledger check still refuses them)");
+        }
+    }
+
+    /// Whether the revoked set changed since it was last saved.
+    pub fn revoked_unsaved(&self) -> bool {
+        self.lock().revoked_unsaved
     }
 
     /// Stops every task that carries a fencing token (linearizable
@@ -490,6 +509,9 @@ mod tests {
         let tasks = open();
         tasks.create(spec("a", "q1", 5, 60_000, 10)).unwrap();
         assert_eq!(tasks.revoke("q1", 5), 1);
+        assert!(tasks.revoked_unsaved());
+        tasks.save_revoked();
+        assert!(!tasks.revoked_unsaved());
         let stopped = wait_state(&tasks, "a", TaskState::Revoked).await;
         assert_eq!(stopped.error_name.as_deref(), Some(fenced::REVOKED));
         drop(tasks);
