@@ -12,7 +12,11 @@
 //! - `GET /v1/watch?after=INDEX[&coordinator=NAME][&timeout_ms=N]`: long
 //!   poll for admission events (promotions, revocations, failures) after a
 //!   log index, from this replica. `truncated: true` means events after
-//!   `INDEX` were already dropped: resynchronise from the view.
+//!   `INDEX` were already dropped: resynchronise from the view (a worker
+//!   does from the ledger). Every answer carries this replica's
+//!   `staleness_ms` and the leader it knows, so a watcher can tell a quiet
+//!   cluster from a replica cut off from it; a replica whose Raft stopped
+//!   answers 503.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
