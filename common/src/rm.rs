@@ -113,6 +113,24 @@ impl RmClient {
         }
     }
 
+    /// The same client with another timeout for long polls (a watcher
+    /// that must notice a silent RM sooner than the default allows).
+    pub fn with_long_timeout(&self, timeout: Duration) -> RmClient {
+        RmClient {
+            long: self.long.with_timeout(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// The next call starts at the RM after the one that answered last:
+    /// for a caller that found that answer unfit although it came (a
+    /// follower too stale to vouch for anything). Clones share this.
+    pub fn prefer_next(&self) {
+        let n = self.addrs.len().max(1);
+        let i = self.preferred.load(Ordering::Relaxed);
+        self.preferred.store((i + 1) % n, Ordering::Relaxed);
+    }
+
     pub fn with_policy(&self, policy: RetryPolicy) -> RmClient {
         RmClient {
             policy,
@@ -404,6 +422,21 @@ mod tests {
         assert_eq!(follower_hits.load(Ordering::Relaxed), 1);
         assert_eq!(other_hits.load(Ordering::Relaxed), 0);
         assert_eq!(leader_hits.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn prefer_next_moves_the_next_call_to_the_following_rm() {
+        let (a, a_hits) = stub(200, "{}".into()).await;
+        let (b, b_hits) = stub(200, "{}".into()).await;
+        let rms = client(vec![a, b]);
+        let shared = rms.clone();
+        rms.health().await.ok();
+        shared.prefer_next();
+        rms.health().await.ok();
+        rms.prefer_next();
+        rms.health().await.ok();
+        assert_eq!(a_hits.load(Ordering::Relaxed), 2);
+        assert_eq!(b_hits.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -109,4 +109,13 @@ pub struct WatchAnswer {
     pub next_after: u64,
     /// Events after `after` were already dropped: resynchronise.
     pub truncated: bool,
+    /// The answering replica's staleness when it answered (its clock minus
+    /// the leader time of its last applied entry): how current "no event"
+    /// is. `None` from an RM that does not say (or has applied no stamped
+    /// entry yet): a fencing worker does not count such an answer as fresh.
+    #[serde(default)]
+    pub staleness_ms: Option<u64>,
+    /// The leader the answering replica knows of, if any.
+    #[serde(default)]
+    pub leader_id: Option<crate::NodeId>,
 }

@@ -75,16 +75,33 @@ pub async fn create_task(
         duration_ms,
         memory_bytes,
     };
-    http.post_json::<_, TaskInfo>(&format!("http://{addr}/v1/tasks"), &spec)
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            QueryError::new(
-                ErrorKind::GenericInternalError,
-                format!("cannot start the task: {e}"),
-            )
-        })
+    let url = format!("http://{addr}/v1/tasks");
+    let mut attempt = 1;
+    loop {
+        match http.post_json::<_, TaskInfo>(&url, &spec).await {
+            Ok(_) => return Ok(()),
+            // The worker cannot check the fencing token with the RMs yet
+            // (none answers, or none fresh): they usually recover within
+            // an election. A refusal (409: revoked, not in the ledger) is
+            // final, like any other error.
+            Err(e) if e.status() == Some(503) && attempt < CREATE_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(CREATE_RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                return Err(QueryError::new(
+                    ErrorKind::GenericInternalError,
+                    format!("cannot start the task: {e}"),
+                ))
+            }
+        }
+    }
 }
+
+/// How often a task creation the worker answered 503 is tried, and the
+/// pause between tries (about 3 s in all, past a typical RM failover).
+const CREATE_ATTEMPTS: u32 = 12;
+const CREATE_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Polls the task until it ends.
 pub async fn follow_task(
@@ -145,5 +162,57 @@ pub async fn cancel_task(http: &HttpClient, addr: &str, task_id: &str) {
         .await
     {
         tracing::warn!(task = task_id, error = %e, "cannot cancel the task");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A worker stand-in answering `statuses` in turn (then the last one
+    /// forever), counting the creates.
+    async fn worker(statuses: Vec<u16>) -> (String, Arc<AtomicU32>) {
+        let hits = Arc::new(AtomicU32::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let (hits, statuses) = (counted.clone(), statuses.clone());
+            async move {
+                let n = hits.fetch_add(1, Ordering::Relaxed) as usize;
+                let status = statuses[n.min(statuses.len() - 1)];
+                let body = if status == 200 {
+                    r#"{"task_id":"q","query_id":"q","fencing_token":7,"duration_ms":1,
+                        "memory_bytes":1,"state":"blocked","started_ms":null,
+                        "finished_ms":null,"reason":null,"error_name":null}"#
+                } else {
+                    r#"{"error":"no"}"#
+                };
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, hits)
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_cannot_check_the_token_yet_is_asked_again_and_a_refusal_is_final() {
+        let http = HttpClient::new(None, Duration::from_secs(2));
+        let (busy, hits) = worker(vec![503, 503, 200]).await;
+        create_task(&http, &busy, "q", 7, 1, 1).await.unwrap();
+        assert_eq!(hits.load(Ordering::Relaxed), 3);
+        let (refusing, hits) = worker(vec![409]).await;
+        let e = create_task(&http, &refusing, "q", 7, 1, 1)
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("409"), "{e:?}");
+        assert_eq!(hits.load(Ordering::Relaxed), 1);
     }
 }

@@ -102,6 +102,8 @@ pub async fn follow(
                         events: vec![],
                         next_after: h.last_applied.unwrap_or(0),
                         truncated: false,
+                        staleness_ms: h.staleness_ms,
+                        leader_id: h.leader_id,
                     }),
                     Some(a) => rms.watch(a, Some(&coordinator), 10_000).await,
                 }

@@ -3,7 +3,8 @@
 //! namespace (see [`crate::netns`]).
 //!
 //! Each RM logs to `<dir>/node<ID>.log` and keeps its data in `<dir>/n<ID>`;
-//! a worker or coordinator logs to `<dir>/<name>.log`. The cluster shares a
+//! a worker or coordinator logs to `<dir>/<name>.log`, and a worker keeps
+//! its revoked fencing tokens in `<dir>/<name>-data`. The cluster shares a
 //! generated secret in `<dir>/secret`.
 //! Dropping a [`LocalCluster`] SIGKILLs whatever still runs, so a panic or
 //! an early return never leaves processes behind.
@@ -305,7 +306,10 @@ impl LocalCluster {
                 port(spec.worker_base_port, i),
             )?;
             let memory = spec.worker_memory_bytes.to_string();
-            let mut args = vec!["--rm", &rms, "--memory-bytes", &memory];
+            // Its revoked fencing tokens outlive a restart by a nemesis.
+            let data = self.spec.dir.join(format!("{name}-data"));
+            let data = data.display().to_string();
+            let mut args = vec!["--rm", &rms, "--memory-bytes", &memory, "--data-dir", &data];
             args.extend(spec.worker_args.iter().map(String::as_str));
             self.spawn_member(&name, &addr, "worker", &args)?;
         }

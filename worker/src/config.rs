@@ -7,6 +7,10 @@ use std::time::Duration;
 use clap::Args;
 use common::auth::SharedSecret;
 
+/// The smallest `--fencing-bound-ms`: the watch polls every fifth of the
+/// bound, and a healthy RM's staleness alone reaches 200 ms (`tick-ms`).
+pub const MIN_FENCING_BOUND_MS: u64 = 250;
+
 #[derive(Args, Debug, Clone)]
 pub struct WorkerArgs {
     /// This worker's name, unique in the cluster.
@@ -31,6 +35,15 @@ pub struct WorkerArgs {
     /// Heartbeat and announcement interval in ms.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
+    /// Directory for the revoked fencing tokens, kept across restarts
+    /// (created if missing). Without it they are kept in memory only.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// How long a task under a fencing token may run without fresh word
+    /// from an RM (contact age plus that RM's staleness), in ms; past it
+    /// such tasks stop [default: half the RMs' session lease].
+    #[arg(long)]
+    pub fencing_bound_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +55,9 @@ pub struct WorkerConfig {
     pub memory_bytes: u64,
     pub secret: Option<SharedSecret>,
     pub heartbeat: Duration,
+    pub data_dir: Option<PathBuf>,
+    /// `None`: derived from the RMs' session lease at start.
+    pub fencing_bound: Option<Duration>,
 }
 
 impl WorkerArgs {
@@ -55,6 +71,13 @@ impl WorkerArgs {
         if self.heartbeat_ms == 0 {
             return Err("heartbeat-ms: must be positive".into());
         }
+        if let Some(ms) = self.fencing_bound_ms {
+            if ms < MIN_FENCING_BOUND_MS {
+                return Err(format!(
+                    "fencing-bound-ms: {ms} ms is below {MIN_FENCING_BOUND_MS} ms (the watch could not keep it)"
+                ));
+            }
+        }
         let secret = common::cli::internal_secret(self.shared_secret_file.as_deref(), listen)?;
         Ok(WorkerConfig {
             id: self.id,
@@ -64,6 +87,8 @@ impl WorkerArgs {
             memory_bytes: self.memory_bytes,
             secret,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
+            data_dir: self.data_dir,
+            fencing_bound: self.fencing_bound_ms.map(Duration::from_millis),
         })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! | route | auth | |
 //! |---|---|---|
-//! | `POST /v1/tasks` (a [`TaskSpec`]) | secret | start a task (idempotent per `task_id`) |
+//! | `POST /v1/tasks` (a [`TaskSpec`]) | secret | start a task (idempotent per `task_id`); a task under a fencing token only if the RMs' ledger holds it (409 if not, 503 if no RM can say) |
 //! | `GET /v1/tasks`, `GET /v1/tasks/{id}` | secret | task state |
 //! | `DELETE /v1/tasks/{id}` | secret | cancel |
 //! | `POST /v1/tasks/{id}/kill {"reason"}` | secret | kill (the low-memory killer) |
@@ -19,10 +19,13 @@ use axum::{Json, Router};
 use common::api::{KillTask, WorkerInfo};
 use common::auth::SharedSecret;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde_json::json;
+use serde::Serialize;
 
+use crate::fencing::{Fencing, Refusal};
 use crate::tasks::{TaskError, TaskSpec, TaskState, TaskStop, Tasks};
 
 #[derive(Clone)]
@@ -31,6 +34,7 @@ pub struct WorkerState {
     pub tasks: Arc<Tasks>,
     pub secret: Option<SharedSecret>,
     pub metrics: Arc<WorkerMetrics>,
+    pub fencing: Arc<Fencing>,
 }
 
 pub fn router(state: WorkerState) -> Router {
@@ -47,7 +51,7 @@ pub fn router(state: WorkerState) -> Router {
         .route("/v1/info", get(info))
         .route(
             "/v1/health",
-            get(|| async { Json(json!({"status": "ok"})) }),
+            get(|| async { Json(Status { status: "ok" }) }),
         )
         .route("/metrics", get(metrics))
         .merge(protected)
@@ -55,8 +59,39 @@ pub fn router(state: WorkerState) -> Router {
         .with_state(state)
 }
 
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// Every error answer.
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+    /// A fencing refusal's code (`ADMISSION_REVOKED`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_name: Option<&'static str>,
+}
+
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": message.to_string()}))).into_response()
+    let body = ErrorBody {
+        error: message.to_string(),
+        error_name: None,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// A fencing refusal: final (409) or for the coordinator to retry (503).
+fn refusal(r: Refusal) -> Response {
+    let status = match r {
+        Refusal::Revoked { .. } | Refusal::NotAdmitted(_) => StatusCode::CONFLICT,
+        Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = ErrorBody {
+        error: r.to_string(),
+        error_name: Some(r.error_name()),
+    };
+    (status, Json(body)).into_response()
 }
 
 fn task_error(e: TaskError) -> Response {
@@ -77,6 +112,17 @@ async fn create(State(state): State<WorkerState>, body: Bytes) -> Response {
         .and(common::auth::check_name("query_id", &spec.query_id))
     {
         return error(StatusCode::BAD_REQUEST, problem);
+    }
+    // A repeat is answered from the task (its token was checked); a new
+    // task is checked locally first, then against the ledger.
+    if !state.tasks.contains(&spec.task_id) {
+        if let Err(e) = state.tasks.check_fits(&spec) {
+            return task_error(e);
+        }
+        if let Err(r) = state.fencing.check(&spec).await {
+            tracing::info!(task = %spec.task_id, query = %spec.query_id, token = spec.fencing_token, reason = %r, "task refused");
+            return refusal(r);
+        }
     }
     match state.tasks.create(spec) {
         Ok(info) => Json(info).into_response(),
@@ -137,6 +183,17 @@ pub struct WorkerMetrics {
     reserved: Gauge,
     blocked: Gauge,
     running: Gauge,
+    /// Tasks fencing stopped, by error name.
+    fenced: Family<Vec<(String, String)>, Counter>,
+}
+
+impl WorkerMetrics {
+    /// `n` tasks stopped by fencing for `error_name`.
+    pub fn count_fenced(&self, error_name: &str, n: usize) {
+        self.fenced
+            .get_or_create(&vec![("reason".into(), error_name.into())])
+            .inc_by(n as u64);
+    }
 }
 
 impl Default for WorkerMetrics {
@@ -151,7 +208,14 @@ impl Default for WorkerMetrics {
         let reserved = gauge("memory_reserved_bytes", "Bytes reserved by tasks");
         let blocked = gauge("blocked_tasks", "Tasks waiting for memory");
         let running = gauge("running_tasks", "Tasks running");
+        let fenced = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "fenced_tasks",
+            "Tasks stopped by fencing: revoked, gone from the ledger, or unverifiable (no fresh RM)",
+            fenced.clone(),
+        );
         Self {
+            fenced,
             registry,
             total,
             reserved,

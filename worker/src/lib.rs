@@ -9,7 +9,10 @@
 //!   duration.
 //! - [`report`]: announcements and heartbeats to every RM.
 //! - [`fencing`]: watches the RMs for revoked admissions and stops the tasks
-//!   that run on them.
+//!   that run on them, and every token-carrying task once no fresh RM has
+//!   answered within the fencing bound; checks a task's token in the
+//!   ledger before it starts.
+//! - [`revoked`]: the revoked tokens on disk, so a restart keeps them.
 //! - [`http`]: the task API, info, health and metrics.
 //! - [`config`]: flags; [`node`]: wiring.
 
@@ -19,4 +22,5 @@ pub mod http;
 pub mod node;
 pub mod pool;
 pub mod report;
+pub mod revoked;
 pub mod tasks;

@@ -9,9 +9,11 @@ use common::rm::RmClient;
 use common::service::Supervisor;
 
 use crate::config::WorkerConfig;
+use crate::fencing::Fencing;
 use crate::http::{router, WorkerMetrics, WorkerState};
 use crate::pool::Pool;
 use crate::report::Reporter;
+use crate::revoked::RevokedFile;
 use crate::tasks::Tasks;
 
 pub struct RunningWorker {
@@ -34,19 +36,38 @@ pub async fn start(
     } else {
         config.advertise.clone()
     };
-    let tasks = Tasks::new(Pool::new(config.memory_bytes), clock);
-    // Watch polls wait up to 10 s for an event: 15 s bounds one.
+    let pool = Pool::new(config.memory_bytes);
+    let tasks = match &config.data_dir {
+        Some(dir) => {
+            let (file, revoked) = RevokedFile::open(dir).map_err(std::io::Error::other)?;
+            tracing::info!(revoked = revoked.len(), dir = %dir.display(), "revoked fencing tokens loaded");
+            Tasks::persisted(pool, clock, file, revoked)
+        }
+        None => {
+            tracing::warn!("no --data-dir: revoked fencing tokens are kept in memory only (a restart forgets them; the ledger check before each task still refuses them)");
+            Tasks::new(pool, clock)
+        }
+    };
+    // The fencing watch shortens this to fit its bound.
     let rms = RmClient::new(
         config.rms.clone(),
         HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
     );
     let mut supervisor = Supervisor::default();
     let stop_rx = supervisor.stopping();
+    let metrics = Arc::new(WorkerMetrics::default());
+    let fencing = Fencing::new(
+        rms.clone(),
+        tasks.clone(),
+        metrics.clone(),
+        config.fencing_bound,
+    );
     let state = WorkerState {
         node_id: config.id.clone(),
         tasks: tasks.clone(),
         secret: config.secret.clone(),
-        metrics: Arc::new(WorkerMetrics::default()),
+        metrics,
+        fencing: fencing.clone(),
     };
     supervisor.serve(listener, router(state));
     let reporter = Reporter {
@@ -57,10 +78,8 @@ pub async fn start(
         tasks: tasks.clone(),
     };
     supervisor.spawn("report", reporter.run(stop_rx.clone()));
-    supervisor.spawn(
-        "fencing",
-        crate::fencing::follow_revocations(rms, tasks.clone(), stop_rx),
-    );
+    supervisor.spawn("fencing", fencing.clone().follow(stop_rx.clone()));
+    supervisor.spawn("fencing-guard", fencing.guard(stop_rx));
     tracing::info!(id = %config.id, %addr, "worker started");
     Ok(RunningWorker {
         addr,

@@ -12,6 +12,19 @@ use common::clock::SharedClock;
 use tokio::sync::oneshot;
 
 use crate::pool::Pool;
+use crate::revoked::RevokedFile;
+
+/// Error names of the tasks fencing stops (the task's `error_name`).
+pub mod fenced {
+    /// The watch reported the admission revoked (its session lapsed).
+    pub const REVOKED: &str = "ADMISSION_REVOKED";
+    /// After a gap in the watch, the ledger no longer holds the admission
+    /// under this token.
+    pub const NOT_IN_LEDGER: &str = "ADMISSION_NOT_IN_LEDGER";
+    /// No fresh word from any RM within the fencing bound: the worker
+    /// cannot tell whether the admission still holds.
+    pub const UNVERIFIED: &str = "FENCING_UNVERIFIED";
+}
 
 /// Finished tasks remembered for `GET`, oldest forgotten first.
 pub const FINISHED_KEPT: usize = 10_000;
@@ -55,14 +68,19 @@ pub struct Tasks {
     pool: Arc<Pool>,
     clock: SharedClock,
     state: Mutex<TasksState>,
+    /// Where the revoked set is persisted (none: memory only).
+    revoked_file: Option<RevokedFile>,
 }
 
 #[derive(Default)]
 struct TasksState {
     tasks: BTreeMap<String, Task>,
     finished_order: VecDeque<String>,
-    /// query id -> highest revoked fencing token.
+    /// query id -> highest revoked fencing token (bounded, see
+    /// [`crate::revoked`]).
     revoked: BTreeMap<String, u64>,
+    /// `revoked` changed since it was last saved.
+    revoked_unsaved: bool,
 }
 
 impl Tasks {
@@ -71,6 +89,26 @@ impl Tasks {
             pool,
             clock,
             state: Mutex::default(),
+            revoked_file: None,
+        })
+    }
+
+    /// Tasks whose revoked set starts as `revoked` and is saved to `file`
+    /// on every change.
+    pub fn persisted(
+        pool: Arc<Pool>,
+        clock: SharedClock,
+        file: RevokedFile,
+        revoked: BTreeMap<String, u64>,
+    ) -> Arc<Tasks> {
+        Arc::new(Tasks {
+            pool,
+            clock,
+            state: Mutex::new(TasksState {
+                revoked,
+                ..TasksState::default()
+            }),
+            revoked_file: Some(file),
         })
     }
 
@@ -82,14 +120,20 @@ impl Tasks {
         &self.pool
     }
 
-    /// Starts a task; the same spec again answers its current info.
-    pub fn create(self: &Arc<Self>, spec: TaskSpec) -> Result<TaskInfo, TaskError> {
+    /// Whether the task could ever fit this worker's pool.
+    pub fn check_fits(&self, spec: &TaskSpec) -> Result<(), TaskError> {
         if spec.memory_bytes > self.pool.total_bytes() {
             return Err(TaskError::TooLarge {
                 wanted: spec.memory_bytes,
                 total: self.pool.total_bytes(),
             });
         }
+        Ok(())
+    }
+
+    /// Starts a task; the same spec again answers its current info.
+    pub fn create(self: &Arc<Self>, spec: TaskSpec) -> Result<TaskInfo, TaskError> {
+        self.check_fits(&spec)?;
         let mut s = self.lock();
         if let Some(t) = s.tasks.get(&spec.task_id) {
             return if t.info.spec == spec {
@@ -211,25 +255,118 @@ impl Tasks {
     /// The RMs revoked `query_id`'s admission with `token`: stop its tasks
     /// holding that token or an older one, and refuse such tasks from now on.
     pub fn revoke(&self, query_id: &str, token: u64) -> usize {
+        self.revoke_because(
+            query_id,
+            token,
+            fenced::REVOKED,
+            format!("admission revoked (fencing token {token})"),
+        )
+    }
+
+    /// [`Tasks::revoke`], with the error name and reason the stopped tasks
+    /// report. [`Tasks::save_revoked`] persists the change.
+    pub fn revoke_because(
+        &self,
+        query_id: &str,
+        token: u64,
+        error_name: &str,
+        reason: String,
+    ) -> usize {
         if common::failpoints::planted("bug::worker-ignores-fencing") {
             return 0;
         }
         let mut s = self.lock();
         let highest = s.revoked.entry(query_id.to_string()).or_default();
-        *highest = (*highest).max(token);
+        if *highest < token {
+            *highest = token;
+            s.revoked_unsaved = true;
+        }
+        crate::revoked::bound(&mut s.revoked);
         let mut stopped = 0;
         for t in s.tasks.values_mut() {
             if t.info.spec.query_id == query_id && t.info.spec.fencing_token <= token {
                 if let Some(stop) = t.stop.take() {
-                    let _ = stop.send(TaskStop::new(
-                        TaskState::Revoked,
-                        format!("admission revoked (fencing token {token})"),
-                    ));
+                    let _ = stop.send(TaskStop {
+                        state: TaskState::Revoked,
+                        reason: reason.clone(),
+                        error_name: Some(error_name.to_string()),
+                    });
                     stopped += 1;
                 }
             }
         }
         stopped
+    }
+
+    /// Writes the revoked set to the data dir if it changed (blocking: an
+    /// fsync, so off the async threads, which are stopping tasks). The
+    /// tasks stop first: a crash before the save forgets the token here,
+    /// and the ledger check before each task still refuses it.
+    pub fn save_revoked(&self) {
+        let Some(file) = &self.revoked_file else {
+            return;
+        };
+        let saved = file.save(|| {
+            let mut s = self.lock();
+            s.revoked_unsaved = false;
+            s.revoked.clone()
+        });
+        if let Err(e) = saved {
+            self.lock().revoked_unsaved = true;
+            tracing::error!(error = %e, "cannot persist the revoked tokens; a restart would forget them (the ledger check still refuses them)");
+        }
+    }
+
+    /// Whether the revoked set changed since it was last saved.
+    pub fn revoked_unsaved(&self) -> bool {
+        self.lock().revoked_unsaved
+    }
+
+    /// Stops every task that carries a fencing token (linearizable
+    /// admissions), with `reason`: the worker cannot vouch for them.
+    /// Eventual-mode tasks (token 0) go on. Answers how many were stopped.
+    pub fn stop_fenced(&self, error_name: &str, reason: &str) -> usize {
+        let mut s = self.lock();
+        let mut stopped = 0;
+        for t in s.tasks.values_mut() {
+            if t.info.spec.fencing_token == 0 {
+                continue;
+            }
+            if let Some(stop) = t.stop.take() {
+                let _ = stop.send(TaskStop {
+                    state: TaskState::Revoked,
+                    reason: reason.to_string(),
+                    error_name: Some(error_name.to_string()),
+                });
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// The (query, token) of every task still going that carries a token.
+    pub fn fenced_live(&self) -> std::collections::BTreeSet<(String, u64)> {
+        self.lock()
+            .tasks
+            .values()
+            .filter(|t| t.stop.is_some() && t.info.spec.fencing_token > 0)
+            .map(|t| (t.info.spec.query_id.clone(), t.info.spec.fencing_token))
+            .collect()
+    }
+
+    /// Whether a task under `token` for `query_id` would be refused as
+    /// revoked.
+    pub fn is_revoked(&self, query_id: &str, token: u64) -> Option<u64> {
+        self.lock()
+            .revoked
+            .get(query_id)
+            .copied()
+            .filter(|&highest| token <= highest)
+    }
+
+    /// Whether `task_id` is known here (a repeat of a create).
+    pub fn contains(&self, task_id: &str) -> bool {
+        self.lock().tasks.contains_key(task_id)
     }
 
     pub fn get(&self, task_id: &str) -> Result<TaskInfo, TaskError> {
@@ -360,5 +497,52 @@ mod tests {
         );
         wait_state(&tasks, "b3", TaskState::Finished).await;
         assert_eq!(tasks.pool().snapshot().reserved_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_worker_still_refuses_a_revoked_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let (file, set) = RevokedFile::open(dir.path()).unwrap();
+            Tasks::persisted(Pool::new(100), SystemClock::shared(), file, set)
+        };
+        let tasks = open();
+        tasks.create(spec("a", "q1", 5, 60_000, 10)).unwrap();
+        assert_eq!(tasks.revoke("q1", 5), 1);
+        assert!(tasks.revoked_unsaved());
+        tasks.save_revoked();
+        assert!(!tasks.revoked_unsaved());
+        let stopped = wait_state(&tasks, "a", TaskState::Revoked).await;
+        assert_eq!(stopped.error_name.as_deref(), Some(fenced::REVOKED));
+        drop(tasks);
+        // The zombie coordinator tries again after the worker restarted.
+        let restarted = open();
+        assert_eq!(
+            restarted.create(spec("a2", "q1", 5, 1, 1)),
+            Err(TaskError::Revoked {
+                query: "q1".into(),
+                token: 5
+            })
+        );
+        assert!(restarted.create(spec("b", "q1", 6, 1, 1)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn unverifiable_tasks_stop_and_eventual_ones_go_on() {
+        let tasks = Tasks::new(Pool::new(100), SystemClock::shared());
+        tasks.create(spec("lin", "q1", 5, 60_000, 10)).unwrap();
+        tasks.create(spec("ev", "q2", 0, 60_000, 10)).unwrap();
+        assert_eq!(
+            tasks.fenced_live(),
+            [("q1".to_string(), 5)].into_iter().collect()
+        );
+        assert_eq!(tasks.stop_fenced(fenced::UNVERIFIED, "no RM"), 1);
+        let t = wait_state(&tasks, "lin", TaskState::Revoked).await;
+        assert_eq!(
+            (t.reason.as_deref(), t.error_name.as_deref()),
+            (Some("no RM"), Some(fenced::UNVERIFIED))
+        );
+        assert_eq!(tasks.get("ev").unwrap().state, TaskState::Running);
+        assert!(tasks.fenced_live().is_empty());
     }
 }

@@ -49,6 +49,10 @@ fn bad_flags_give_one_line_and_exit_status_2() {
             with(&[], &["--shared-secret-file", "/nonexistent"]),
             "shared-secret-file: cannot read",
         ),
+        (
+            with(&[], &["--fencing-bound-ms", "100"]),
+            "fencing-bound-ms: 100 ms is below 250 ms",
+        ),
     ];
     for (args, want) in cases {
         let out = Command::new(BIN).args(&args).output().unwrap();

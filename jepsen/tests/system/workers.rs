@@ -171,3 +171,113 @@ async fn a_silent_rm_does_not_stall_reports_to_the_others() {
     hold.abort();
     c.shutdown().await;
 }
+
+/// Fencing without trusting one RM: a follower cut off from the leader
+/// keeps answering the watch, ever staler. A worker that can reach only it
+/// stops its task under a fencing token within the fencing bound (1 s: half
+/// the 1.5 s lease, but at least 1 s); a worker that also knows the other RMs moves its
+/// watch to them and keeps its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_with_a_stale_rm_stops_its_tasks_and_one_that_can_switch_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = groups::write(
+        dir.path(),
+        r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":5,"maxQueued":5}]}"#,
+    );
+    let c = TestCluster::start(
+        3,
+        Settings {
+            resource_groups: Some(groups),
+            session_lease_ms: Some(1500),
+            ..Default::default()
+        },
+    )
+    .await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let others: Vec<String> = c
+        .addrs
+        .iter()
+        .filter(|(id, _)| **id != follower)
+        .map(|(_, a)| a.clone())
+        .collect();
+    let http = c.http.clone();
+    eventually("the configuration is committed", || async {
+        http.get_json::<Value>(&c.url(leader, "/v1/admin/config"), 1)
+            .await
+            .is_ok()
+    })
+    .await;
+    let only_follower = start_worker(
+        "w1",
+        vec![c.addrs[&follower].clone()],
+        1000,
+        100,
+        dir.path(),
+    )
+    .await;
+    // The follower first: where its watch starts.
+    let mut all = vec![c.addrs[&follower].clone()];
+    all.extend(others);
+    let can_switch = start_worker("w2", all, 1000, 100, dir.path()).await;
+
+    let rm = common::rm::RmClient::new(vec![c.addrs[&leader].clone()], http.clone());
+    let spec = KeeperSpec {
+        coordinator: "co".into(),
+        renew_every: Some(Duration::from_millis(300)),
+        fan_out: false,
+        give_up_after_lease: false,
+    };
+    let renewer = SessionKeeper::start(rm, spec, |_| {});
+    let session = renewer.registered(Duration::from_secs(10)).await.unwrap();
+    let mut start = Vec::new();
+    for (q, w) in [("q1", &only_follower), ("q2", &can_switch)] {
+        let admitted: Value = http
+            .post_json(
+                &c.url(leader, "/v1/admission/acquire"),
+                &json!({"query_id": q, "group": "g", "coordinator": "co", "session": session}),
+            )
+            .await
+            .unwrap();
+        let token = admitted["fencing_token"].as_u64().unwrap();
+        let task = json!({"task_id": q, "query_id": q, "fencing_token": token, "duration_ms": 60_000, "memory_bytes": 1});
+        let url = format!("http://{}/v1/tasks", w.addr);
+        // 503 until the worker has heard from a fresh RM.
+        eventually("the worker takes the task", || async {
+            http.post_json::<_, Value>(&url, &task).await.is_ok()
+        })
+        .await;
+        start.push(url);
+    }
+    let state = |w: &worker::node::RunningWorker, q: &str| {
+        let url = format!("http://{}/v1/tasks/{q}", w.addr);
+        let http = http.clone();
+        async move {
+            let t: Value = http.get_json(&url, 1).await.unwrap();
+            t
+        }
+    };
+
+    c.isolate(follower);
+    let t0 = Instant::now();
+    eventually("the cut-off worker stops its task", || async {
+        state(&only_follower, "q1").await["state"] == "revoked"
+    })
+    .await;
+    let took = t0.elapsed();
+    let t = state(&only_follower, "q1").await;
+    assert_eq!(t["error_name"], "FENCING_UNVERIFIED", "{t}");
+    eprintln!("measured: a worker whose only RM was cut off stopped its task {took:?} after the cut (bound 1000 ms)");
+    // The other worker follows a fresh RM: its task runs on.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let t = state(&can_switch, "q2").await;
+        assert_eq!(t["state"], "running", "{t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.heal();
+    only_follower.shutdown().await;
+    can_switch.shutdown().await;
+    drop(renewer);
+    c.shutdown().await;
+}

@@ -12,7 +12,11 @@
 //! - `GET /v1/watch?after=INDEX[&coordinator=NAME][&timeout_ms=N]`: long
 //!   poll for admission events (promotions, revocations, failures) after a
 //!   log index, from this replica. `truncated: true` means events after
-//!   `INDEX` were already dropped: resynchronise from the view.
+//!   `INDEX` were already dropped: resynchronise from the view (a worker
+//!   does from the ledger). Every answer carries this replica's
+//!   `staleness_ms` and the leader it knows, so a watcher can tell a quiet
+//!   cluster from a replica cut off from it; a replica whose Raft stopped
+//!   answers 503.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -293,7 +297,16 @@ async fn watch(State(state): State<AppState>, Query(p): Query<WatchParams>) -> R
         // Wake when something new is applied, or at the deadline.
         match tokio::time::timeout_at(deadline, metrics.changed()).await {
             Ok(Ok(())) => continue,
-            _ => return Json(collect(&state, p.after, p.coordinator.as_deref())).into_response(),
+            Err(_) => {
+                return Json(collect(&state, p.after, p.coordinator.as_deref())).into_response()
+            }
+            // Raft stopped: nothing will be applied here again. Answering
+            // "no events" at once would make watchers spin on this replica;
+            // a 503 sends them to another.
+            Ok(Err(_)) => {
+                return ApiError::Unavailable("raft has stopped on this replica".into())
+                    .into_response()
+            }
         }
     }
 }
@@ -346,7 +359,10 @@ fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnsw
         })
         .collect();
     let applied_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+    let log_time = applied.state.log_time_ms;
     WatchAnswer {
+        staleness_ms: (log_time > 0).then(|| state.core.clock().now_ms().saturating_sub(log_time)),
+        leader_id: state.core.raft().metrics().borrow().current_leader,
         next_after: events
             .last()
             .map(|e| e.index)

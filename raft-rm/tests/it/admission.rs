@@ -380,6 +380,14 @@ async fn the_watch_wakes_on_a_promotion_and_times_out_when_quiet() {
         "{:?}",
         t0.elapsed()
     );
+    // It says how current "nothing happened" is: the leader stamps its
+    // time every tick (200 ms), so a healthy replica is well under 1 s.
+    assert!(
+        quiet.staleness_ms.is_some_and(|s| s < 1000),
+        "{:?}",
+        quiet.staleness_ms
+    );
+    assert_eq!(quiet.leader_id, Some(leader));
 
     // A release promotes w4; a watcher waiting on a follower wakes with it.
     let url = c.url(
@@ -422,6 +430,24 @@ async fn the_watch_wakes_on_a_promotion_and_times_out_when_quiet() {
         .await
         .unwrap();
     assert!(other.events.is_empty());
+
+    // Cut off from the others, the follower still answers the watch, and
+    // says it is stale: a worker knows not to trust its silence.
+    c.isolate(follower);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut: WatchAnswer = http
+        .get_json(
+            &c.url(follower, &format!("/v1/watch?after={after}&timeout_ms=100")),
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(
+        cut.staleness_ms.is_some_and(|s| s >= 1200),
+        "{:?}",
+        cut.staleness_ms
+    );
+    c.heal();
     c.shutdown().await;
 }
 

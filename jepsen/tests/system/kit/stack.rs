@@ -16,7 +16,7 @@ use super::{groups, secret_file, Settings, TestCluster};
 const READY_WITHIN: Duration = Duration::from_secs(15);
 
 /// A worker `id` with `memory_bytes`, reporting to `rms` every
-/// `heartbeat_ms`, with the secret in `dir`.
+/// `heartbeat_ms`, with the secret in `dir` and its data in `dir/ID-data`.
 pub async fn start_worker(
     id: &str,
     rms: Vec<String>,
@@ -32,6 +32,8 @@ pub async fn start_worker(
         memory_bytes,
         shared_secret_file: Some(secret_file(dir)),
         heartbeat_ms,
+        data_dir: Some(dir.join(format!("{id}-data"))),
+        fencing_bound_ms: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     worker::node::start(
