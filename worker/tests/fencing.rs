@@ -110,6 +110,7 @@ async fn config(State(rm): State<Shared>) -> Response {
     hold_if_paused(&rm).await;
     Json(ConfigInForce {
         version: 1,
+        roots: Vec::new(),
         source: String::new(),
         settings: AdmissionSettings {
             session_lease_ms: LEASE_MS,
