@@ -251,6 +251,11 @@ async fn adopt(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     .await
 }
 
+/// Largest running or queued count a report may give one group: far
+/// above any real coordinator's, low enough that the view's sums over
+/// every coordinator and ancestor stay meaningful.
+pub const MAX_REPORTED_COUNT: u32 = 1_000_000;
+
 async fn usage(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     write(
         state,
@@ -262,8 +267,13 @@ async fn usage(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             if r.groups.len() > 10_000 {
                 return Err(ApiError::BadRequest("groups: at most 10000 entries".into()));
             }
-            for id in r.groups.keys() {
+            for (id, u) in &r.groups {
                 check_name("groups", id)?;
+                if u.running > MAX_REPORTED_COUNT || u.queued > MAX_REPORTED_COUNT {
+                    return Err(ApiError::BadRequest(format!(
+                        "groups.{id:?}: running and queued must be at most {MAX_REPORTED_COUNT}"
+                    )));
+                }
             }
             Ok(Command::Report {
                 coordinator: r.coordinator,

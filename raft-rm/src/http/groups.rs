@@ -205,8 +205,10 @@ fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTr
         for (group, (running, queued)) in &report.groups {
             for id in common::resource_groups::chain_ids(group) {
                 if let Some(g) = groups.get_mut(&id) {
-                    g.running += running;
-                    g.queued += queued;
+                    // Saturating: the API bounds each count, but a sum
+                    // over coordinators must not overflow.
+                    g.running = g.running.saturating_add(*running);
+                    g.queued = g.queued.saturating_add(*queued);
                 }
             }
         }
@@ -353,5 +355,55 @@ fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnsw
             .unwrap_or(applied_index.max(after)),
         truncated: after < adm.events_dropped_through,
         events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports with counts no coordinator can have (the API refuses
+    /// them) saturate the view instead of overflowing it.
+    #[test]
+    fn reported_counts_saturate() {
+        use crate::machine::admission::{Session, UsageReport};
+        let mut adm = Admission::default();
+        let mut groups = BTreeMap::new();
+        for id in ["cool", "cool.a"] {
+            groups.insert(
+                id.to_string(),
+                GroupView {
+                    id: id.to_string(),
+                    mode: Mode::Eventual,
+                    max_staleness_ms: Some(500),
+                    running: 0,
+                    queued: 0,
+                    hard_concurrency_limit: 10,
+                    max_queued: 10,
+                    draining: false,
+                },
+            );
+        }
+        for (i, c) in ["c1", "c2"].into_iter().enumerate() {
+            adm.sessions.insert(
+                i as u64 + 1,
+                Session {
+                    coordinator: c.into(),
+                    expires_at_ms: u64::MAX,
+                },
+            );
+            adm.reports.insert(
+                c.into(),
+                UsageReport {
+                    seq: 1,
+                    at_ms: 0,
+                    groups: BTreeMap::from([("cool.a".to_string(), (u32::MAX, u32::MAX))]),
+                },
+            );
+        }
+        add_reports(&adm, &mut groups);
+        for g in groups.values() {
+            assert_eq!((g.running, g.queued), (u32::MAX, u32::MAX), "{g:?}");
+        }
     }
 }
