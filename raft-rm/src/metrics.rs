@@ -24,6 +24,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     proposal_batch: Histogram,
     auth_failures: Counter,
+    usage_groups_rejected: Counter,
     term: Gauge,
     is_leader: Gauge,
     leader_id: Gauge,
@@ -255,6 +256,12 @@ impl Metrics {
             "Requests refused for a missing or wrong shared secret",
             auth_failures.clone(),
         );
+        let usage_groups_rejected = Counter::default();
+        registry.register(
+            "usage_groups_rejected",
+            "Group entries dropped from usage reports for an invalid group id (the rest of each report is applied)",
+            usage_groups_rejected.clone(),
+        );
         let mut gauge = |name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -296,6 +303,7 @@ impl Metrics {
             commit_seconds,
             proposal_batch,
             auth_failures,
+            usage_groups_rejected,
             term,
             is_leader,
             leader_id,
@@ -376,6 +384,10 @@ impl Metrics {
 
     pub fn auth_failed(&self) {
         self.auth_failures.inc();
+    }
+
+    pub fn usage_groups_rejected(&self, groups: usize) {
+        self.usage_groups_rejected.inc_by(groups as u64);
     }
 
     /// Prometheus text exposition, with Raft gauges refreshed from `raft`
