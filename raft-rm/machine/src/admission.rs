@@ -164,6 +164,8 @@ pub struct Event {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub seq: u64,
+    /// Log time at which this report was applied (the entry's, so every
+    /// replica records the same): the view's `report_ages_ms` count from it.
     pub at_ms: u64,
     /// group id -> (running, queued), as the coordinator counts them.
     pub groups: BTreeMap<String, (u32, u32)>,

@@ -154,14 +154,12 @@ pub fn build_view(state: &AppState) -> View {
         entry.draining = g.draining;
     }
     let reports = add_reports(adm, &mut groups);
+    let now_ms = state.core.clock().now_ms();
     View {
         served_by: state.core.id(),
         as_of_ms: applied.state.log_time_ms,
-        staleness_ms: state
-            .core
-            .clock()
-            .now_ms()
-            .saturating_sub(applied.state.log_time_ms),
+        staleness_ms: now_ms.saturating_sub(applied.state.log_time_ms),
+        report_ages_ms: report_ages(adm, &reports, now_ms),
         last_applied: applied.last_applied.map(|l| l.index),
         config_version: adm.config.as_ref().map(|c| c.version),
         groups: groups.into_values().collect(),
@@ -187,9 +185,8 @@ fn group_view(id: &str, spec: &GroupSpec) -> GroupView {
 }
 
 /// Adds eventual-mode usage reported by coordinators that hold a live
-/// session, to the reported group and each of its ancestors.
-/// Adds the reports of coordinators with live sessions; answers which
-/// report of each it added.
+/// session to the reported group and each of its ancestors; answers which
+/// report (its `seq`) of each it added.
 fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTreeMap<String, u64> {
     let live: BTreeSet<&str> = adm
         .sessions
@@ -214,6 +211,24 @@ fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTr
         }
     }
     included
+}
+
+/// How old each included report is: this replica's clock minus the log
+/// time at which the report was applied. So it includes the replica's own
+/// staleness, and a coordinator that stopped reporting ages on every
+/// replica alike.
+fn report_ages(
+    adm: &Admission,
+    included: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> BTreeMap<String, u64> {
+    included
+        .keys()
+        .filter_map(|c| {
+            let at_ms = adm.reports.get(c)?.at_ms;
+            Some((c.clone(), now_ms.saturating_sub(at_ms)))
+        })
+        .collect()
 }
 
 /// One query's ledger entry (linearizable read; any node relays).
@@ -405,5 +420,32 @@ mod tests {
         for g in groups.values() {
             assert_eq!((g.running, g.queued), (u32::MAX, u32::MAX), "{g:?}");
         }
+    }
+
+    /// A report applied long ago (by log time) is that old in the view,
+    /// whatever happened since; only reports the counts include have an
+    /// age.
+    #[test]
+    fn a_report_applied_long_ago_shows_its_age() {
+        use crate::machine::admission::UsageReport;
+        let mut adm = Admission::default();
+        for (c, at_ms) in [("old", 1_000), ("new", 3_600_500), ("gone", 5)] {
+            adm.reports.insert(
+                c.into(),
+                UsageReport {
+                    seq: 1,
+                    at_ms,
+                    groups: BTreeMap::new(),
+                },
+            );
+        }
+        let included = BTreeMap::from([("old".to_string(), 1), ("new".to_string(), 1)]);
+        let ages = report_ages(&adm, &included, 3_601_000);
+        assert_eq!(
+            ages,
+            BTreeMap::from([("new".to_string(), 500), ("old".to_string(), 3_600_000)])
+        );
+        // A replica whose clock is behind the log time says 0, not an underflow.
+        assert_eq!(report_ages(&adm, &included, 0)["new"], 0);
     }
 }
