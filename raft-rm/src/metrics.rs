@@ -25,6 +25,8 @@ pub struct Metrics {
     proposal_batch: Histogram,
     auth_failures: Counter,
     usage_groups_rejected: Counter,
+    proposals_abandoned: Counter,
+    proposals_refused: Counter,
     term: Gauge,
     is_leader: Gauge,
     leader_id: Gauge,
@@ -262,6 +264,18 @@ impl Metrics {
             "Group entries dropped from usage reports for an invalid group id (the rest of each report is applied)",
             usage_groups_rejected.clone(),
         );
+        let proposals_abandoned = Counter::default();
+        registry.register(
+            "proposals_abandoned",
+            "Batchable commands dropped before proposal because their caller had given up (timed out or hung up)",
+            proposals_abandoned.clone(),
+        );
+        let proposals_refused = Counter::default();
+        registry.register(
+            "proposals_refused",
+            "Batchable commands refused at once because the leader's proposal queue was full (answered 503)",
+            proposals_refused.clone(),
+        );
         let mut gauge = |name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -304,6 +318,8 @@ impl Metrics {
             proposal_batch,
             auth_failures,
             usage_groups_rejected,
+            proposals_abandoned,
+            proposals_refused,
             term,
             is_leader,
             leader_id,
@@ -384,6 +400,14 @@ impl Metrics {
 
     pub fn auth_failed(&self) {
         self.auth_failures.inc();
+    }
+
+    pub fn proposals_abandoned(&self, commands: usize) {
+        self.proposals_abandoned.inc_by(commands as u64);
+    }
+
+    pub fn proposal_refused(&self) {
+        self.proposals_refused.inc();
     }
 
     pub fn usage_groups_rejected(&self, groups: usize) {
