@@ -179,6 +179,7 @@ pub struct Admission {
     pub queries: BTreeMap<String, QueryRecord>,
     pub sessions: BTreeMap<u64, Session>,
     pub finished: super::finished::FinishedIds,
+    /// Newest last, so in log-index order: the watch binary-searches it.
     pub events: VecDeque<Event>,
     /// Log index of the newest event dropped from `events` (0: none): a
     /// watcher behind it has missed events and must resynchronise.

@@ -643,6 +643,14 @@ pub(crate) fn check_state_invariants(state: &State) {
     for id in recount.keys() {
         assert!(adm.groups.contains_key(id), "query in missing group {id}");
     }
+    // The watch seeks by index: kept events must stay in index order.
+    assert!(
+        adm.events
+            .iter()
+            .zip(adm.events.iter().skip(1))
+            .all(|(a, b)| a.index <= b.index),
+        "events out of index order"
+    );
     // Memory kills: one unsettled low-memory kill at most, a query killed
     // at most once, an episode number per low-memory kill.
     let decisions = &state.memory.decisions;
