@@ -58,6 +58,11 @@ impl ManualClock {
     pub fn advance_ms(&self, ms: u64) {
         self.now_ms.fetch_add(ms, Ordering::Relaxed);
     }
+
+    /// Sets the time, backwards too (a wall clock stepped back).
+    pub fn set_ms(&self, ms: u64) {
+        self.now_ms.store(ms, Ordering::Relaxed);
+    }
 }
 
 impl Clock for ManualClock {

@@ -407,11 +407,17 @@ impl NodeConfig {
                 queue_timeout_ms: raw.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
             },
         };
-        if admission.settings.session_lease_ms == 0 || admission.settings.queue_timeout_ms == 0 {
-            return Err(invalid(
-                "session-lease-ms",
-                "session-lease-ms and queue-timeout-ms must be positive",
-            ));
+        let max = crate::machine::admission::MAX_SETTING_MS;
+        for (key, value) in [
+            ("session-lease-ms", admission.settings.session_lease_ms),
+            ("queue-timeout-ms", admission.settings.queue_timeout_ms),
+        ] {
+            if value == 0 || value > max {
+                return Err(invalid(
+                    key,
+                    format!("must be 1 to {max} (7 days), not {value}"),
+                ));
+            }
         }
         Ok(NodeConfig {
             admission,
@@ -532,6 +538,20 @@ mod tests {
                     ..raw()
                 },
                 "election-timeout-max-ms: must be greater",
+            ),
+            (
+                RawConfig {
+                    session_lease_ms: Some(u64::MAX),
+                    ..raw()
+                },
+                "session-lease-ms: must be 1 to 604800000 (7 days)",
+            ),
+            (
+                RawConfig {
+                    queue_timeout_ms: Some(0),
+                    ..raw()
+                },
+                "queue-timeout-ms: must be 1 to 604800000 (7 days)",
             ),
         ];
         for (raw, want) in cases {

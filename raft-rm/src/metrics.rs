@@ -24,6 +24,9 @@ pub struct Metrics {
     commit_seconds: Histogram,
     proposal_batch: Histogram,
     auth_failures: Counter,
+    usage_groups_rejected: Counter,
+    proposals_abandoned: Counter,
+    proposals_refused: Counter,
     term: Gauge,
     is_leader: Gauge,
     leader_id: Gauge,
@@ -255,6 +258,24 @@ impl Metrics {
             "Requests refused for a missing or wrong shared secret",
             auth_failures.clone(),
         );
+        let usage_groups_rejected = Counter::default();
+        registry.register(
+            "usage_groups_rejected",
+            "Group entries dropped from usage reports for an invalid group id (the rest of each report is applied)",
+            usage_groups_rejected.clone(),
+        );
+        let proposals_abandoned = Counter::default();
+        registry.register(
+            "proposals_abandoned",
+            "Batchable commands dropped before proposal because their caller had given up (timed out or hung up)",
+            proposals_abandoned.clone(),
+        );
+        let proposals_refused = Counter::default();
+        registry.register(
+            "proposals_refused",
+            "Batchable commands refused at once because the leader's proposal queue was full (answered 503)",
+            proposals_refused.clone(),
+        );
         let mut gauge = |name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -296,6 +317,9 @@ impl Metrics {
             commit_seconds,
             proposal_batch,
             auth_failures,
+            usage_groups_rejected,
+            proposals_abandoned,
+            proposals_refused,
             term,
             is_leader,
             leader_id,
@@ -376,6 +400,18 @@ impl Metrics {
 
     pub fn auth_failed(&self) {
         self.auth_failures.inc();
+    }
+
+    pub fn proposals_abandoned(&self, commands: usize) {
+        self.proposals_abandoned.inc_by(commands as u64);
+    }
+
+    pub fn proposal_refused(&self) {
+        self.proposals_refused.inc();
+    }
+
+    pub fn usage_groups_rejected(&self, groups: usize) {
+        self.usage_groups_rejected.inc_by(groups as u64);
     }
 
     /// Prometheus text exposition, with Raft gauges refreshed from `raft`

@@ -97,9 +97,14 @@ pub struct UsageReport {
 }
 
 /// The answer to a usage report: whether it replaced the stored one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageAnswer {
     pub applied: bool,
+    /// Group ids dropped from the report because they are not valid names
+    /// (empty, over 256 bytes, control characters); the other groups were
+    /// applied. Such a group's usage is not counted by any RM.
+    #[serde(default)]
+    pub rejected_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

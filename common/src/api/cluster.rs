@@ -143,6 +143,13 @@ pub struct View {
     /// not have applied yet).
     #[serde(default)]
     pub reports: BTreeMap<String, u64>,
+    /// For each report in `reports`, how old it is (ms): the serving
+    /// replica's clock minus the log time at which the report was applied.
+    /// It includes the replica's own staleness, and grows on every replica
+    /// when a coordinator stops reporting (its session still alive), so a
+    /// coordinator can discount usage that is too old to trust.
+    #[serde(default)]
+    pub report_ages_ms: BTreeMap<String, u64>,
 }
 
 impl View {

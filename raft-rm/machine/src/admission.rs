@@ -27,6 +27,10 @@ pub const EVENTS_KEPT: usize = 10_000;
 /// admitted again.
 pub const FINISHED_KEPT: usize = 100_000;
 
+/// Longest session lease or queue timeout a node's configuration may set
+/// (7 days). The machine saturates whatever it is given all the same.
+pub const MAX_SETTING_MS: u64 = 7 * 24 * 3_600_000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionSettings {
     /// A session not renewed within this much log time expires.
@@ -160,6 +164,8 @@ pub struct Event {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub seq: u64,
+    /// Log time at which this report was applied (the entry's, so every
+    /// replica records the same): the view's `report_ages_ms` count from it.
     pub at_ms: u64,
     /// group id -> (running, queued), as the coordinator counts them.
     pub groups: BTreeMap<String, (u32, u32)>,
@@ -173,6 +179,7 @@ pub struct Admission {
     pub queries: BTreeMap<String, QueryRecord>,
     pub sessions: BTreeMap<u64, Session>,
     pub finished: super::finished::FinishedIds,
+    /// Newest last, so in log-index order: the watch binary-searches it.
     pub events: VecDeque<Event>,
     /// Log index of the newest event dropped from `events` (0: none): a
     /// watcher behind it has missed events and must resynchronise.
@@ -229,7 +236,9 @@ impl Admission {
     }
 
     pub fn register_session(&mut self, index: u64, coordinator: &str, now_ms: u64) -> (u64, u64) {
-        let expires_at_ms = now_ms + self.settings.session_lease_ms;
+        // Saturating: a lease past the end of time never expires by time
+        // (an overflow here would stop every replica at this entry).
+        let expires_at_ms = now_ms.saturating_add(self.settings.session_lease_ms);
         self.sessions.insert(
             index,
             Session {
@@ -247,7 +256,7 @@ impl Admission {
             .sessions
             .get_mut(&session)
             .filter(|s| s.expires_at_ms > now_ms)?;
-        s.expires_at_ms = now_ms + lease;
+        s.expires_at_ms = now_ms.saturating_add(lease);
         Some(s.expires_at_ms)
     }
 
@@ -542,7 +551,7 @@ impl Admission {
         let timed_out: Vec<(String, QueryRecord)> = self
             .queries
             .iter()
-            .filter(|(_, q)| matches!(q.status, QueryStatus::Queued { enqueued_ms, .. } if enqueued_ms + timeout <= now_ms))
+            .filter(|(_, q)| matches!(q.status, QueryStatus::Queued { enqueued_ms, .. } if enqueued_ms.saturating_add(timeout) <= now_ms))
             .map(|(id, q)| (id.clone(), q.clone()))
             .collect();
         for (id, q) in timed_out {

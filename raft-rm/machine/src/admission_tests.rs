@@ -586,7 +586,13 @@ fn run_ops(ops: &[Op]) -> Machine {
 /// Counters match a recount from the ledger, every group is within its
 /// limits, each query is in exactly one place, and tokens are unique.
 fn check_invariants(m: &Machine) {
-    let adm = &m.state.admission;
+    check_state_invariants(&m.state);
+}
+
+/// [`check_invariants`] on a bare state (also for the hostile logs of
+/// `tests.rs`, whose every configuration shares one tree, so limits hold).
+pub(crate) fn check_state_invariants(state: &State) {
+    let adm = &state.admission;
     let mut recount: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let mut tokens = std::collections::BTreeSet::new();
     for (id, q) in &adm.queries {
@@ -637,9 +643,17 @@ fn check_invariants(m: &Machine) {
     for id in recount.keys() {
         assert!(adm.groups.contains_key(id), "query in missing group {id}");
     }
+    // The watch seeks by index: kept events must stay in index order.
+    assert!(
+        adm.events
+            .iter()
+            .zip(adm.events.iter().skip(1))
+            .all(|(a, b)| a.index <= b.index),
+        "events out of index order"
+    );
     // Memory kills: one unsettled low-memory kill at most, a query killed
     // at most once, an episode number per low-memory kill.
-    let decisions = &m.state.memory.decisions;
+    let decisions = &state.memory.decisions;
     let unsettled_low = decisions
         .iter()
         .filter(|d| d.is_low_memory() && d.outcome.is_none())

@@ -253,3 +253,188 @@ pub fn log(max: usize) -> impl Strategy<Value = Vec<Request>> {
             out
         })
 }
+
+/// Extreme and odd values, as a faulty or hostile client (or a leader
+/// with a broken clock) might put them in the log: the machine must
+/// answer every one without panicking (an overflow there would stop every
+/// replica at the same index) and keep its invariants.
+pub mod hostile {
+    use super::*;
+
+    fn time() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(u64::MAX),
+            Just(u64::MAX - 1),
+            any::<u64>(),
+            1_000..10_000u64,
+        ]
+    }
+
+    fn big_u64() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(1u64),
+            Just(u64::MAX),
+            Just(u64::MAX / 2 + 1),
+            any::<u64>(),
+            0..40u64,
+        ]
+    }
+
+    fn count() -> impl Strategy<Value = u32> {
+        prop_oneof![Just(0u32), Just(u32::MAX), any::<u32>(), 0..4u32]
+    }
+
+    /// Names a client may send: empty, dots in odd places, control
+    /// characters, very long, and the ordinary ones.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(".".to_string()),
+            Just("g..a".to_string()),
+            Just("g.a.".to_string()),
+            Just(".g".to_string()),
+            Just("g.\t".to_string()),
+            Just("x".repeat(300)),
+            Just("g.a.too.deep".to_string()),
+            prop::sample::select(&GROUPS[..]).prop_map(str::to_string),
+            query_id(),
+        ]
+    }
+
+    /// One tree (so limits drawn once hold for the whole log), with
+    /// extreme limits, weights and settings.
+    fn config(tree: (u32, u32, u32)) -> impl Strategy<Value = GroupsConfig> {
+        (big_u64(), big_u64(), big_u64()).prop_map(move |(version, lease, timeout)| {
+            let (limit, queued, weight) = tree;
+            let mut g = group(
+                "g",
+                limit,
+                queued,
+                vec![
+                    group("a", limit, queued, vec![]),
+                    group("b", 1, queued, vec![]),
+                    group("c", limit, queued, vec![group("x", limit, queued, vec![])]),
+                ],
+            );
+            g.scheduling_policy = SchedulingPolicy::Weighted;
+            for s in &mut g.sub_groups {
+                s.scheduling_weight = weight;
+            }
+            let h = group("h", limit, queued, vec![]);
+            GroupsConfig {
+                version,
+                roots: vec![g, h],
+                source: String::new(),
+                settings: AdmissionSettings {
+                    session_lease_ms: lease,
+                    queue_timeout_ms: timeout,
+                },
+            }
+        })
+    }
+
+    // Boxed: the nested strategy types otherwise overflow a test
+    // thread's stack in debug builds.
+    fn command(tree: (u32, u32, u32)) -> BoxedStrategy<Command> {
+        let batchable = prop_oneof![
+            (name(), big_u64()).prop_map(|(client, seq)| Command::Canary { client, seq }),
+            big_u64().prop_map(|session| Command::RenewSession { session }),
+            (name(), name(), name(), big_u64(), any::<i32>()).prop_map(
+                |(query_id, group, coordinator, session, priority)| {
+                    Command::Acquire(AcquireRequest {
+                        query_id,
+                        group,
+                        coordinator,
+                        session,
+                        priority,
+                        payload: String::new(),
+                    })
+                }
+            ),
+            name().prop_map(|query_id| Command::Release { query_id }),
+            (name(), name(), big_u64()).prop_map(|(query_id, coordinator, session)| {
+                Command::Adopt {
+                    query_id,
+                    coordinator,
+                    session,
+                }
+            }),
+            (
+                name(),
+                big_u64(),
+                prop::collection::btree_map(name(), (count(), count()), 0..4)
+            )
+                .prop_map(|(coordinator, seq, groups)| Command::Report {
+                    coordinator,
+                    seq,
+                    groups,
+                }),
+        ]
+        .boxed();
+        let single = prop_oneof![
+            4 => batchable.clone(),
+            2 => Just(Command::Tick),
+            2 => name().prop_map(|coordinator| Command::RegisterSession { coordinator }),
+            1 => config(tree).prop_map(Command::SetConfig),
+            1 => (name(), big_u64(), big_u64()).prop_map(|(query_id, bytes, leak_timeout_ms)| {
+                Command::Kill(KillProposal {
+                    query_id,
+                    reason: KillReason::ExceededGlobalLimit { limit_bytes: bytes },
+                    figures: MemoryFigures {
+                        workers: u32::MAX,
+                        cluster_total_bytes: bytes,
+                        cluster_reserved_bytes: bytes,
+                        blocked_nodes: Vec::new(),
+                        query_bytes: bytes,
+                        query_total_bytes: bytes,
+                        out_of_memory_ms: bytes,
+                    },
+                    leak_timeout_ms,
+                })
+            }),
+            1 => big_u64().prop_map(|index| Command::SettleKill { index }),
+        ]
+        .boxed();
+        prop_oneof![
+            8 => single,
+            1 => prop::collection::vec(batchable, 1..6).prop_map(Command::Batch),
+        ]
+        .boxed()
+    }
+
+    /// A hostile log: a configuration with extreme limits and settings,
+    /// then commands of every kind with extreme values, at leader times
+    /// that jump anywhere (0, `u64::MAX`, backwards), at entry indexes
+    /// that start anywhere up to the largest a fencing token can hold.
+    pub fn log(max: usize) -> impl Strategy<Value = (u64, Vec<Request>)> {
+        let tree = (
+            prop_oneof![Just(u32::MAX), 0..4u32],
+            prop_oneof![Just(u32::MAX), 0..4u32],
+            prop_oneof![Just(u32::MAX), Just(0u32), 1..4u32],
+        );
+        tree.prop_flat_map(move |tree| {
+            (
+                prop_oneof![Just(1u64), 1..1u64 << 40],
+                config(tree),
+                prop::collection::vec((command(tree), time()), 0..max),
+            )
+        })
+        .prop_map(|(first_index, config, commands)| {
+            let mut out = vec![Request {
+                leader_time_ms: 1_000,
+                command: Command::SetConfig(config),
+            }];
+            out.extend(
+                commands
+                    .into_iter()
+                    .map(|(command, leader_time_ms)| Request {
+                        leader_time_ms,
+                        command,
+                    }),
+            );
+            (first_index, out)
+        })
+    }
+}

@@ -79,6 +79,22 @@ proptest! {
         }
     }
 
+    /// Hostile logs (extreme counts, leases, timeouts, memory figures,
+    /// sequence numbers and leader times, odd names): every command is
+    /// answered without a panic, log time never goes back, and the admission and memory invariants hold after each.
+    #[test]
+    fn hostile_commands_never_panic_and_keep_the_invariants(
+        (first, log) in crate::arbitrary::hostile::log(80)
+    ) {
+        let mut s = State::default();
+        for (i, r) in log.iter().enumerate() {
+            let before = s.log_time_ms;
+            s.apply(first + i as u64, r);
+            prop_assert!(s.log_time_ms >= before, "log time went back");
+            crate::admission_tests::check_state_invariants(&s);
+        }
+    }
+
     /// Per client, the count equals the number of distinct increasing seqs
     /// seen: no retry or reordering applies anything twice.
     #[test]

@@ -27,6 +27,11 @@ pub enum CoreError {
     /// over to, shutting down): retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The leader's proposal queue is full (no quorum, or far more load
+    /// than it can commit): refused at once, nothing was queued; retry
+    /// later or on another RM.
+    #[error("too many writes pending on this leader ({pending} pending; no quorum?); nothing was done: retry later or on another RM")]
+    Overloaded { pending: usize },
     /// Gave up waiting; the operation may still take effect.
     #[error("{0}")]
     OutcomeUnknown(String),

@@ -13,7 +13,11 @@ impl Core {
             return Err(CoreError::Transferring);
         }
         if command.batchable() {
-            return self.inner.proposals.submit(command).await;
+            let answer = self.inner.proposals.submit(command).await;
+            if matches!(answer, Err(CoreError::Overloaded { .. })) {
+                self.inner.metrics.proposal_refused();
+            }
+            return answer;
         }
         self.propose_entry(command).await
     }

@@ -9,6 +9,10 @@
 //! - `POST /v1/admission/release {"query_id"}` -> `{"outcome"}`
 //! - `POST /v1/admission/adopt {"query_id","coordinator","session"}`
 //! - `POST /v1/usage {"coordinator","seq","groups":{"id":{"running","queued"}}}`
+//!   -> `{"applied","rejected_groups"}`: groups with an invalid id are
+//!   dropped and named, the rest applied
+
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -251,32 +255,69 @@ async fn adopt(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     .await
 }
 
+/// Largest running or queued count a report may give one group: far
+/// above any real coordinator's, low enough that the view's sums over
+/// every coordinator and ancestor stay meaningful.
+pub const MAX_REPORTED_COUNT: u32 = 1_000_000;
+
+/// A usage report is applied without the groups whose id is not a valid
+/// name (a `${USER}` group of a user named with a TAB, or 300 characters
+/// long): refusing the whole report would freeze the coordinator's last
+/// one, and every other coordinator would over-admit by its stale counts.
+/// The dropped ids are named in the answer, logged and counted.
 async fn usage(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let rejected = Arc::new(Mutex::new(Vec::new()));
+    let (metrics, dropped) = (state.core.metrics().clone(), rejected.clone());
     write(
         state,
         headers,
         "/v1/usage",
         body,
-        |r: UsageReport| {
+        move |r: UsageReport| {
             check_name("coordinator", &r.coordinator)?;
             if r.groups.len() > 10_000 {
                 return Err(ApiError::BadRequest("groups: at most 10000 entries".into()));
             }
-            for id in r.groups.keys() {
-                check_name("groups", id)?;
+            let (valid, invalid): (Vec<_>, Vec<_>) = r
+                .groups
+                .into_iter()
+                .partition(|(id, _)| common::auth::check_name("groups", id).is_ok());
+            for (id, u) in &valid {
+                if u.running > MAX_REPORTED_COUNT || u.queued > MAX_REPORTED_COUNT {
+                    return Err(ApiError::BadRequest(format!(
+                        "groups.{id:?}: running and queued must be at most {MAX_REPORTED_COUNT}"
+                    )));
+                }
+            }
+            if !invalid.is_empty() {
+                let ids: Vec<String> = invalid.into_iter().map(|(id, _)| id).collect();
+                metrics.usage_groups_rejected(ids.len());
+                tracing::warn!(
+                    coordinator = %r.coordinator, seq = r.seq, count = ids.len(),
+                    first = ?ids.first().map(|id| id.chars().take(64).collect::<String>()),
+                    "usage report: dropped groups whose id is not a valid name"
+                );
+                *dropped.lock().unwrap_or_else(|p| p.into_inner()) = ids;
             }
             Ok(Command::Report {
                 coordinator: r.coordinator,
                 seq: r.seq,
-                groups: r
-                    .groups
+                groups: valid
                     .into_iter()
                     .map(|(k, v)| (k, (v.running, v.queued)))
                     .collect(),
             })
         },
-        |_, answer| match answer {
-            Answer::Reported { applied } => Ok(Json(UsageAnswer { applied }).into_response()),
+        move |_, answer| match answer {
+            Answer::Reported { applied } => {
+                let rejected_groups =
+                    std::mem::take(&mut *rejected.lock().unwrap_or_else(|p| p.into_inner()));
+                Ok(Json(UsageAnswer {
+                    applied,
+                    rejected_groups,
+                })
+                .into_response())
+            }
             other => Err(unexpected(other)),
         },
     )

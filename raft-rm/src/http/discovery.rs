@@ -56,12 +56,33 @@ async fn announce(State(state): State<AppState>, body: Bytes) -> Result<Json<Val
     Ok(Json(json!({"ok": true})))
 }
 
+/// Largest memory pool a worker may report (1 PiB): with at most
+/// `soft::MAX_NODES` workers, cluster sums stay below `u64::MAX`.
+pub const MAX_POOL_BYTES: u64 = 1 << 50;
+
 async fn heartbeat(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
     let hb: WorkerHeartbeat = json_body(&body)?;
     check("node_id", &hb.node_id)?;
+    if hb.memory.total_bytes > MAX_POOL_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "memory.total_bytes: at most {MAX_POOL_BYTES} (1 PiB)"
+        )));
+    }
+    // What the worker's pool guarantees: each query's reservation is part
+    // of the pool's. So sums over every worker stay far from overflowing.
+    let queries = hb
+        .memory
+        .queries
+        .values()
+        .try_fold(0u64, |sum, b| sum.checked_add(*b));
+    if queries.is_none_or(|sum| sum > hb.memory.reserved_bytes) {
+        return Err(ApiError::BadRequest(
+            "memory.queries: the reservations add up to more than reserved_bytes".into(),
+        ));
+    }
     if hb.memory.reserved_bytes > hb.memory.total_bytes {
         return Err(ApiError::BadRequest(
             "memory.reserved_bytes: exceeds total_bytes".into(),

@@ -12,6 +12,11 @@ use serde_json::json;
 use crate::core::CoreError;
 use crate::NodeId;
 
+/// What an overloaded RM asks a client to wait before retrying (its
+/// proposal queue drains within a commit timeout, or it lost its quorum
+/// and another RM may lead).
+pub const RETRY_AFTER_S: u64 = 1;
+
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -36,6 +41,10 @@ pub enum ApiError {
     /// Temporarily unable (no quorum, transfer): retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Too much pending work: retry after [`RETRY_AFTER_S`] seconds, here or
+    /// on another RM (503 with `Retry-After`).
+    #[error("{0}")]
+    Overloaded(String),
     /// This replica is staler than the caller allows, and the leader could
     /// not answer instead.
     #[error("staleness {staleness_ms} ms exceeds max_staleness_ms {bound_ms}: {detail}")]
@@ -73,6 +82,7 @@ impl ApiError {
             ApiError::NoLeader => "no_leader",
             ApiError::LeaderUnreachable(_) => "leader_unreachable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::TooStale { .. } => "too_stale",
             ApiError::SessionExpired => "session_expired",
             ApiError::Timeout(_) => "timeout",
@@ -155,6 +165,11 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, json!({}))
             }
             ApiError::SessionExpired => (StatusCode::GONE, json!({})),
+            ApiError::Overloaded(_) => {
+                let body = Json(json!({"error": self.to_string(), "retry_after_s": RETRY_AFTER_S}));
+                let retry = [(axum::http::header::RETRY_AFTER, RETRY_AFTER_S.to_string())];
+                return (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response();
+            }
             ApiError::TooStale {
                 bound_ms,
                 staleness_ms,
@@ -195,6 +210,7 @@ impl From<CoreError> for ApiError {
             e @ (CoreError::Transferring | CoreError::Unavailable(_)) => {
                 ApiError::Unavailable(e.to_string())
             }
+            e @ CoreError::Overloaded { .. } => ApiError::Overloaded(e.to_string()),
             CoreError::OutcomeUnknown(m) => ApiError::Timeout(m),
             e @ (CoreError::RaftStopped(_) | CoreError::Internal(_)) => {
                 ApiError::Internal(e.to_string())
@@ -222,6 +238,20 @@ mod tests {
             .unwrap_or_default();
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         (status, kind, body)
+    }
+
+    /// An overloaded RM says when to come back.
+    #[tokio::test]
+    async fn an_overloaded_rm_answers_503_with_retry_after() {
+        let r = ApiError::from(CoreError::Overloaded { pending: 3 }).into_response();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+        let (s, k, body) = answer(ApiError::Overloaded("full".into())).await;
+        assert_eq!((s, k), (503, Some(ErrorKind("overloaded"))));
+        assert_eq!(
+            (&body["error"], &body["retry_after_s"]),
+            (&"full".into(), &1.into())
+        );
     }
 
     #[tokio::test]
@@ -292,6 +322,12 @@ mod tests {
             (CoreError::Invalid("v".into()), 400, "bad_request", "v"),
             (CoreError::Conflict("c".into()), 409, "conflict", "c"),
             (CoreError::Unavailable("u".into()), 503, "unavailable", "u"),
+            (
+                CoreError::Overloaded { pending: 10_000 },
+                503,
+                "overloaded",
+                "too many writes pending on this leader (10000 pending; no quorum?); nothing was done: retry later or on another RM",
+            ),
             (
                 CoreError::RaftStopped("f".into()),
                 500,

@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 use super::forward::{relay, was_forwarded};
 use super::{ApiError, AppState};
-use crate::machine::admission::{Admission, EventKind};
+use crate::machine::admission::{Admission, Event, EventKind};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -158,14 +158,12 @@ pub fn build_view(state: &AppState) -> View {
         entry.draining = g.draining;
     }
     let reports = add_reports(adm, &mut groups);
+    let now_ms = state.core.clock().now_ms();
     View {
         served_by: state.core.id(),
         as_of_ms: applied.state.log_time_ms,
-        staleness_ms: state
-            .core
-            .clock()
-            .now_ms()
-            .saturating_sub(applied.state.log_time_ms),
+        staleness_ms: now_ms.saturating_sub(applied.state.log_time_ms),
+        report_ages_ms: report_ages(adm, &reports, now_ms),
         last_applied: applied.last_applied.map(|l| l.index),
         config_version: adm.config.as_ref().map(|c| c.version),
         groups: groups.into_values().collect(),
@@ -191,9 +189,8 @@ fn group_view(id: &str, spec: &GroupSpec) -> GroupView {
 }
 
 /// Adds eventual-mode usage reported by coordinators that hold a live
-/// session, to the reported group and each of its ancestors.
-/// Adds the reports of coordinators with live sessions; answers which
-/// report of each it added.
+/// session to the reported group and each of its ancestors; answers which
+/// report (its `seq`) of each it added.
 fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTreeMap<String, u64> {
     let live: BTreeSet<&str> = adm
         .sessions
@@ -209,13 +206,33 @@ fn add_reports(adm: &Admission, groups: &mut BTreeMap<String, GroupView>) -> BTr
         for (group, (running, queued)) in &report.groups {
             for id in common::resource_groups::chain_ids(group) {
                 if let Some(g) = groups.get_mut(&id) {
-                    g.running += running;
-                    g.queued += queued;
+                    // Saturating: the API bounds each count, but a sum
+                    // over coordinators must not overflow.
+                    g.running = g.running.saturating_add(*running);
+                    g.queued = g.queued.saturating_add(*queued);
                 }
             }
         }
     }
     included
+}
+
+/// How old each included report is: this replica's clock minus the log
+/// time at which the report was applied. So it includes the replica's own
+/// staleness, and a coordinator that stopped reporting ages on every
+/// replica alike.
+fn report_ages(
+    adm: &Admission,
+    included: &BTreeMap<String, u64>,
+    now_ms: u64,
+) -> BTreeMap<String, u64> {
+    included
+        .keys()
+        .filter_map(|c| {
+            let at_ms = adm.reports.get(c)?.at_ms;
+            Some((c.clone(), now_ms.saturating_sub(at_ms)))
+        })
+        .collect()
 }
 
 /// One query's ledger entry (linearizable read; any node relays).
@@ -313,61 +330,248 @@ async fn watch(State(state): State<AppState>, Query(p): Query<WatchParams>) -> R
 
 fn collect(state: &AppState, after: u64, coordinator: Option<&str>) -> WatchAnswer {
     let applied = state.core.applied().read();
-    let adm = &applied.state.admission;
-    let events: Vec<WatchEvent> = adm
-        .events
-        .iter()
-        .filter(|e| {
-            // Kills go to every coordinator: an eventual-mode query's owner
-            // is not in the ledger, so each checks whether it runs it.
-            e.index > after
-                && (coordinator.is_none_or(|c| e.coordinator == c)
-                    || matches!(e.kind, EventKind::Killed { .. }))
-        })
-        .map(|e| {
-            let (kind, fencing_token, reason, error_name) = match &e.kind {
-                EventKind::Promoted { fencing_token } => {
-                    (WatchEventKind::Promoted, Some(*fencing_token), None, None)
-                }
-                EventKind::Revoked { fencing_token } => {
-                    (WatchEventKind::Revoked, Some(*fencing_token), None, None)
-                }
-                EventKind::Failed { reason } => {
-                    (WatchEventKind::Failed, None, Some(reason.clone()), None)
-                }
-                EventKind::Killed {
-                    error_name,
-                    message,
-                } => (
-                    WatchEventKind::Killed,
-                    None,
-                    Some(message.clone()),
-                    Some(error_name.clone()),
-                ),
-            };
-            WatchEvent {
-                index: e.index,
-                query_id: e.query_id.clone(),
-                group: e.group.clone(),
-                coordinator: e.coordinator.clone(),
-                session: e.session,
-                kind,
-                fencing_token,
-                reason,
-                error_name,
-            }
-        })
-        .collect();
     let applied_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
     let log_time = applied.state.log_time_ms;
     WatchAnswer {
+        // How stale this replica is and which leader it knows: a watcher
+        // (a worker fencing its tasks) leaves a stale one for another.
         staleness_ms: (log_time > 0).then(|| state.core.clock().now_ms().saturating_sub(log_time)),
         leader_id: state.core.raft().metrics().borrow().current_leader,
+        ..collect_from(&applied.state.admission, applied_index, after, coordinator)
+    }
+}
+
+/// The watch's answer from `adm` as applied through `applied_index`.
+///
+/// Kept events are in log-index order (the machine appends them as it
+/// applies), so the first one after the cursor is found by binary search:
+/// a watcher that is woken by every metrics change (heartbeat acks too)
+/// and finds nothing new costs a search, not a scan of 10,000 events.
+fn collect_from(
+    adm: &Admission,
+    applied_index: u64,
+    after: u64,
+    coordinator: Option<&str>,
+) -> WatchAnswer {
+    let first = adm.events.partition_point(|e| e.index <= after);
+    let events: Vec<WatchEvent> = adm
+        .events
+        .range(first..)
+        .filter(|e| for_watcher(e, coordinator))
+        .map(wire_event)
+        .collect();
+    WatchAnswer {
+        // The replica's freshness is filled in by `collect`.
+        staleness_ms: None,
+        leader_id: None,
         next_after: events
             .last()
             .map(|e| e.index)
             .unwrap_or(applied_index.max(after)),
         truncated: after < adm.events_dropped_through,
         events,
+    }
+}
+
+/// Whether `e` goes to a watch of `coordinator` (`None`: all). Kills go
+/// to every coordinator: an eventual-mode query's owner is not in the
+/// ledger, so each checks whether it runs it.
+fn for_watcher(e: &Event, coordinator: Option<&str>) -> bool {
+    coordinator.is_none_or(|c| e.coordinator == c) || matches!(e.kind, EventKind::Killed { .. })
+}
+
+fn wire_event(e: &Event) -> WatchEvent {
+    let (kind, fencing_token, reason, error_name) = match &e.kind {
+        EventKind::Promoted { fencing_token } => {
+            (WatchEventKind::Promoted, Some(*fencing_token), None, None)
+        }
+        EventKind::Revoked { fencing_token } => {
+            (WatchEventKind::Revoked, Some(*fencing_token), None, None)
+        }
+        EventKind::Failed { reason } => (WatchEventKind::Failed, None, Some(reason.clone()), None),
+        EventKind::Killed {
+            error_name,
+            message,
+        } => (
+            WatchEventKind::Killed,
+            None,
+            Some(message.clone()),
+            Some(error_name.clone()),
+        ),
+    };
+    WatchEvent {
+        index: e.index,
+        query_id: e.query_id.clone(),
+        group: e.group.clone(),
+        coordinator: e.coordinator.clone(),
+        session: e.session,
+        kind,
+        fencing_token,
+        reason,
+        error_name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What the watch answered when it scanned every kept event.
+    fn scan_all(
+        adm: &Admission,
+        applied_index: u64,
+        after: u64,
+        coordinator: Option<&str>,
+    ) -> WatchAnswer {
+        let events: Vec<WatchEvent> = adm
+            .events
+            .iter()
+            .filter(|e| e.index > after && for_watcher(e, coordinator))
+            .map(wire_event)
+            .collect();
+        WatchAnswer {
+            staleness_ms: None,
+            leader_id: None,
+            next_after: events
+                .last()
+                .map(|e| e.index)
+                .unwrap_or(applied_index.max(after)),
+            truncated: after < adm.events_dropped_through,
+            events,
+        }
+    }
+
+    /// Kept events as the machine keeps them: indexes never decrease,
+    /// several events may share an entry, older ones may be dropped.
+    fn admission() -> impl Strategy<Value = (Admission, u64)> {
+        (
+            1..50u64,
+            prop::collection::vec((0..3u64, 0..3usize, 0..4u8), 0..60),
+            0..4u64,
+        )
+            .prop_map(|(first, steps, past_last)| {
+                let mut adm = Admission::default();
+                let mut index = first;
+                for (step, who, kind) in steps {
+                    index += step;
+                    let kind = match kind {
+                        0 => EventKind::Promoted {
+                            fencing_token: index << 20,
+                        },
+                        1 => EventKind::Revoked {
+                            fencing_token: index << 20,
+                        },
+                        2 => EventKind::Failed {
+                            reason: "queued too long".into(),
+                        },
+                        _ => EventKind::Killed {
+                            error_name: "CLUSTER_OUT_OF_MEMORY".into(),
+                            message: "killed".into(),
+                        },
+                    };
+                    adm.events.push_back(Event {
+                        index,
+                        query_id: format!("q{index}"),
+                        group: "g".into(),
+                        coordinator: ["c1", "c2", ""][who].into(),
+                        session: 1,
+                        kind,
+                    });
+                }
+                adm.events_dropped_through = first - 1;
+                (adm, index + past_last)
+            })
+    }
+
+    /// Reports with counts no coordinator can have (the API refuses
+    /// them) saturate the view instead of overflowing it.
+    #[test]
+    fn reported_counts_saturate() {
+        use crate::machine::admission::{Session, UsageReport};
+        let mut adm = Admission::default();
+        let mut groups = BTreeMap::new();
+        for id in ["cool", "cool.a"] {
+            groups.insert(
+                id.to_string(),
+                GroupView {
+                    id: id.to_string(),
+                    mode: Mode::Eventual,
+                    max_staleness_ms: Some(500),
+                    running: 0,
+                    queued: 0,
+                    hard_concurrency_limit: 10,
+                    max_queued: 10,
+                    draining: false,
+                },
+            );
+        }
+        for (i, c) in ["c1", "c2"].into_iter().enumerate() {
+            adm.sessions.insert(
+                i as u64 + 1,
+                Session {
+                    coordinator: c.into(),
+                    expires_at_ms: u64::MAX,
+                },
+            );
+            adm.reports.insert(
+                c.into(),
+                UsageReport {
+                    seq: 1,
+                    at_ms: 0,
+                    groups: BTreeMap::from([("cool.a".to_string(), (u32::MAX, u32::MAX))]),
+                },
+            );
+        }
+        add_reports(&adm, &mut groups);
+        for g in groups.values() {
+            assert_eq!((g.running, g.queued), (u32::MAX, u32::MAX), "{g:?}");
+        }
+    }
+
+    /// A report applied long ago (by log time) is that old in the view,
+    /// whatever happened since; only reports the counts include have an
+    /// age.
+    #[test]
+    fn a_report_applied_long_ago_shows_its_age() {
+        use crate::machine::admission::UsageReport;
+        let mut adm = Admission::default();
+        for (c, at_ms) in [("old", 1_000), ("new", 3_600_500), ("gone", 5)] {
+            adm.reports.insert(
+                c.into(),
+                UsageReport {
+                    seq: 1,
+                    at_ms,
+                    groups: BTreeMap::new(),
+                },
+            );
+        }
+        let included = BTreeMap::from([("old".to_string(), 1), ("new".to_string(), 1)]);
+        let ages = report_ages(&adm, &included, 3_601_000);
+        assert_eq!(
+            ages,
+            BTreeMap::from([("new".to_string(), 500), ("old".to_string(), 3_600_000)])
+        );
+        // A replica whose clock is behind the log time says 0, not an underflow.
+        assert_eq!(report_ages(&adm, &included, 0)["new"], 0);
+    }
+
+    proptest! {
+        /// Seeking the first event after the cursor answers exactly what
+        /// scanning every kept event did: the events, `next_after` and
+        /// `truncated`, for every cursor and coordinator filter.
+        #[test]
+        fn the_watch_answers_as_a_full_scan_did(
+            (adm, applied) in admission(),
+            after in 0..70u64,
+            who in 0..4usize,
+        ) {
+            let coordinator = [Some("c1"), Some("c2"), Some("nobody"), None][who];
+            prop_assert_eq!(
+                collect_from(&adm, applied, after, coordinator),
+                scan_all(&adm, applied, after, coordinator)
+            );
+        }
     }
 }

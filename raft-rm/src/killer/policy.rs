@@ -23,12 +23,13 @@ pub struct Victim {
     pub total_bytes: u64,
 }
 
-/// Bytes per query over all nodes.
+/// Bytes per query over all nodes (saturating: never overflows).
 pub fn totals(nodes: &[NodePool]) -> BTreeMap<&str, u64> {
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for n in nodes {
         for (q, bytes) in &n.pool.queries {
-            *totals.entry(q.as_str()).or_default() += bytes;
+            let sum = totals.entry(q.as_str()).or_default();
+            *sum = sum.saturating_add(*bytes);
         }
     }
     totals
@@ -50,7 +51,8 @@ pub fn choose(
             let mut on_blocked: BTreeMap<&str, u64> = BTreeMap::new();
             for n in nodes.iter().filter(|n| n.pool.is_blocked()) {
                 for (q, bytes) in &n.pool.queries {
-                    *on_blocked.entry(q.as_str()).or_default() += bytes;
+                    let sum = on_blocked.entry(q.as_str()).or_default();
+                    *sum = sum.saturating_add(*bytes);
                 }
             }
             on_blocked
@@ -225,5 +227,28 @@ mod tests {
             ]
         );
         assert!(over_limits(&nodes, None, None).is_empty());
+    }
+
+    /// Reservations summed over workers saturate instead of overflowing.
+    #[test]
+    fn totals_saturate() {
+        let huge = |name| NodePool {
+            node: name,
+            pool: MemoryPool {
+                total_bytes: u64::MAX,
+                reserved_bytes: u64::MAX,
+                blocked_tasks: 1,
+                queries: BTreeMap::from([("a".to_string(), u64::MAX)]),
+            },
+        };
+        let nodes = [huge("w1".into()), huge("w2".into())];
+        assert_eq!(totals(&nodes)["a"], u64::MAX);
+        for policy in [
+            KillerPolicy::TotalReservation,
+            KillerPolicy::TotalReservationOnBlockedNodes,
+        ] {
+            assert_eq!(pick(policy, &nodes), Some(("a".into(), u64::MAX)));
+        }
+        assert_eq!(over_limits(&nodes, Some(1), Some(1)).len(), 1);
     }
 }

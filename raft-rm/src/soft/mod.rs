@@ -102,7 +102,7 @@ impl SoftState {
         let entry = Entry {
             value: Arc::new(value),
             received_ms: now,
-            expires_ms: now + ttl,
+            expires_ms: now.saturating_add(ttl),
         };
         let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
         // `now` may go back (a clock step): then wait for it to pass again.
@@ -169,28 +169,29 @@ impl SoftState {
         let nodes: Vec<WorkerMemory> = live
             .into_iter()
             .map(|(heartbeat, received_ms, _)| WorkerMemory {
-                age_ms: now - received_ms,
+                // Zero, not an underflow, after the clock stepped back.
+                age_ms: now.saturating_sub(received_ms),
                 heartbeat,
             })
             .collect();
+        // Sums saturate: the API bounds each worker's figures, but an
+        // overflow here must not panic (debug) or wrap (release).
         // Summed by reference in a hash map, so each query's id is copied
         // once (not once per worker that runs it) and compared once per
         // worker, not once per tree level (ids share long prefixes).
         let mut per_query: HashMap<&str, u64> = HashMap::new();
         for n in &nodes {
             for (q, bytes) in &n.heartbeat.memory.queries {
-                *per_query.entry(q.as_str()).or_default() += bytes;
+                let sum = per_query.entry(q.as_str()).or_default();
+                *sum = sum.saturating_add(*bytes);
             }
         }
         let queries: BTreeMap<String, u64> = per_query
             .into_iter()
             .map(|(q, bytes)| (q.to_string(), bytes))
             .collect();
-        let total: u64 = nodes.iter().map(|n| n.heartbeat.memory.total_bytes).sum();
-        let reserved: u64 = nodes
-            .iter()
-            .map(|n| n.heartbeat.memory.reserved_bytes)
-            .sum();
+        let total = saturating_sum(nodes.iter().map(|n| n.heartbeat.memory.total_bytes));
+        let reserved = saturating_sum(nodes.iter().map(|n| n.heartbeat.memory.reserved_bytes));
         ClusterMemory {
             workers: nodes.len(),
             total_bytes: total,
@@ -204,6 +205,11 @@ impl SoftState {
             nodes,
         }
     }
+}
+
+/// The sum of `values`, `u64::MAX` if it would overflow.
+pub fn saturating_sum(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0, u64::saturating_add)
 }
 
 #[cfg(test)]
@@ -308,5 +314,26 @@ mod tests {
         let _: Vec<NodeView> = serde_json::from_str(&nodes).unwrap();
         clock.advance_ms(3_001);
         assert_eq!(soft.memory().workers, 0);
+    }
+
+    /// Figures no worker can hold (the API refuses them) and a clock
+    /// stepped back after a heartbeat: the view saturates instead of
+    /// overflowing (a panic in debug, a wrapped sum in release).
+    #[test]
+    fn the_memory_view_neither_overflows_nor_underflows() {
+        let clock = ManualClock::new(10_000);
+        let soft = SoftState::new(clock.clone());
+        for id in ["w1", "w2"] {
+            let mut hb = worker(id, u64::MAX, 1);
+            hb.memory.total_bytes = u64::MAX;
+            soft.heartbeat(hb).unwrap();
+        }
+        clock.set_ms(9_000);
+        let m = soft.memory();
+        assert_eq!(
+            (m.total_bytes, m.reserved_bytes, m.queries["q1"]),
+            (u64::MAX, u64::MAX, u64::MAX)
+        );
+        assert!(m.nodes.iter().all(|n| n.age_ms == 0), "{:?}", m.nodes);
     }
 }

@@ -566,3 +566,87 @@ async fn an_acquire_before_the_configuration_is_retryable_not_rejected() {
         "{admitted:?}"
     );
 }
+
+/// One group id that fails the name check (a `${USER}` group of a user
+/// named with a TAB, or 300 characters long) no longer costs the whole
+/// usage report: the valid entries are applied and counted in the view,
+/// the invalid ones are named in the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_applies_its_valid_groups_and_names_the_invalid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    register(&c, leader).await;
+    let long = format!("cool.{}", "u".repeat(300));
+    let report = json!({"coordinator": "co", "seq": 1, "groups": {
+        "cool": {"running": 2, "queued": 1},
+        "cool.a\tb": {"running": 5, "queued": 0},
+        long.clone(): {"running": 7, "queued": 0},
+    }});
+    let answer: Value = c
+        .http
+        .post_json(&c.url(leader, "/v1/usage"), &report)
+        .await
+        .unwrap();
+    assert_eq!(answer["applied"], true, "{answer}");
+    let mut rejected: Vec<String> =
+        serde_json::from_value(answer["rejected_groups"].clone()).unwrap();
+    rejected.sort();
+    assert_eq!(rejected, vec!["cool.a\tb".to_string(), long], "{answer}");
+    let view: View = c
+        .http
+        .get_json(&c.url(leader, "/v1/resource-groups"), 3)
+        .await
+        .unwrap();
+    let cool = view.group("cool").unwrap();
+    assert_eq!((cool.running, cool.queued), (2, 1), "{view:?}");
+    assert_eq!(view.reports.get("co"), Some(&1));
+    c.shutdown().await;
+}
+
+/// The view says how old each coordinator's report in it is, by the log
+/// time at which it was applied: a report applied 1.5 s ago is 1.5 s old
+/// on every replica (whatever the replica's own staleness adds), and a
+/// newer report starts again from zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_gives_each_reports_age_by_the_log_time_it_was_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    register(&c, leader).await;
+    let report = |seq: u64| json!({"coordinator": "co", "seq": seq, "groups": {"cool": {"running": 1, "queued": 0}}});
+    let age = |view: &Value| view["report_ages_ms"]["co"].as_u64();
+    let _: Value = c
+        .http
+        .post_json(&c.url(leader, "/v1/usage"), &report(1))
+        .await
+        .unwrap();
+    let fresh: Value = c
+        .http
+        .get_json(&c.url(leader, "/v1/resource-groups"), 3)
+        .await
+        .unwrap();
+    assert!(age(&fresh).is_some_and(|a| a < 1_000), "{fresh}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for id in [1, 2, 3] {
+        let old: Value = c
+            .http
+            .get_json(&c.url(id, "/v1/resource-groups?max_staleness_ms=60000"), 3)
+            .await
+            .unwrap();
+        let a = age(&old).unwrap_or_else(|| panic!("no age on node {id}: {old}"));
+        assert!((1_400..10_000).contains(&a), "node {id}: {old}");
+    }
+    let _: Value = c
+        .http
+        .post_json(&c.url(leader, "/v1/usage"), &report(2))
+        .await
+        .unwrap();
+    let renewed: Value = c
+        .http
+        .get_json(&c.url(leader, "/v1/resource-groups"), 3)
+        .await
+        .unwrap();
+    assert!(age(&renewed).is_some_and(|a| a < 1_000), "{renewed}");
+    c.shutdown().await;
+}

@@ -173,6 +173,23 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
             "/v1/usage",
             r#"{"coordinator":"c","seq":1,"groups":{"g":{"running":-1,"queued":0}}}"#,
         ),
+        // Counts and figures no coordinator or worker can have.
+        (
+            "/v1/usage",
+            r#"{"coordinator":"c","seq":1,"groups":{"g":{"running":4294967295,"queued":0}}}"#,
+        ),
+        (
+            "/v1/usage",
+            r#"{"coordinator":"c","seq":1,"groups":{"g":{"running":0,"queued":1000001}}}"#,
+        ),
+        (
+            "/v1/heartbeat/worker",
+            r#"{"node_id":"w","memory":{"total_bytes":18446744073709551615,"reserved_bytes":0,"blocked_tasks":0,"queries":{}},"cpu_cores":0,"running_tasks":0,"ttl_ms":1000}"#,
+        ),
+        (
+            "/v1/heartbeat/worker",
+            r#"{"node_id":"w","memory":{"total_bytes":100,"reserved_bytes":10,"blocked_tasks":0,"queries":{"a":10,"b":18446744073709551615}},"cpu_cores":0,"running_tasks":0,"ttl_ms":1000}"#,
+        ),
     ];
     for (path, body) in cases {
         let s = status_of(
