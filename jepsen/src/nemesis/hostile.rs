@@ -50,7 +50,8 @@ pub struct Report {
     pub answers: BTreeMap<String, BTreeMap<String, u64>>,
     /// The first answers that are findings: the request and the answer.
     pub findings: Vec<Value>,
-    /// How the real query polled with forged ids ended (its state).
+    /// How the real query polled with forged ids ended: its state, and
+    /// its error's name if it failed.
     pub real_query_end: Option<String>,
     /// Asked to stop (the run ended) before everything was sent.
     pub stopped_early: bool,
@@ -136,10 +137,11 @@ impl Hostile {
     async fn delete(&self, kind: &str, url: &str) {
         let r = self.http.delete(url).await;
         let (class, _, body) = classify(&r);
-        let class = if class == "undecodable" {
-            "200".into() // a cancel's answer need not be JSON
-        } else {
-            class
+        // A cancel's answer is empty (204) or anything else, not JSON.
+        let class = match &r {
+            Ok(b) if b.is_empty() => "204".to_string(),
+            Ok(_) => "200".to_string(),
+            Err(_) => class,
         };
         self.report
             .lock()
@@ -184,7 +186,11 @@ impl Hostile {
             };
             r = self.get("follow", &url).await?;
         }
-        r["stats"]["state"].as_str().map(str::to_string)
+        let state = r["stats"]["state"].as_str()?;
+        Some(match r["error"]["errorName"].as_str() {
+            Some(error) => format!("{state} {error}"),
+            None => state.to_string(),
+        })
     }
 }
 
