@@ -335,6 +335,16 @@ impl RmClient {
         }
     }
 
+    /// `POST /v1/admin/config`: replaces the resource-group file with
+    /// `groups` (its JSON), through the leader. Safe to retry: the same
+    /// file applied twice is the same configuration under a newer version.
+    pub async fn replace_config(
+        &self,
+        groups: &serde_json::Value,
+    ) -> Result<crate::api::ConfigApplied, HttpError> {
+        self.post("/v1/admin/config", groups).await
+    }
+
     /// `POST /v1/announce`.
     pub async fn announce(&self, announcement: &Announcement) -> Result<(), HttpError> {
         self.post::<_, serde::de::IgnoredAny>("/v1/announce", announcement)

@@ -19,9 +19,12 @@ use tokio::sync::{watch, Mutex};
 use crate::cluster::{LocalCluster, Target};
 use crate::history::{OpType, Recorder, NEMESIS};
 
+pub mod asymmetric;
 pub mod disk;
+pub mod hostile;
 pub mod membership;
 pub mod packet;
+pub mod reconfigure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -59,11 +62,51 @@ pub enum Fault {
     /// An RM's data dir lost: started as it is (it must be refused), then
     /// replaced with `raft-rm admin replace` (it must rejoin).
     Wipe,
+    /// A coordinator SIGKILLed and started again at once with the same id
+    /// (a new process, a new session); the fault lasts until it serves.
+    RestartCoordinator,
+    /// Partial connectivity (needs network namespaces), for as long as a
+    /// pause: a worker cut from the RM leader only, a worker cut from every
+    /// RM, or an RM follower cut from the leader only.
+    Asymmetric,
+    /// The resource groups changed through the RMs' admin API, for as long
+    /// as a pause: limits (and queues, and eventual groups' staleness
+    /// bounds) only ever lowered, never a consistency mode; the heal puts
+    /// the run's file back.
+    Reconfigure,
+    /// Hostile clients against one coordinator: odd headers, forged
+    /// `nextUri`s, a bounded flood. Every request must get a 4xx, a 503 or
+    /// a normal answer.
+    Hostile,
+}
+
+impl Fault {
+    /// The family's name, as the flags and the history spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::Clock => "clock",
+            Fault::Packet => "packet",
+            Fault::Membership => "membership",
+            Fault::CrashAt => "crash-at",
+            Fault::Snapshot => "snapshot",
+            Fault::Wipe => "wipe",
+            Fault::RestartCoordinator => "restart-coordinator",
+            Fault::Asymmetric => "asymmetric",
+            Fault::Reconfigure => "reconfigure",
+            Fault::Hostile => "hostile",
+        }
+    }
 }
 
 /// Admin calls of the membership nemesis: adding a learner waits until it
 /// has caught up.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a restarted coordinator may take to serve again.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// How far a clock fault shifts.
 const CLOCK_SHIFT_MS: i64 = 5_000;
@@ -202,6 +245,8 @@ pub async fn run(
     let mut plan = schedule.planned();
     let mut windows = Vec::new();
     let mut retired = membership::Retired::new();
+    // The run's groups file while a reconfigure is not yet undone.
+    let mut restore: Option<String> = None;
     let sleep_or_stop = |d: Duration, stop: &mut watch::Receiver<bool>| {
         let mut stop = stop.clone();
         async move {
@@ -236,21 +281,25 @@ pub async fn run(
             } else {
                 None
             };
-            leader.unwrap_or_else(|| of_role[pick % of_role.len()].clone())
+            let chosen = leader.unwrap_or_else(|| of_role[pick % of_role.len()].clone());
+            if matches!(fault, Fault::RestartCoordinator | Fault::Hostile) {
+                // These aim at a coordinator, whatever the role drawn.
+                let coordinators: Vec<Target> = c
+                    .targets()
+                    .into_iter()
+                    .filter(|t| role_of(t) == Role::Coordinator)
+                    .collect();
+                if coordinators.is_empty() {
+                    continue;
+                }
+                coordinators[pick % coordinators.len()].clone()
+            } else {
+                chosen
+            }
         };
         let name = target.to_string();
         let shape = planned.partition_shape();
-        let f = match fault {
-            Fault::Kill => "kill",
-            Fault::Pause => "pause",
-            Fault::Partition => "partition",
-            Fault::Clock => "clock",
-            Fault::Packet => "packet",
-            Fault::Membership => "membership",
-            Fault::CrashAt => "crash-at",
-            Fault::Snapshot => "snapshot",
-            Fault::Wipe => "wipe",
-        };
+        let f = fault.name();
         let clock_shape = planned.clock_shape();
         // What the fault windows call it, where the target alone says too little.
         let mut label = name.clone();
@@ -263,6 +312,8 @@ pub async fn run(
             continue; // a storage fault needs an RM
         }
         let mut forced_builds = None;
+        // A hostile fault's coordinator and a user the run's selectors admit.
+        let mut hostile_to = None;
         let value = {
             let mut c = cluster.lock().await;
             match fault {
@@ -344,6 +395,76 @@ pub async fn run(
                         _ => disk::wipe(&mut c, id)?,
                     }
                 }
+                Fault::RestartCoordinator => {
+                    history.record(NEMESIS, OpType::Invoke, f, json!([name]), None);
+                    c.kill_target(&target);
+                    c.restart(&target)?;
+                    json!([name])
+                }
+                Fault::Asymmetric => {
+                    let Some(net) = c.net() else {
+                        anyhow::bail!("asymmetric faults need network namespaces");
+                    };
+                    let names = |role: Role| -> Vec<String> {
+                        c.targets()
+                            .iter()
+                            .filter(|t| role_of(t) == role)
+                            .map(|t| t.to_string())
+                            .collect()
+                    };
+                    let leader = c
+                        .client
+                        .agreed_leader(&c.addr_list())
+                        .await
+                        .map(|l| format!("n{l}"));
+                    let Some(cut) = asymmetric::plan(
+                        pick,
+                        &names(Role::Rm),
+                        &names(Role::Worker),
+                        leader.as_deref(),
+                    ) else {
+                        continue;
+                    };
+                    label = cut.label();
+                    let value = json!(cut);
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    net.partition(&cut.grudges)?;
+                    value
+                }
+                Fault::Reconfigure => {
+                    let original = std::fs::read_to_string(c.dir().join("resource-groups.json"))?;
+                    let plan = reconfigure::plan(&original, pick)?;
+                    label = plan.shape.to_string();
+                    let mut value = json!(plan);
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    let rm = c.client.over(&c.addr_list()).with_timeout(ADMIN_TIMEOUT);
+                    match rm.replace_config(&plan.groups).await {
+                        Ok(applied) => value["version"] = json!(applied.version),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconfigure: not applied");
+                            value["error"] = json!(e.to_string());
+                        }
+                    }
+                    restore = Some(original);
+                    value
+                }
+                Fault::Hostile => {
+                    let addr = c
+                        .members
+                        .iter()
+                        .find(|m| m.name == name)
+                        .map(|m| m.addr.clone())
+                        .unwrap_or_default();
+                    let groups = std::fs::read_to_string(c.dir().join("resource-groups.json"))
+                        .unwrap_or_default();
+                    let user = selector_user(&groups);
+                    let value = json!({"target": name, "coordinator": addr, "user": user,
+                        "odd_users": hostile::odd_users(&user), "flood": hostile::FLOOD,
+                        "concurrency": hostile::CONCURRENCY});
+                    history.record(NEMESIS, OpType::Invoke, f, value.clone(), None);
+                    hostile_to = Some((addr, user));
+                    value
+                }
                 Fault::Kill | Fault::Pause => {
                     history.record(NEMESIS, OpType::Invoke, f, json!([name]), None);
                     if fault == Fault::Kill {
@@ -368,10 +489,52 @@ pub async fn run(
             | Fault::Membership
             | Fault::CrashAt
             | Fault::Snapshot
-            | Fault::Wipe => schedule.pause_for,
+            | Fault::Wipe
+            | Fault::Asymmetric
+            | Fault::Reconfigure
+            | Fault::Hostile => schedule.pause_for,
+            Fault::RestartCoordinator => READY_WITHIN,
         };
         let stopped = if fault == Fault::Clock && clock_shape == "strobe" {
             strobe(&cluster, &target, lasts, &mut stop).await?
+        } else if fault == Fault::RestartCoordinator {
+            let addr = {
+                let c = cluster.lock().await;
+                c.members
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map(|m| m.addr.clone())
+                    .unwrap_or_default()
+            };
+            let t = std::time::Instant::now();
+            let mut stop_rx = stop.clone();
+            let (ready, stopped) = tokio::select! {
+                r = crate::trino::wait_ready(&addr, lasts) => (r.is_ok(), false),
+                _ = stop_rx.wait_for(|s| *s) => (false, true),
+            };
+            history.record(
+                NEMESIS,
+                OpType::Info,
+                "restart-coordinator-ready",
+                json!({"target": name, "ready": ready,
+                       "after_ms": t.elapsed().as_millis() as u64}),
+                None,
+            );
+            stopped
+        } else if let Some((addr, user)) = hostile_to.take() {
+            // The window lasts at least a pause, and until the hostile
+            // clients are done.
+            let t = std::time::Instant::now();
+            let report = hostile::run(&addr, &user, stop.clone()).await;
+            history.record(
+                NEMESIS,
+                OpType::Info,
+                crate::checker::hostile::ANSWERS,
+                json!(report),
+                None,
+            );
+            let rest = lasts.saturating_sub(t.elapsed());
+            *stop.borrow() || sleep_or_stop(rest, &mut stop).await
         } else {
             sleep_or_stop(lasts, &mut stop).await
         };
@@ -383,9 +546,19 @@ pub async fn run(
                 Fault::Pause => {
                     c.resume(&target);
                 }
-                Fault::Partition => {
+                Fault::Partition | Fault::Asymmetric => {
                     if let Some(net) = c.net() {
                         net.heal()?;
+                    }
+                }
+                Fault::RestartCoordinator | Fault::Hostile => c.restart(&target)?,
+                Fault::Reconfigure => {
+                    if let Some(original) = &restore {
+                        let v = restore_config(&c, original).await;
+                        if v.get("version").is_some() {
+                            restore = None;
+                        }
+                        history.record(NEMESIS, OpType::Info, "reconfigure-restored", v, None);
                     }
                 }
                 Fault::Clock => c.set_clock_offset(&target, 0)?,
@@ -427,7 +600,11 @@ pub async fn run(
         let targets = match fault {
             Fault::Partition => vec![shape.to_string()],
             Fault::Clock => vec![format!("{name} {clock_shape}")],
-            Fault::Packet | Fault::Membership | Fault::CrashAt => vec![label],
+            Fault::Packet
+            | Fault::Membership
+            | Fault::CrashAt
+            | Fault::Asymmetric
+            | Fault::Reconfigure => vec![label],
             _ => vec![name],
         };
         windows.push(Window {
@@ -441,6 +618,12 @@ pub async fn run(
         }
     }
     heal_all(&cluster, &history).await?;
+    if let Some(original) = restore.take() {
+        // A reconfigure whose heal could not put the file back.
+        history.record(NEMESIS, OpType::Invoke, "heal-config", json!(null), None);
+        let v = restore_config(&*cluster.lock().await, &original).await;
+        history.record(NEMESIS, OpType::Info, "heal-config", v, None);
+    }
     if schedule.faults.contains(&Fault::Membership) {
         history.record(
             NEMESIS,
@@ -477,6 +660,37 @@ pub async fn heal_all(cluster: &Arc<Mutex<LocalCluster>>, history: &Recorder) ->
     }
     history.record(NEMESIS, OpType::Info, "heal-all", json!(null), None);
     Ok(())
+}
+
+/// Puts the run's groups file back on the RMs: `{"version": N}` or
+/// `{"error": ...}`.
+async fn restore_config(c: &LocalCluster, original: &str) -> serde_json::Value {
+    let groups: serde_json::Value = match serde_json::from_str(original) {
+        Ok(g) => g,
+        Err(e) => return json!({"error": format!("the run's groups file: {e}")}),
+    };
+    let rm = c.client.over(&c.addr_list()).with_timeout(ADMIN_TIMEOUT);
+    match rm.replace_config(&groups).await {
+        Ok(applied) => json!({"version": applied.version}),
+        Err(e) => {
+            tracing::warn!(error = %e, "reconfigure: the original groups not restored");
+            json!({"error": e.to_string()})
+        }
+    }
+}
+
+/// A user the run's selectors send to a group (the first selector that
+/// names one), or `jepsen-hostile` (which no selector of a workload names).
+fn selector_user(groups: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(groups)
+        .ok()
+        .and_then(|g| {
+            g["selectors"]
+                .as_array()?
+                .iter()
+                .find_map(|s| s["user"].as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| "jepsen-hostile".to_string())
 }
 
 /// Who cannot reach whom, for a partition of `shape` over `nodes`.
@@ -604,6 +818,44 @@ mod tests {
             partition(p.partition_shape(), &nodes, Some("n1"), &mut rng)
         };
         assert_eq!(cut(&p), cut(&p));
+    }
+
+    #[test]
+    fn every_family_is_named_as_its_flag_and_the_new_ones_are_drawn() {
+        use clap::ValueEnum;
+        for f in Fault::value_variants() {
+            assert_eq!(f.to_possible_value().unwrap().get_name(), f.name());
+            assert_eq!(json!(f), json!(f.name()));
+        }
+        let mut s = schedule(3);
+        s.faults = vec![
+            Fault::RestartCoordinator,
+            Fault::Asymmetric,
+            Fault::Reconfigure,
+            Fault::Hostile,
+        ];
+        let a: Vec<Planned> = s.planned().take(100).collect();
+        assert_eq!(a, s.planned().take(100).collect::<Vec<_>>());
+        for fault in &s.faults {
+            assert!(a.iter().any(|p| p.fault == *fault), "{fault:?} never drawn");
+        }
+        let shapes: std::collections::BTreeSet<&str> = a
+            .iter()
+            .filter(|p| p.fault == Fault::Asymmetric)
+            .map(|p| asymmetric::SHAPES[p.pick % asymmetric::SHAPES.len()])
+            .collect();
+        assert_eq!(shapes.len(), asymmetric::SHAPES.len(), "{shapes:?}");
+    }
+
+    #[test]
+    fn the_hostile_user_is_one_the_selectors_admit() {
+        let groups = crate::workload::query_groups_json(&json!({"mode": "linearizable"}));
+        assert_eq!(selector_user(&groups), "alice");
+        assert_eq!(
+            selector_user(r#"{"selectors":[{"group":"m"}]}"#),
+            "jepsen-hostile"
+        );
+        assert_eq!(selector_user("not json"), "jepsen-hostile");
     }
 
     #[test]

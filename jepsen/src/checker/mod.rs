@@ -5,6 +5,7 @@
 
 pub mod availability;
 pub mod completeness;
+pub mod hostile;
 pub mod membership;
 pub mod oom;
 pub mod overlap;

@@ -15,10 +15,11 @@ use crate::workload::Workload;
 #[derive(clap::Args, Debug, Clone)]
 pub struct NemesisArgs {
     /// Fault families, comma-separated: kill, pause, partition, clock,
-    /// packet, membership; or `none`. Clock faults need libfaketime (Debian
-    /// package faketime). Partitions and packet faults need network
-    /// namespaces (root; packet loss also nftables); without them they are
-    /// skipped, and the results say so.
+    /// packet, membership, crash-at, snapshot, wipe, restart-coordinator,
+    /// asymmetric, reconfigure, hostile; or `none`. Clock faults need
+    /// libfaketime (Debian package faketime). Partitions, asymmetric and
+    /// packet faults need network namespaces (root; packet loss also
+    /// nftables); without them they are skipped, and the results say so.
     #[arg(long, default_value = "kill,pause,partition", value_parser = parse_faults)]
     nemesis: Faults,
     /// Which processes faults hit.
@@ -63,7 +64,7 @@ fn parse_faults(text: &str) -> Result<Faults, String> {
         .map(|f| {
             Fault::from_str(f.trim(), true).map_err(|_| {
                 format!(
-                    "'{f}' is not kill, pause, partition, clock, packet, membership, crash-at, snapshot or wipe (or none)"
+                    "'{f}' is not kill, pause, partition, clock, packet, membership, crash-at, snapshot, wipe, restart-coordinator, asymmetric, reconfigure or hostile (or none)"
                 )
             })
         })

@@ -109,6 +109,9 @@ pub fn check_all(
     if let Some(v) = checker::storage::check(ops) {
         checkers.insert("storage_faults_recovered", v);
     }
+    if let Some(v) = checker::hostile::check(ops) {
+        checkers.insert("hostile_requests_answered", v);
+    }
     checkers.insert(
         "no_leaked_admissions",
         Verdict::new(

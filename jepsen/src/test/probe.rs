@@ -77,6 +77,29 @@ pub(super) fn probe_environment(spec: &TestSpec) -> Result<Environment> {
             "partition faults",
             &network,
         );
+        skip(
+            &mut schedule,
+            nemesis::Fault::Asymmetric,
+            "asymmetric faults",
+            &network,
+        );
+    }
+    if spec.workload == crate::workload::Workload::Semaphore {
+        // No coordinators to restart or to be hostile to; and the semaphore
+        // model checks rejections against the run's limits, which a
+        // reconfigure lowers.
+        let why =
+            "the semaphore workload has no coordinators, and its model assumes the run's limits";
+        for (fault, feature) in [
+            (
+                nemesis::Fault::RestartCoordinator,
+                "restart-coordinator faults",
+            ),
+            (nemesis::Fault::Hostile, "hostile clients"),
+            (nemesis::Fault::Reconfigure, "reconfigure faults"),
+        ] {
+            skip(&mut schedule, fault, feature, why);
+        }
     }
     // Probed in a scratch namespace when the network was made.
     let packet = match &net {
