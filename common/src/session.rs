@@ -231,11 +231,11 @@ impl Keeper {
                 // A renewal still unanswered when the session runs out must
                 // not keep it alive here.
                 let round = if self.spec.give_up_after_lease {
-                    tokio::time::timeout_at(valid_until.into(), self.renew(session))
+                    tokio::time::timeout_at(valid_until.into(), self.renew(session, lease))
                         .await
                         .unwrap_or_else(|_| Round::Failed("no answer within the lease".into()))
                 } else {
-                    self.renew(session).await
+                    self.renew(session, lease).await
                 };
                 match round {
                     Round::Renewed { lease: l } => {
@@ -272,7 +272,7 @@ impl Keeper {
         }
     }
 
-    async fn renew(&self, session: u64) -> Round {
+    async fn renew(&self, session: u64, lease: Duration) -> Round {
         let round = |answer: Result<Renewal, HttpError>| match answer {
             Ok(Renewal::Renewed(a)) => Round::Renewed {
                 lease: Duration::from_millis(a.lease_ms),
@@ -281,7 +281,8 @@ impl Keeper {
             Err(e) => Round::Failed(e.to_string()),
         };
         if !self.spec.fan_out {
-            return round(self.rms.renew_session(session).await);
+            let rms = self.rms.with_timeout(renewal_attempt(lease));
+            return round(rms.renew_session(session).await);
         }
         let mut renewals = tokio::task::JoinSet::new();
         for addr in self.rms.addrs() {
@@ -308,6 +309,13 @@ impl Keeper {
         }
         outcome
     }
+}
+
+/// How long a renewal waits for one RM: a sixth of the lease (0.2 s to the
+/// call timeout), so an RM that cannot reach the leader (a follower cut off
+/// from it) leaves time to renew through the others within the lease.
+fn renewal_attempt(lease: Duration) -> Duration {
+    (lease / 6).clamp(Duration::from_millis(200), crate::rm::CALL_TIMEOUT)
 }
 
 /// The part of a lease this side counts on: 90%, for clock drift between
@@ -421,6 +429,48 @@ mod tests {
         assert_eq!(keeper.current(), Some(first));
         assert!(keeper.lease().holds());
         assert_eq!(*events.lock().unwrap(), [SessionEvent::Registered(first)]);
+    }
+
+    /// An RM that registers sessions, then stops answering renewals (cut
+    /// off from the leader, as a follower in an asymmetric partition).
+    async fn registers_then_hangs() -> String {
+        let app = axum::Router::new()
+            .route(
+                "/v1/sessions",
+                post(|| async {
+                    Json(SessionAnswer {
+                        session: 1,
+                        lease_ms: 600,
+                        expires_at_ms: 0,
+                    })
+                }),
+            )
+            .route(
+                "/v1/sessions/renew",
+                post(std::future::pending::<Json<SessionAnswer>>),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_renewal_leaves_an_rm_that_cannot_renew_in_time_for_the_next() {
+        // The RM that answered last (the registration) hangs on renewals;
+        // the next one renews. One call timeout (3 s) on the first would
+        // outlast the 600 ms lease.
+        let rms = RmClient::new(
+            vec![registers_then_hangs().await, stub_rm(&[]).await],
+            HttpClient::new(None, Duration::from_secs(30)),
+        );
+        let (events, on_event) = recorder();
+        let keeper = SessionKeeper::start(rms, KeeperSpec::coordinator("c"), on_event);
+        let first = keeper.registered(Duration::from_secs(5)).await.unwrap();
+        // Four leases.
+        tokio::time::sleep(Duration::from_millis(2400)).await;
+        assert_eq!(*events.lock().unwrap(), [SessionEvent::Registered(first)]);
+        assert!(keeper.lease().holds());
     }
 
     #[test]

@@ -257,12 +257,14 @@ async fn cancel(
             Err(e) => return user_error(StatusCode::SERVICE_UNAVAILABLE, e.message),
         },
     };
-    if let Some(q) = q {
-        q.cancel(QueryError::new(
-            ErrorKind::UserCanceled,
-            "Query was canceled",
-        ));
-    }
+    let Some(q) = q else {
+        // As Trino: nothing was cancelled, so say so.
+        return user_error(StatusCode::NOT_FOUND, format!("Query not found: {id}"));
+    };
+    q.cancel(QueryError::new(
+        ErrorKind::UserCanceled,
+        "Query was canceled",
+    ));
     StatusCode::NO_CONTENT.into_response()
 }
 

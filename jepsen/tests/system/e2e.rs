@@ -408,6 +408,8 @@ async fn a_wrong_slug_or_a_forged_id_never_touches_a_query() {
         Err(e) => assert_eq!(e.status(), Some(404), "{e}"),
         Ok(v) => panic!("a wrong slug was answered: {v}"),
     }
+    // A cancel with the wrong slug cancels nothing, and says so.
+    assert_eq!(client.cancel_status(&forged).await, 404);
     // The real client still gets its result.
     let mut next = next;
     let done = loop {
