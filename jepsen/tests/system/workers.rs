@@ -108,6 +108,17 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
         "task revoked {:?} after the last renewal (lease 1.5 s)",
         t0.elapsed()
     );
+    // The task may have stopped first because the worker lost fresh word
+    // from the RMs for a moment (a loaded machine): the revocation is the
+    // RMs' once the ledger says the query ended.
+    eventually("the RMs revoked the admission", || async {
+        let q: Option<Value> = http
+            .get_json(&c.url(leader, "/v1/admission/queries/q1"), 1)
+            .await
+            .ok();
+        q.is_some_and(|q| q["status"] == "finished")
+    })
+    .await;
     let again = http.post_json::<_, Value>(&worker_url("/v1/tasks"), &json!({"task_id": "t2", "query_id": "q1", "fencing_token": token, "duration_ms": 1, "memory_bytes": 1})).await;
     assert_eq!(
         again.err().and_then(|e| e.status()),
