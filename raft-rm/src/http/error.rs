@@ -181,8 +181,19 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, json!({"indeterminate": true})),
             ApiError::Relayed { status, body } => {
                 let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
-                return (status, [("content-type", "application/json")], body.clone())
-                    .into_response();
+                let mut r =
+                    (status, [("content-type", "application/json")], body.clone()).into_response();
+                // An overloaded leader's "come back later" reaches the
+                // client through the relay too (the body says when).
+                let retry_after = serde_json::from_str::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|b| b["retry_after_s"].as_u64());
+                if let Some(s) = retry_after {
+                    if let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string()) {
+                        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                    }
+                }
+                return r;
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, json!({})),
         };
@@ -252,6 +263,22 @@ mod tests {
             (&body["error"], &body["retry_after_s"]),
             (&"full".into(), &1.into())
         );
+    }
+
+    /// Through a follower, the leader's overload answer keeps its hint.
+    #[tokio::test]
+    async fn a_relayed_overload_keeps_its_retry_after() {
+        let leader = ApiError::Overloaded("full".into()).into_response();
+        let body = axum::body::to_bytes(leader.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let relayed = ApiError::Relayed {
+            status: 503,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+        .into_response();
+        assert_eq!(relayed.status().as_u16(), 503);
+        assert_eq!(relayed.headers()["retry-after"], "1");
     }
 
     #[tokio::test]
