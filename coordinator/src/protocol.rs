@@ -185,6 +185,9 @@ pub struct QueryResults {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientInfo {
     pub user: String,
+    /// `X-Trino-Original-User`: who asked before impersonation (selectors'
+    /// `originalUser`).
+    pub original_user: Option<String>,
     pub source: Option<String>,
     pub client_tags: Vec<String>,
     /// `X-Trino-Session: a=1, b=2`.
@@ -238,6 +241,7 @@ pub fn client_info<'a>(get: impl Fn(&str) -> Vec<&'a str>) -> Result<ClientInfo,
     }
     Ok(ClientInfo {
         user,
+        original_user: one("original-user"),
         source: one("source"),
         client_tags: all("client-tags"),
         session,
@@ -269,9 +273,11 @@ mod tests {
                 "simulate_duration_ms=500, simulate_memory_bytes=1024",
             ),
             ("x-trino-session", "query_priority=3"),
+            ("x-trino-original-user", "admin"),
         ];
         let info = client_info(headers(&h)).unwrap();
         assert_eq!(info.user, "alice");
+        assert_eq!(info.original_user.as_deref(), Some("admin"));
         assert_eq!(info.source.as_deref(), Some("jdbc#tableau"));
         assert_eq!(info.client_tags, ["hipri", "etl"]);
         assert_eq!(info.session["simulate_memory_bytes"], "1024");

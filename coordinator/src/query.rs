@@ -376,6 +376,7 @@ impl Coordinator {
         }
         let client = ClientInfo {
             user: payload.user,
+            original_user: payload.original_user,
             source: payload.source,
             client_tags: payload.client_tags,
             session: payload.session,
@@ -486,6 +487,8 @@ impl Coordinator {
 struct Payload {
     sql: String,
     user: String,
+    #[serde(default)]
+    original_user: Option<String>,
     source: Option<String>,
     client_tags: Vec<String>,
     session: BTreeMap<String, String>,
@@ -564,6 +567,10 @@ async fn run(
     let priority = statement::priority(&client.session)?;
     let ctx = QueryContext {
         user: client.user.clone(),
+        original_user: client.original_user.clone(),
+        // Until the coordinator authenticates clients, the principal is
+        // the user.
+        authenticated_user: None,
         user_groups: Vec::new(),
         source: client.source.clone(),
         query_type: Some("SELECT".into()),
@@ -588,6 +595,14 @@ async fn run(
             format!("no group '{group}' in the configuration"),
         )
     })?;
+    if specs.last().is_some_and(|s| !s.is_leaf()) {
+        // Trino loads a selector naming a group with subgroups, and fails
+        // the queries it selects.
+        return Err(QueryError::new(
+            ErrorKind::QueryRejected,
+            format!("Cannot add queries to {group}. It is not a leaf group."),
+        ));
+    }
     if specs.last().map(|s| &s.consistency) != Some(&Consistency::Linearizable) {
         // Eventual: decided here, on the aggregated view; no fencing token,
         // and no durable queue to wait for.
@@ -664,6 +679,7 @@ fn payload_of(q: &Query, sql: &str, client: &ClientInfo) -> String {
     serde_json::to_string(&Payload {
         sql: sql.to_string(),
         user: client.user.clone(),
+        original_user: client.original_user.clone(),
         source: client.source.clone(),
         client_tags: client.client_tags.clone(),
         session: client.session.clone(),

@@ -15,13 +15,18 @@ pub(super) struct RawConfig {
     #[serde(default)]
     selectors: Vec<RawSelector>,
     cpu_quota_period: Option<String>,
+    physical_data_scan_quota_period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawGroup {
     name: String,
-    hard_concurrency_limit: i64,
+    hard_concurrency_limit: Option<i64>,
+    /// Trino's deprecated alias of `hardConcurrencyLimit`.
+    max_running: Option<i64>,
+    /// Trino reads a missing one as 0 (no queue).
+    #[serde(default)]
     max_queued: i64,
     soft_concurrency_limit: Option<i64>,
     soft_memory_limit: Option<String>,
@@ -29,6 +34,8 @@ struct RawGroup {
     scheduling_weight: Option<i64>,
     hard_cpu_limit: Option<String>,
     soft_cpu_limit: Option<String>,
+    hard_physical_data_scan_limit: Option<String>,
+    soft_physical_data_scan_limit: Option<String>,
     jmx_export: Option<bool>,
     #[serde(default)]
     sub_groups: Vec<RawGroup>,
@@ -52,6 +59,9 @@ pub(super) struct RawSelector {
     pub client_tags: Option<Vec<String>>,
     pub original_user: Option<String>,
     pub authenticated_user: Option<String>,
+    /// Trino's `selectorResourceEstimate` (ranges of the client's
+    /// estimates); see [`Selector::select`].
+    pub selector_resource_estimate: Option<serde_json::Value>,
     pub group: String,
 }
 
@@ -68,6 +78,10 @@ impl Report {
         self.errors.push(format!("{path}: {message}"));
     }
 
+    fn warn(&mut self, path: &str, message: impl std::fmt::Display) {
+        self.warnings.push(format!("{path}: {message}"));
+    }
+
     /// Once per field name, at its first occurrence.
     fn unenforced(&mut self, field: &'static str, path: &str) {
         if self.warned.insert(field) {
@@ -78,13 +92,15 @@ impl Report {
     }
 }
 
-const QUERY_TYPES: &[&str] = &[
+/// Trino's query types; a selector may spell them in any case.
+pub(super) const QUERY_TYPES: &[&str] = &[
     "SELECT",
     "EXPLAIN",
     "DESCRIBE",
     "INSERT",
     "UPDATE",
     "DELETE",
+    "MERGE",
     "ANALYZE",
     "DATA_DEFINITION",
     "ALTER_TABLE_EXECUTE",
@@ -93,31 +109,43 @@ const QUERY_TYPES: &[&str] = &[
 impl RawConfig {
     pub(super) fn validate(self, default: &Consistency) -> Result<ResourceGroups, ConfigErrors> {
         let mut report = Report::default();
-        if self.cpu_quota_period.is_some() {
-            report.unenforced("cpuQuotaPeriod", "cpuQuotaPeriod");
+        for (field, value) in [
+            ("cpuQuotaPeriod", &self.cpu_quota_period),
+            (
+                "physicalDataScanQuotaPeriod",
+                &self.physical_data_scan_quota_period,
+            ),
+        ] {
+            if let Some(text) = value {
+                if let Err(e) = parse_duration(text) {
+                    report.error(field, e);
+                }
+                report.unenforced(field, field);
+            }
         }
         if self.root_groups.is_empty() {
             report.error("rootGroups", "at least one root group is required");
         }
-        let roots = validate_level(&self.root_groups, "rootGroups", default, &mut report);
+        let roots = validate_level(&self.root_groups, "rootGroups", default, None, &mut report);
         let mut selectors = Vec::new();
-        for (i, raw) in self.selectors.into_iter().enumerate() {
+        for (i, mut raw) in self.selectors.into_iter().enumerate() {
             let path = format!("selectors[{i}]");
             if let Some(t) = &raw.query_type {
-                if !QUERY_TYPES.contains(&t.as_str()) {
+                let upper = t.to_ascii_uppercase();
+                if QUERY_TYPES.contains(&upper.as_str()) {
+                    raw.query_type = Some(upper);
+                } else {
                     report.error(
                         &format!("{path}.queryType"),
                         format!("'{t}' is not one of {}", QUERY_TYPES.join(", ")),
                     );
                 }
             }
-            for (field, set) in [
-                ("originalUser", raw.original_user.is_some()),
-                ("authenticatedUser", raw.authenticated_user.is_some()),
-            ] {
-                if set {
-                    report.unenforced(field, &format!("{path}.{field}"));
-                }
+            if raw.selector_resource_estimate.is_some() {
+                report.warn(
+                    &format!("{path}.selectorResourceEstimate"),
+                    "clients' resource estimates are not read yet, so this selector matches no query",
+                );
             }
             check_selector_group(&roots, &raw.group, &format!("{path}.group"), &mut report);
             match Selector::compile(raw) {
@@ -141,10 +169,24 @@ fn validate_level(
     groups: &[RawGroup],
     path: &str,
     inherited: &Consistency,
+    parent_policy: Option<SchedulingPolicy>,
     report: &mut Report,
 ) -> Vec<GroupSpec> {
     let mut names = BTreeSet::new();
     let mut out = Vec::new();
+    // As Trino: siblings give a schedulingWeight all or none.
+    let weighted = groups
+        .iter()
+        .filter(|g| g.scheduling_weight.is_some())
+        .count();
+    if weighted > 0 && weighted < groups.len() {
+        if let Some(i) = groups.iter().position(|g| g.scheduling_weight.is_none()) {
+            report.error(
+                &format!("{path}[{i}].schedulingWeight"),
+                "must be given for all sibling groups or none",
+            );
+        }
+    }
     for (i, g) in groups.iter().enumerate() {
         let at = format!("{path}[{i}]");
         if !names.insert(g.name.as_str()) {
@@ -153,7 +195,7 @@ fn validate_level(
                 format!("'{}' appears twice among its siblings", g.name),
             );
         }
-        out.push(validate_group(g, &at, inherited, report));
+        out.push(validate_group(g, &at, inherited, parent_policy, report));
     }
     out
 }
@@ -173,6 +215,7 @@ fn validate_group(
     g: &RawGroup,
     at: &str,
     inherited: &Consistency,
+    parent_policy: Option<SchedulingPolicy>,
     report: &mut Report,
 ) -> GroupSpec {
     if g.name.is_empty() || g.name.contains('.') {
@@ -186,18 +229,30 @@ fn validate_group(
             format!("'{}' has an unclosed ${{...}}", g.name),
         );
     }
-    let hard = non_negative(
-        g.hard_concurrency_limit,
-        &format!("{at}.hardConcurrencyLimit"),
-        report,
-    );
+    let hard = match g.hard_concurrency_limit.or(g.max_running) {
+        Some(v) => non_negative(v, &format!("{at}.hardConcurrencyLimit"), report),
+        None => {
+            report.error(
+                &format!("{at}.hardConcurrencyLimit"),
+                "required (or its old name maxRunning)",
+            );
+            0
+        }
+    };
     let max_queued = non_negative(g.max_queued, &format!("{at}.maxQueued"), report);
     let soft = g.soft_concurrency_limit.map(|v| {
         report.unenforced(
             "softConcurrencyLimit",
             &format!("{at}.softConcurrencyLimit"),
         );
-        non_negative(v, &format!("{at}.softConcurrencyLimit"), report)
+        let soft = non_negative(v, &format!("{at}.softConcurrencyLimit"), report);
+        if soft > hard {
+            report.error(
+                &format!("{at}.softConcurrencyLimit"),
+                format!("{soft} is above hardConcurrencyLimit {hard}"),
+            );
+        }
+        soft
     });
     let weight = match g.scheduling_weight {
         None => 1,
@@ -207,12 +262,23 @@ fn validate_group(
         }
         Some(w) => non_negative(w, &format!("{at}.schedulingWeight"), report),
     };
-    let policy = match g.scheduling_policy.as_deref() {
+    // Names in any case, as Trino reads them; a group that names none
+    // under a query_priority parent inherits it.
+    let policy = match g
+        .scheduling_policy
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None if parent_policy == Some(SchedulingPolicy::QueryPriority) => {
+            SchedulingPolicy::QueryPriority
+        }
         None | Some("fair") => SchedulingPolicy::Fair,
         Some("weighted_fair") => SchedulingPolicy::WeightedFair,
         Some("weighted") => SchedulingPolicy::Weighted,
         Some("query_priority") => SchedulingPolicy::QueryPriority,
-        Some(other) => {
+        Some(_) => {
+            let other = g.scheduling_policy.as_deref().unwrap_or_default();
             report.error(
                 &format!("{at}.schedulingPolicy"),
                 format!("'{other}' is not one of fair, weighted_fair, weighted, query_priority"),
@@ -226,14 +292,42 @@ fn validate_group(
             .map_err(|e| report.error(&format!("{at}.softMemoryLimit"), e))
             .ok()
     });
-    for (field, set) in [
-        ("hardCpuLimit", g.hard_cpu_limit.is_some()),
-        ("softCpuLimit", g.soft_cpu_limit.is_some()),
-        ("jmxExport", g.jmx_export.is_some()),
+    for (field, value) in [
+        ("hardCpuLimit", &g.hard_cpu_limit),
+        ("softCpuLimit", &g.soft_cpu_limit),
     ] {
-        if set {
+        if let Some(text) = value {
+            if let Err(e) = parse_duration(text) {
+                report.error(&format!("{at}.{field}"), e);
+            }
             report.unenforced(field, &format!("{at}.{field}"));
         }
+    }
+    if g.soft_cpu_limit.is_some() && g.hard_cpu_limit.is_none() {
+        report.error(&format!("{at}.softCpuLimit"), "needs hardCpuLimit too");
+    }
+    for (field, value) in [
+        (
+            "hardPhysicalDataScanLimit",
+            &g.hard_physical_data_scan_limit,
+        ),
+        (
+            "softPhysicalDataScanLimit",
+            &g.soft_physical_data_scan_limit,
+        ),
+    ] {
+        if let Some(text) = value {
+            if !matches!(parse_memory_limit(text), Ok(MemoryLimit::Bytes(_))) {
+                report.error(
+                    &format!("{at}.{field}"),
+                    format!("'{text}' is not an absolute size like 1GB"),
+                );
+            }
+            report.unenforced(field, &format!("{at}.{field}"));
+        }
+    }
+    if g.jmx_export.is_some() {
+        report.unenforced("jmxExport", &format!("{at}.jmxExport"));
     }
     let consistency = match &g.consistency {
         None => inherited.clone(),
@@ -244,6 +338,7 @@ fn validate_group(
         &g.sub_groups,
         &format!("{at}.subGroups"),
         &consistency,
+        Some(policy),
         report,
     );
     // As in Trino: priorities are compared across the whole subtree, so
@@ -361,9 +456,34 @@ fn check_selector_group(roots: &[GroupSpec], group: &str, at: &str, report: &mut
         }
     }
     if !leaf {
-        report.error(
+        // Trino loads such a file and fails the queries it selects.
+        report.warn(
             at,
-            format!("'{group}' is not a leaf group; only leaf groups take queries"),
+            format!("'{group}' is not a leaf group: queries it selects will fail, as in Trino"),
         );
+    }
+}
+
+/// A duration as Trino writes one (airlift's `Duration`): a number and a
+/// unit among ns, us, ms, s, m, h, d, as `1h`, `30m`, `1.5d`.
+pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let seconds: f64 = match unit {
+        "ns" => 1e-9,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(format!("'{text}' is not a duration like 1h, 30m or 10s")),
+    };
+    match number.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() && v * seconds < 1e12 => {
+            Ok(std::time::Duration::from_secs_f64(v * seconds))
+        }
+        _ => Err(format!("'{text}' is not a duration like 1h, 30m or 10s")),
     }
 }

@@ -14,6 +14,12 @@ use super::spec::{template_parts, TemplatePart};
 #[derive(Debug, Clone, Default)]
 pub struct QueryContext {
     pub user: String,
+    /// The user before impersonation (`X-Trino-Original-User`); `None`:
+    /// the user.
+    pub original_user: Option<String>,
+    /// The authenticated principal; `None` (no authentication yet): the
+    /// user.
+    pub authenticated_user: Option<String>,
     pub user_groups: Vec<String>,
     pub source: Option<String>,
     pub query_type: Option<String>,
@@ -23,6 +29,10 @@ pub struct QueryContext {
 #[derive(Debug, Clone)]
 pub struct Selector {
     user: Option<Regex>,
+    original_user: Option<Regex>,
+    authenticated_user: Option<Regex>,
+    /// Matches no query: clients' resource estimates are not read yet.
+    needs_estimates: bool,
     user_group: Option<Regex>,
     source: Option<Regex>,
     query_type: Option<String>,
@@ -44,14 +54,44 @@ fn anchored(
 
 impl Selector {
     pub(super) fn compile(raw: RawSelector) -> Result<Selector, (&'static str, String)> {
-        Ok(Selector {
+        let selector = Selector {
+            original_user: anchored("originalUser", raw.original_user)?,
+            authenticated_user: anchored("authenticatedUser", raw.authenticated_user)?,
+            needs_estimates: raw.selector_resource_estimate.is_some(),
             user: anchored("user", raw.user)?,
             user_group: anchored("userGroup", raw.user_group)?,
             source: anchored("source", raw.source)?,
             query_type: raw.query_type,
             client_tags: raw.client_tags.unwrap_or_default(),
             group: raw.group,
-        })
+        };
+        // As Trino: a template variable must be USER, SOURCE or a named
+        // capture of this selector's patterns.
+        let mut known: Vec<&str> = vec!["USER", "SOURCE"];
+        for re in [
+            &selector.user,
+            &selector.source,
+            &selector.original_user,
+            &selector.authenticated_user,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            known.extend(re.capture_names().flatten());
+        }
+        for part in template_parts(&selector.group) {
+            if let TemplatePart::Var(name) = part {
+                if !known.contains(&name) {
+                    return Err((
+                        "group",
+                        format!(
+                            "'${{{name}}}' is not defined: use USER, SOURCE or a named capture of this selector's patterns"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(selector)
     }
 
     /// The expanded group id if this selector matches `q`.
@@ -61,8 +101,21 @@ impl Selector {
         if let Some(s) = &q.source {
             vars.insert("SOURCE".to_string(), s.clone());
         }
+        if self.needs_estimates {
+            return None;
+        }
         if let Some(re) = &self.user {
             capture(re, &q.user, &mut vars)?;
+        }
+        if let Some(re) = &self.original_user {
+            capture(re, q.original_user.as_deref().unwrap_or(&q.user), &mut vars)?;
+        }
+        if let Some(re) = &self.authenticated_user {
+            capture(
+                re,
+                q.authenticated_user.as_deref().unwrap_or(&q.user),
+                &mut vars,
+            )?;
         }
         if let Some(re) = &self.user_group {
             q.user_groups.iter().find(|g| re.is_match(g))?;

@@ -108,7 +108,11 @@ fn errors_name_the_json_path() {
     );
 
     let missing = r#"{"rootGroups":[{"name":"a","maxQueued":1}]}"#;
-    assert!(errors(missing)[0].contains("missing field `hardConcurrencyLimit`"));
+    assert!(
+        errors(missing)[0].starts_with("rootGroups[0].hardConcurrencyLimit: required"),
+        "{:?}",
+        errors(missing)
+    );
 }
 
 #[test]
@@ -118,7 +122,7 @@ fn every_semantic_problem_is_reported_with_its_path() {
          "softMemoryLimit":"lots","consistency":{"mode":"eventual"}},
         {"name":"a","hardConcurrencyLimit":1,"maxQueued":1,"consistency":{"mode":"sometimes"},
          "subGroups":[{"name":"x.y","hardConcurrencyLimit":1,"maxQueued":1}]}],
-      "selectors":[{"user":"(","group":"a"},{"group":"b.c"},{"group":"a"},{"queryType":"MERGE","group":"a"}]}"#;
+      "selectors":[{"user":"(","group":"a"},{"group":"b.c"},{"group":"a"},{"queryType":"SELEKT","group":"a"}]}"#;
     let e = errors(text);
     let want = [
         "rootGroups[0].maxQueued: must be >= 0",
@@ -131,7 +135,7 @@ fn every_semantic_problem_is_reported_with_its_path() {
         "rootGroups[1].subGroups[0].name: must be non-empty and contain no '.'",
         "selectors[0].user: invalid regex",
         "selectors[1].group: 'b.c' names no group",
-        "selectors[3].queryType: 'MERGE' is not one of",
+        "selectors[3].queryType: 'SELEKT' is not one of",
     ];
     for w in want {
         assert!(
@@ -143,10 +147,19 @@ fn every_semantic_problem_is_reported_with_its_path() {
 }
 
 #[test]
-fn selectors_must_name_leaf_groups() {
+fn a_selector_naming_a_non_leaf_group_loads_with_a_warning() {
+    // As Trino: the file loads, and queries it selects fail at run time.
     let text = r#"{"rootGroups":[{"name":"a","hardConcurrencyLimit":1,"maxQueued":1,
         "subGroups":[{"name":"b","hardConcurrencyLimit":1,"maxQueued":1}]}],"selectors":[{"group":"a"}]}"#;
-    assert!(errors(text)[0].starts_with("selectors[0].group: 'a' is not a leaf group"));
+    let rg = parse(text, &DEFAULT).unwrap();
+    assert!(
+        rg.warnings
+            .iter()
+            .any(|w| w.starts_with("selectors[0].group: 'a' is not a leaf group")),
+        "{:?}",
+        rg.warnings
+    );
+    assert!(!rg.resolve("a").unwrap().last().unwrap().is_leaf());
 }
 
 #[test]
@@ -192,11 +205,14 @@ fn templates_split_into_literals_and_variables() {
 fn query_priority_groups_need_query_priority_subgroups() {
     let text = r#"{"rootGroups":[{"name":"p","hardConcurrencyLimit":1,"maxQueued":1,"schedulingPolicy":"query_priority",
         "subGroups":[{"name":"a","hardConcurrencyLimit":1,"maxQueued":1,"schedulingPolicy":"query_priority"},
-                     {"name":"b","hardConcurrencyLimit":1,"maxQueued":1}]}]}"#;
+                     {"name":"b","hardConcurrencyLimit":1,"maxQueued":1,"schedulingPolicy":"fair"}]}]}"#;
     assert_eq!(
         errors(text),
         ["rootGroups[0].subGroups[1].schedulingPolicy: must be query_priority under a query_priority group"]
     );
+    // One that states no policy inherits it, as in Trino.
+    let inherits = text.replace(r#","schedulingPolicy":"fair""#, "");
+    assert!(parse(&inherits, &DEFAULT).is_ok());
 }
 
 #[test]
@@ -230,4 +246,157 @@ fn a_template_value_is_bounded_and_printable_and_keeps_names_apart() {
     assert_eq!(id(&long), id(&long));
     // Short, plain names are unchanged.
     assert_eq!(id("alice"), "global.adhoc.bi-tableau.alice");
+}
+
+/// Trino-shaped files that Trino loads: aliases, defaults and fields we
+/// accept (and report when not enforced) rather than refuse.
+#[test]
+fn upstream_shaped_files_load_as_trino_loads_them() {
+    let file = r#"{
+      "rootGroups": [
+        {"name": "global", "softMemoryLimit": "80%", "maxRunning": 100, "maxQueued": 1000,
+         "schedulingPolicy": "WEIGHTED", "hardCpuLimit": "1h", "softCpuLimit": "30m",
+         "hardPhysicalDataScanLimit": "1GB", "softPhysicalDataScanLimit": "512MB",
+         "subGroups": [
+           {"name": "data_definition", "hardConcurrencyLimit": 5, "schedulingWeight": 1},
+           {"name": "pipeline", "hardConcurrencyLimit": 5, "softConcurrencyLimit": 2,
+            "maxQueued": 10, "schedulingWeight": 2}
+         ]},
+        {"name": "prio", "hardConcurrencyLimit": 2, "maxQueued": 2,
+         "schedulingPolicy": "query_priority",
+         "subGroups": [{"name": "a", "hardConcurrencyLimit": 1, "maxQueued": 1}]}
+      ],
+      "selectors": [
+        {"queryType": "data_definition", "group": "global.data_definition"},
+        {"queryType": "MERGE", "group": "global.pipeline"},
+        {"originalUser": "admin", "group": "prio.a"},
+        {"authenticatedUser": "svc", "group": "prio.a"},
+        {"group": "global"}
+      ],
+      "cpuQuotaPeriod": "1h",
+      "physicalDataScanQuotaPeriod": "1d"
+    }"#;
+    let rg = parse(file, &DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+    let global = &rg.roots[0];
+    assert_eq!(
+        global.hard_concurrency_limit, 100,
+        "maxRunning is hardConcurrencyLimit"
+    );
+    assert_eq!(global.scheduling_policy, SchedulingPolicy::Weighted);
+    assert_eq!(
+        global.sub_groups[0].max_queued, 0,
+        "a missing maxQueued is 0"
+    );
+    assert_eq!(
+        rg.roots[1].sub_groups[0].scheduling_policy,
+        SchedulingPolicy::QueryPriority,
+        "inherited from a query_priority parent"
+    );
+    for field in [
+        "hardPhysicalDataScanLimit",
+        "softPhysicalDataScanLimit",
+        "physicalDataScanQuotaPeriod",
+        "hardCpuLimit",
+    ] {
+        assert!(
+            rg.warnings.iter().any(|w| w.contains(field)),
+            "{field} must be reported: {:?}",
+            rg.warnings
+        );
+    }
+    assert!(
+        rg.warnings
+            .iter()
+            .any(|w| w.contains("selectors[4]") && w.contains("leaf")),
+        "a selector naming a non-leaf group loads, with a warning: {:?}",
+        rg.warnings
+    );
+    let ctx = |user: &str, query_type: &str| QueryContext {
+        user: user.into(),
+        query_type: Some(query_type.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        rg.select(&ctx("bob", "DATA_DEFINITION")).as_deref(),
+        Some("global.data_definition")
+    );
+    assert_eq!(
+        rg.select(&ctx("bob", "MERGE")).as_deref(),
+        Some("global.pipeline")
+    );
+    // An originalUser or authenticatedUser selector matches only them.
+    assert_eq!(rg.select(&ctx("bob", "SELECT")).as_deref(), Some("global"));
+    assert_eq!(
+        rg.select(&ctx("admin", "SELECT")).as_deref(),
+        Some("prio.a")
+    );
+    let impersonated = QueryContext {
+        user: "alice".into(),
+        original_user: Some("admin".into()),
+        ..Default::default()
+    };
+    assert_eq!(rg.select(&impersonated).as_deref(), Some("prio.a"));
+    let authenticated = QueryContext {
+        user: "alice".into(),
+        authenticated_user: Some("svc".into()),
+        ..Default::default()
+    };
+    assert_eq!(rg.select(&authenticated).as_deref(), Some("prio.a"));
+}
+
+/// Trino's validation rules, each with its JSON path.
+#[test]
+fn trinos_validation_rules_hold() {
+    let cases = [
+        (
+            r#"{"rootGroups":[{"name":"g","maxQueued":1}]}"#,
+            "rootGroups[0].hardConcurrencyLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"softConcurrencyLimit":2,"maxQueued":1}]}"#,
+            "rootGroups[0].softConcurrencyLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"softCpuLimit":"1h"}]}"#,
+            "rootGroups[0].softCpuLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"hardCpuLimit":"an hour"}]}"#,
+            "rootGroups[0].hardCpuLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"hardPhysicalDataScanLimit":"50%"}]}"#,
+            "rootGroups[0].hardPhysicalDataScanLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"p","hardConcurrencyLimit":1,"maxQueued":1,"subGroups":[
+                {"name":"a","hardConcurrencyLimit":1,"maxQueued":1,"schedulingWeight":2},
+                {"name":"b","hardConcurrencyLimit":1,"maxQueued":1}]}]}"#,
+            "rootGroups[0].subGroups[1].schedulingWeight",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"${USER}","hardConcurrencyLimit":1,"maxQueued":1}],
+                "selectors":[{"group":"${USR}"}]}"#,
+            "selectors[0].group",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1}],
+                "selectors":[{"queryType":"SELEKT","group":"g"}]}"#,
+            "selectors[0].queryType",
+        ),
+    ];
+    for (file, path) in cases {
+        match parse(file, &DEFAULT) {
+            Ok(_) => panic!("{file} loaded; expected an error at {path}"),
+            Err(e) => assert!(
+                e.0.iter().any(|m| m.starts_with(path)),
+                "{file}: expected an error at {path}, got {e}"
+            ),
+        }
+    }
+    // A named capture is a variable; so are USER and SOURCE.
+    let ok = r#"{"rootGroups":[{"name":"bi-${tool}","hardConcurrencyLimit":1,"maxQueued":1},
+        {"name":"${USER}","hardConcurrencyLimit":1,"maxQueued":1}],
+        "selectors":[{"source":"(?<tool>[a-z]+)","group":"bi-${tool}"},{"group":"${USER}"}]}"#;
+    parse(ok, &DEFAULT).unwrap_or_else(|e| panic!("{e}"));
 }
