@@ -34,6 +34,11 @@ pub struct CoordinatorArgs {
     /// Cancel a query whose client stops polling for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub client_timeout_secs: u64,
+    /// Users' groups for `userGroup` selectors, in the format of Trino's
+    /// file group provider (`group:user1,user2` per line). Without it, no
+    /// user is in any group.
+    #[arg(long)]
+    pub group_provider_file: Option<PathBuf>,
     /// Queries this coordinator keeps at most (running, queued, and ended
     /// ones until their client fetched the end): past it, ended queries
     /// are forgotten oldest first, and with none ended a submission is
@@ -60,6 +65,7 @@ pub struct CoordinatorConfig {
     pub secret: Option<SharedSecret>,
     pub client_timeout: Duration,
     pub max_queries: usize,
+    pub user_groups: crate::user_groups::UserGroups,
     pub refresh: Duration,
     pub freshness_gate: f64,
 }
@@ -89,6 +95,16 @@ impl CoordinatorArgs {
                 Some(groups)
             }
         };
+        let user_groups = match &self.group_provider_file {
+            None => Default::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!("group-provider-file: cannot read {}: {e}", path.display())
+                })?;
+                crate::user_groups::UserGroups::parse(&text)
+                    .map_err(|e| format!("group-provider-file: {}: {e}", path.display()))?
+            }
+        };
         let secret = common::cli::internal_secret(self.shared_secret_file.as_deref(), listen)?;
         if self.refresh_ms == 0 {
             return Err("refresh-ms: must be positive".into());
@@ -111,6 +127,7 @@ impl CoordinatorArgs {
             secret,
             client_timeout: Duration::from_secs(self.client_timeout_secs),
             max_queries: self.max_queries,
+            user_groups,
             refresh: Duration::from_millis(self.refresh_ms),
             freshness_gate: self.freshness_gate,
         })

@@ -276,7 +276,8 @@ async fn query_info(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Json(json!({
         "queryId": q.id,
         "state": s.state,
-        "resourceGroupId": s.group,
+        // As Trino: the group's path as an array of names.
+        "resourceGroupId": s.group.as_deref().map(|g| g.split('.').collect::<Vec<_>>()),
         "worker": s.worker,
         "error": s.error,
     }))

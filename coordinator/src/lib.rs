@@ -16,6 +16,8 @@
 //!   (staleness bound, freshness gate, usage reports).
 //! - [`groups`]: the resource-group configuration in force, followed from
 //!   the RMs' log.
+//! - [`user_groups`]: users' groups for `userGroup` selectors (Trino's
+//!   file group provider format).
 //! - [`dispatch`]: worker choice and task control.
 //! - [`http`]: the client protocol's endpoints; [`config`], [`node`].
 
@@ -30,3 +32,4 @@ pub mod protocol;
 pub mod query;
 pub mod session;
 pub mod statement;
+pub mod user_groups;

@@ -55,6 +55,8 @@ pub struct Coordinator {
     pub client_timeout: Duration,
     /// `queries` holds at most this many (see [`Coordinator::start`]).
     max_queries: usize,
+    /// Users' groups, for `userGroup` selectors.
+    user_groups: crate::user_groups::UserGroups,
     next_seq: AtomicU64,
 }
 
@@ -252,6 +254,7 @@ impl Coordinator {
             queries: Mutex::default(),
             client_timeout: config.client_timeout,
             max_queries: config.max_queries,
+            user_groups: config.user_groups.clone(),
             next_seq: AtomicU64::new(1),
         }
     }
@@ -571,9 +574,9 @@ async fn run(
         // Until the coordinator authenticates clients, the principal is
         // the user.
         authenticated_user: None,
-        user_groups: Vec::new(),
+        user_groups: c.user_groups.of(&client.user),
         source: client.source.clone(),
-        query_type: Some("SELECT".into()),
+        query_type: statement::query_type(sql).map(str::to_string),
         client_tags: client.client_tags.clone(),
     };
     let Some(in_force) = c.groups.get() else {

@@ -71,6 +71,56 @@ pub fn classify(sql: &str, session: &BTreeMap<String, String>) -> Result<Stateme
     ))
 }
 
+/// The statement's Trino query type, as resource-group selectors'
+/// `queryType` matches it, from its leading keywords (comments and
+/// opening parentheses skipped); `None` for what Trino would not parse.
+pub fn query_type(sql: &str) -> Option<&'static str> {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r
+                .split_once("*/")
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if let Some(r) = rest.strip_prefix('(') {
+            rest = r.trim_start();
+        } else {
+            break;
+        }
+    }
+    let words: Vec<String> = rest
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    Some(match word(0) {
+        "select" | "with" | "values" | "table" => "SELECT",
+        "explain" => "EXPLAIN",
+        "describe" | "desc" | "show" => "DESCRIBE",
+        "insert" => "INSERT",
+        "update" => "UPDATE",
+        "delete" => "DELETE",
+        "merge" => "MERGE",
+        "analyze" => "ANALYZE",
+        // CREATE TABLE ... AS writes rows: Trino counts it an INSERT.
+        "create" if words.iter().any(|w| w == "as") && words.iter().any(|w| w == "table") => {
+            "INSERT"
+        }
+        "alter" if words.iter().any(|w| w == "execute") => "ALTER_TABLE_EXECUTE",
+        "create" | "alter" | "drop" | "comment" | "grant" | "revoke" | "deny" | "set" | "reset"
+        | "use" | "call" | "prepare" | "deallocate" | "execute" | "start" | "commit"
+        | "rollback" | "truncate" | "refresh" => "DATA_DEFINITION",
+        _ => return None,
+    })
+}
+
 /// `query_priority` (default 1, as Trino), if given.
 pub fn priority(session: &BTreeMap<String, String>) -> Result<i32, QueryError> {
     match session.get(QUERY_PRIORITY) {
@@ -137,5 +187,38 @@ mod tests {
         assert_eq!(priority(&props(&[(QUERY_PRIORITY, "7")])), Ok(7));
         assert_eq!(priority(&props(&[])), Ok(1));
         assert!(priority(&props(&[(QUERY_PRIORITY, "high")])).is_err());
+    }
+
+    #[test]
+    fn statements_have_trinos_query_types() {
+        for (sql, t) in [
+            ("SELECT 1", Some("SELECT")),
+            (
+                "  -- a comment\n (with x as (select 1) select * from x)",
+                Some("SELECT"),
+            ),
+            ("/* hint */ values 1", Some("SELECT")),
+            ("EXPLAIN SELECT 1", Some("EXPLAIN")),
+            ("show tables", Some("DESCRIBE")),
+            ("insert into t values 1", Some("INSERT")),
+            ("CREATE TABLE t AS SELECT 1", Some("INSERT")),
+            ("create table t (a int)", Some("DATA_DEFINITION")),
+            (
+                "MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE",
+                Some("MERGE"),
+            ),
+            (
+                "ALTER TABLE t EXECUTE optimize",
+                Some("ALTER_TABLE_EXECUTE"),
+            ),
+            ("alter table t add column b int", Some("DATA_DEFINITION")),
+            ("delete from t", Some("DELETE")),
+            ("update t set a = 1", Some("UPDATE")),
+            ("analyze t", Some("ANALYZE")),
+            ("frobnicate", None),
+            ("", None),
+        ] {
+            assert_eq!(query_type(sql), t, "{sql}");
+        }
     }
 }

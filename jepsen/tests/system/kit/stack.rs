@@ -131,6 +131,7 @@ impl Stack {
                 refresh_ms: o.refresh_ms,
                 freshness_gate: 0.8,
                 max_queries: o.max_queries,
+                group_provider_file: None,
             };
             coordinators.push(start_coordinator(&args).await);
             coordinator_args.push(args);
