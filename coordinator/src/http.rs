@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
             get(poll).delete(cancel),
         )
         .route("/v1/query/{id}", get(query_info))
+        .route("/v1/resourceGroupState/{*id}", get(group_state))
         .route("/v1/info", get(info))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
@@ -266,6 +267,31 @@ async fn cancel(
         "Query was canceled",
     ));
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Trino's `GET /v1/resourceGroupState/{id}`, the id's names as path
+/// segments (see [`crate::group_state`]).
+async fn group_state(State(state): State<AppState>, Path(path): Path<String>) -> Response {
+    let id = path.trim_matches('/').replace('/', ".");
+    let c = &state.coordinator;
+    let spec = c.groups.get().and_then(|g| {
+        g.groups
+            .resolve(&id)
+            .and_then(|chain| chain.last().map(|s| (*s).clone()))
+    });
+    let Some(spec) = spec else {
+        return user_error(
+            StatusCode::NOT_FOUND,
+            format!("Resource group not found: {id}"),
+        );
+    };
+    match c.rms.view(crate::group_state::VIEW_STALENESS_MS).await {
+        Ok(view) => Json(crate::group_state::group_info(&id, &spec, &view)).into_response(),
+        Err(e) => user_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the resource groups' state from the RMs: {e}"),
+        ),
+    }
 }
 
 async fn query_info(State(state): State<AppState>, Path(id): Path<String>) -> Response {

@@ -15,7 +15,7 @@
 //! - [`eventual`]: eventual-mode admission on the aggregated view
 //!   (staleness bound, freshness gate, usage reports).
 //! - [`groups`]: the resource-group configuration in force, followed from
-//!   the RMs' log.
+//!   the RMs' log; [`group_state`]: `GET /v1/resourceGroupState/{id}`.
 //! - [`user_groups`]: users' groups for `userGroup` selectors (Trino's
 //!   file group provider format).
 //! - [`dispatch`]: worker choice and task control.
@@ -25,6 +25,7 @@ pub mod config;
 pub mod dispatch;
 pub mod events;
 pub mod eventual;
+pub mod group_state;
 pub mod groups;
 pub mod http;
 pub mod node;

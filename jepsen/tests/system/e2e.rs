@@ -426,6 +426,30 @@ async fn a_wrong_slug_or_a_forged_id_never_touches_a_query() {
         .await
         .unwrap();
     assert_eq!(info["resourceGroupId"], serde_json::json!(["g"]), "{info}");
+    let state = client
+        .poll(&format!("http://{c1}/v1/resourceGroupState/g"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &state["id"],
+            &state["hardConcurrencyLimit"],
+            &state["state"]
+        ),
+        (
+            &serde_json::json!(["g"]),
+            &serde_json::json!(2),
+            &serde_json::json!("CAN_RUN")
+        ),
+        "{state}"
+    );
+    match client
+        .poll(&format!("http://{c1}/v1/resourceGroupState/nope"))
+        .await
+    {
+        Err(e) => assert_eq!(e.status(), Some(404), "{e}"),
+        Ok(v) => panic!("an unknown group was answered: {v}"),
+    }
     // A path in place of the id reaches nothing behind the coordinator.
     for forged_id in ["..%2F..%2Fadmin%2Fconfig", "..", "a%2F..%2F..%2Fhealth"] {
         let uri = format!("http://{c1}/v1/statement/executing/{forged_id}/{slug}/1");
