@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `bug::limit-off-by-one` | every group admits one more than configured | semaphore, no faults: `linearizable`, `over_admission_client` |
 //! | `bug::wiped-voter-votes` | a voter that lost its disk is accepted under its old identity | semaphore under `wipe`: `storage_faults_recovered` |
-//! | `bug::worker-ignores-fencing` | workers keep running tasks whose admission was revoked | queue workload (0.8-2 s tasks) with coordinators paused past a 0.6 s lease: `over_admission_workers` |
+//! | `bug::worker-ignores-fencing` | workers keep running tasks whose admission was revoked | queue workload (0.8-2 s tasks) with coordinators paused past a 0.6 s lease, at least 20 s: `over_admission_workers` |
 //!
 //! Not planted: acknowledging an append before its fsync. The harness's
 //! crashes are process crashes, after which the page cache still holds
@@ -45,6 +45,9 @@ struct Plant {
     roles: Vec<Role>,
     pause_for: Duration,
     session_lease_ms: u64,
+    /// The shortest run that exposes the bug reliably (`--time-limit`
+    /// may lengthen it, never shorten it).
+    min_time_limit: Duration,
 }
 
 fn plants() -> Vec<Plant> {
@@ -56,6 +59,7 @@ fn plants() -> Vec<Plant> {
             roles: vec![Role::Rm],
             pause_for: Duration::from_secs(4),
             session_lease_ms: 3000,
+            min_time_limit: Duration::ZERO,
         },
         Plant {
             bug: "bug::wiped-voter-votes",
@@ -64,6 +68,7 @@ fn plants() -> Vec<Plant> {
             roles: vec![Role::Rm],
             pause_for: Duration::from_secs(4),
             session_lease_ms: 3000,
+            min_time_limit: Duration::ZERO,
         },
         Plant {
             bug: "bug::worker-ignores-fencing",
@@ -75,6 +80,11 @@ fn plants() -> Vec<Plant> {
             roles: vec![Role::Coordinator],
             pause_for: Duration::from_secs(4),
             session_lease_ms: 600,
+            // Each pause exposes the bug only if a revoked task is still
+            // running when a successor starts: a 10 s run holds two
+            // pauses, and a loaded CI machine once saw neither overlap.
+            // 20 s holds four.
+            min_time_limit: Duration::from_secs(20),
         },
     ]
 }
@@ -95,7 +105,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
                 seed: args.seed,
                 failpoints: Vec::new(),
             },
-            time_limit: Duration::from_secs(args.time_limit),
+            time_limit: Duration::from_secs(args.time_limit).max(plant.min_time_limit),
             concurrency: 6,
             nodes: args.cluster.nodes,
             bin_dir: args.cluster.bin_dir(),
