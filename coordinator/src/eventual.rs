@@ -421,10 +421,7 @@ impl Eventual {
     ) {
         let mut generation = 0;
         loop {
-            let bound = groups
-                .get()
-                .and_then(|g| min_bound(&g.groups.roots))
-                .unwrap_or(1000);
+            let bound = tightest_bound(&groups);
             // A view that takes longer than the bound to come is stale on
             // arrival: an RM that slow (paused, cut off) is passed over.
             let per_attempt = Duration::from_millis(bound).clamp(VIEW_ATTEMPT_MIN, CALL_TIMEOUT);
@@ -470,10 +467,7 @@ impl Eventual {
     ) {
         loop {
             let began = Instant::now();
-            let bound = groups
-                .get()
-                .and_then(|g| min_bound(&g.groups.roots))
-                .unwrap_or(1000);
+            let bound = tightest_bound(&groups);
             // A report that has not landed within about the bound is stuck
             // on an RM that cannot commit (a paused leader): try the next.
             let per_attempt = Duration::from_millis(bound).clamp(REPORT_ATTEMPT_MIN, CALL_TIMEOUT);
@@ -538,6 +532,15 @@ const REPORT_ATTEMPT_MIN: Duration = Duration::from_millis(500);
 /// Age here (counted from the request) plus the staleness the RM stated.
 fn fresh(view: &Snapshot, bound: Duration) -> bool {
     view.fetched.elapsed() + Duration::from_millis(view.staleness_ms) <= bound
+}
+
+/// The tightest staleness bound in force (ms); 1000 with no eventual
+/// group or no configuration yet.
+fn tightest_bound(groups: &GroupsInForce) -> u64 {
+    groups
+        .get()
+        .and_then(|g| min_bound(&g.groups.roots))
+        .unwrap_or(1000)
 }
 
 /// The tightest staleness bound among eventual groups.

@@ -21,14 +21,13 @@ async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(wha
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three RMs with one group `g` (limit 5, 5 queue slots) and a 1.5 s lease.
+async fn cluster_of_one_group(dir: &std::path::Path) -> TestCluster {
     let groups = groups::write(
-        dir.path(),
+        dir,
         r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":5,"maxQueued":5}]}"#,
     );
-    let c = TestCluster::start(
+    TestCluster::start(
         3,
         Settings {
             resource_groups: Some(groups),
@@ -36,7 +35,13 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
             ..Default::default()
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster_of_one_group(dir.path()).await;
     let leader = c.wait_leader(&[1, 2, 3], T).await;
     // A worker `w1` reporting to every RM every 100 ms.
     let rms = c.addrs.values().cloned().collect();
@@ -191,19 +196,7 @@ async fn a_silent_rm_does_not_stall_reports_to_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_off_with_a_stale_rm_stops_its_tasks_and_one_that_can_switch_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
-    let groups = groups::write(
-        dir.path(),
-        r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":5,"maxQueued":5}]}"#,
-    );
-    let c = TestCluster::start(
-        3,
-        Settings {
-            resource_groups: Some(groups),
-            session_lease_ms: Some(1500),
-            ..Default::default()
-        },
-    )
-    .await;
+    let c = cluster_of_one_group(dir.path()).await;
     let leader = c.wait_leader(&[1, 2, 3], T).await;
     let follower = if leader == 1 { 2 } else { 1 };
     let others: Vec<String> = c
