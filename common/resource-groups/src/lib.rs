@@ -13,12 +13,14 @@
 //! stands for every concrete name that fits, and those groups are created
 //! on demand.
 
+pub mod limits;
 mod raw;
 mod selector;
 mod spec;
 
+pub use limits::{CpuLimits, GroupUsage};
 pub use selector::{group_safe, QueryContext, Selector, MAX_TEMPLATE_VALUE_BYTES};
-pub use spec::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+pub use spec::{Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

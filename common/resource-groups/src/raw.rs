@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
+use super::limits::CpuLimits;
 use super::selector::Selector;
-use super::spec::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+use super::spec::{Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy};
 use super::{ConfigErrors, ResourceGroups};
 
 #[derive(Debug, Deserialize)]
@@ -37,9 +38,21 @@ struct RawGroup {
     hard_physical_data_scan_limit: Option<String>,
     soft_physical_data_scan_limit: Option<String>,
     jmx_export: Option<bool>,
+    /// Presto's per-query limits of a group.
+    per_query_limits: Option<RawPerQueryLimits>,
+    /// Presto's cap on the workers one query may use.
+    workers_per_query_limit: Option<i64>,
     #[serde(default)]
     sub_groups: Vec<RawGroup>,
     consistency: Option<RawConsistency>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPerQueryLimits {
+    execution_time_limit: Option<String>,
+    total_memory_limit: Option<String>,
+    cpu_time_limit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,24 +122,40 @@ pub(super) const QUERY_TYPES: &[&str] = &[
 impl RawConfig {
     pub(super) fn validate(self, default: &Consistency) -> Result<ResourceGroups, ConfigErrors> {
         let mut report = Report::default();
-        for (field, value) in [
-            ("cpuQuotaPeriod", &self.cpu_quota_period),
-            (
-                "physicalDataScanQuotaPeriod",
-                &self.physical_data_scan_quota_period,
-            ),
-        ] {
-            if let Some(text) = value {
-                if let Err(e) = parse_duration(text) {
-                    report.error(field, e);
-                }
-                report.unenforced(field, field);
+        if let Some(text) = &self.physical_data_scan_quota_period {
+            if let Err(e) = parse_duration(text) {
+                report.error("physicalDataScanQuotaPeriod", e);
             }
+            report.unenforced("physicalDataScanQuotaPeriod", "physicalDataScanQuotaPeriod");
         }
+        let file = FileWide {
+            cpu_quota_period_ms: self.cpu_quota_period.as_deref().and_then(|text| {
+                match parse_duration(text) {
+                    Ok(d) if d.as_millis() > 0 => {
+                        Some(d.as_millis().min(u128::from(u64::MAX)) as u64)
+                    }
+                    Ok(_) => {
+                        report.error("cpuQuotaPeriod", "must be positive");
+                        None
+                    }
+                    Err(e) => {
+                        report.error("cpuQuotaPeriod", e);
+                        None
+                    }
+                }
+            }),
+        };
         if self.root_groups.is_empty() {
             report.error("rootGroups", "at least one root group is required");
         }
-        let roots = validate_level(&self.root_groups, "rootGroups", default, None, &mut report);
+        let roots = validate_level(
+            &self.root_groups,
+            "rootGroups",
+            default,
+            None,
+            &file,
+            &mut report,
+        );
         let mut selectors = Vec::new();
         for (i, mut raw) in self.selectors.into_iter().enumerate() {
             let path = format!("selectors[{i}]");
@@ -165,11 +194,17 @@ impl RawConfig {
     }
 }
 
+/// File-level settings every group's validation needs.
+struct FileWide {
+    cpu_quota_period_ms: Option<u64>,
+}
+
 fn validate_level(
     groups: &[RawGroup],
     path: &str,
     inherited: &Consistency,
     parent_policy: Option<SchedulingPolicy>,
+    file: &FileWide,
     report: &mut Report,
 ) -> Vec<GroupSpec> {
     let mut names = BTreeSet::new();
@@ -195,7 +230,14 @@ fn validate_level(
                 format!("'{}' appears twice among its siblings", g.name),
             );
         }
-        out.push(validate_group(g, &at, inherited, parent_policy, report));
+        out.push(validate_group(
+            g,
+            &at,
+            inherited,
+            parent_policy,
+            file,
+            report,
+        ));
     }
     out
 }
@@ -216,6 +258,7 @@ fn validate_group(
     at: &str,
     inherited: &Consistency,
     parent_policy: Option<SchedulingPolicy>,
+    file: &FileWide,
     report: &mut Report,
 ) -> GroupSpec {
     if g.name.is_empty() || g.name.contains('.') {
@@ -241,10 +284,6 @@ fn validate_group(
     };
     let max_queued = non_negative(g.max_queued, &format!("{at}.maxQueued"), report);
     let soft = g.soft_concurrency_limit.map(|v| {
-        report.unenforced(
-            "softConcurrencyLimit",
-            &format!("{at}.softConcurrencyLimit"),
-        );
         let soft = non_negative(v, &format!("{at}.softConcurrencyLimit"), report);
         if soft > hard {
             report.error(
@@ -287,24 +326,22 @@ fn validate_group(
         }
     };
     let memory = g.soft_memory_limit.as_deref().and_then(|text| {
-        report.unenforced("softMemoryLimit", &format!("{at}.softMemoryLimit"));
         parse_memory_limit(text)
             .map_err(|e| report.error(&format!("{at}.softMemoryLimit"), e))
             .ok()
     });
-    for (field, value) in [
-        ("hardCpuLimit", &g.hard_cpu_limit),
-        ("softCpuLimit", &g.soft_cpu_limit),
-    ] {
-        if let Some(text) = value {
-            if let Err(e) = parse_duration(text) {
-                report.error(&format!("{at}.{field}"), e);
-            }
-            report.unenforced(field, &format!("{at}.{field}"));
-        }
-    }
-    if g.soft_cpu_limit.is_some() && g.hard_cpu_limit.is_none() {
-        report.error(&format!("{at}.softCpuLimit"), "needs hardCpuLimit too");
+    let cpu_limits = cpu_limits(g, at, file, report);
+    let per_query_limits = g
+        .per_query_limits
+        .as_ref()
+        .map(|l| per_query_limits(l, &format!("{at}.perQueryLimits"), report))
+        .unwrap_or_default();
+    if let Some(n) = g.workers_per_query_limit {
+        non_negative(n, &format!("{at}.workersPerQueryLimit"), report);
+        report.warn(
+            &format!("{at}.workersPerQueryLimit"),
+            "accepted; every query runs its task on one worker, so any limit of 1 or more holds",
+        );
     }
     for (field, value) in [
         (
@@ -339,6 +376,7 @@ fn validate_group(
         &format!("{at}.subGroups"),
         &consistency,
         Some(policy),
+        file,
         report,
     );
     // As in Trino: priorities are compared across the whole subtree, so
@@ -359,10 +397,83 @@ fn validate_group(
         max_queued,
         soft_concurrency_limit: soft,
         soft_memory_limit: memory,
+        cpu_limits,
+        per_query_limits,
+        jmx_export: g.jmx_export.unwrap_or(false),
         scheduling_policy: policy,
         scheduling_weight: weight,
         consistency,
         sub_groups,
+    }
+}
+
+fn duration_ms(text: &str, at: &str, report: &mut Report) -> Option<u64> {
+    parse_duration(text)
+        .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+        .map_err(|e| report.error(at, e))
+        .ok()
+}
+
+/// `hardCpuLimit` and `softCpuLimit` (soft needs hard, and is at most
+/// hard), which need the file's `cpuQuotaPeriod`, as upstream.
+fn cpu_limits(g: &RawGroup, at: &str, file: &FileWide, report: &mut Report) -> Option<CpuLimits> {
+    let hard = g
+        .hard_cpu_limit
+        .as_deref()
+        .and_then(|t| duration_ms(t, &format!("{at}.hardCpuLimit"), report));
+    let soft = g
+        .soft_cpu_limit
+        .as_deref()
+        .and_then(|t| duration_ms(t, &format!("{at}.softCpuLimit"), report));
+    if g.hard_cpu_limit.is_none() && g.soft_cpu_limit.is_none() {
+        return None;
+    }
+    if g.soft_cpu_limit.is_some() && g.hard_cpu_limit.is_none() {
+        report.error(&format!("{at}.softCpuLimit"), "needs hardCpuLimit too");
+        return None;
+    }
+    let Some(period_ms) = file.cpu_quota_period_ms else {
+        report.error(
+            &format!("{at}.hardCpuLimit"),
+            "CPU limits need the file's cpuQuotaPeriod",
+        );
+        return None;
+    };
+    let hard = hard?;
+    if let Some(soft) = soft.filter(|s| *s > hard) {
+        report.error(
+            &format!("{at}.softCpuLimit"),
+            format!("{soft} ms is above hardCpuLimit {hard} ms"),
+        );
+        return None;
+    }
+    Some(CpuLimits::new(soft, hard, period_ms))
+}
+
+fn per_query_limits(l: &RawPerQueryLimits, at: &str, report: &mut Report) -> PerQueryLimits {
+    let total_memory_bytes =
+        l.total_memory_limit
+            .as_deref()
+            .and_then(|text| match parse_memory_limit(text) {
+                Ok(MemoryLimit::Bytes(b)) => Some(b),
+                _ => {
+                    report.error(
+                        &format!("{at}.totalMemoryLimit"),
+                        format!("'{text}' is not an absolute size like 1GB"),
+                    );
+                    None
+                }
+            });
+    PerQueryLimits {
+        execution_time_ms: l
+            .execution_time_limit
+            .as_deref()
+            .and_then(|t| duration_ms(t, &format!("{at}.executionTimeLimit"), report)),
+        total_memory_bytes,
+        cpu_time_ms: l
+            .cpu_time_limit
+            .as_deref()
+            .and_then(|t| duration_ms(t, &format!("{at}.cpuTimeLimit"), report)),
     }
 }
 

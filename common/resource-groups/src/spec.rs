@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::CpuLimits;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Consistency {
     /// Admission is a conditional command in the Raft log.
@@ -30,6 +32,18 @@ pub enum MemoryLimit {
     Percent(f64),
 }
 
+/// Presto's `perQueryLimits` of a group: each query of the group (not
+/// the group's total) is killed past them, with Trino's error names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerQueryLimits {
+    /// `executionTimeLimit`: from admission to the end.
+    pub execution_time_ms: Option<u64>,
+    /// `totalMemoryLimit`: the query's memory over the cluster.
+    pub total_memory_bytes: Option<u64>,
+    /// `cpuTimeLimit`: the query's CPU time over the cluster.
+    pub cpu_time_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupSpec {
     /// A literal name or a template such as `${USER}`.
@@ -38,6 +52,12 @@ pub struct GroupSpec {
     pub max_queued: u32,
     pub soft_concurrency_limit: Option<u32>,
     pub soft_memory_limit: Option<MemoryLimit>,
+    /// `hardCpuLimit`, `softCpuLimit` and the file's `cpuQuotaPeriod`.
+    pub cpu_limits: Option<CpuLimits>,
+    /// Presto's `perQueryLimits`: a query over one of them is killed.
+    pub per_query_limits: PerQueryLimits,
+    /// Per-group metrics on the RMs' `/metrics` (Trino's JMX export).
+    pub jmx_export: bool,
     pub scheduling_policy: SchedulingPolicy,
     pub scheduling_weight: u32,
     /// Resolved: the group's own, else its parent's, else the default.

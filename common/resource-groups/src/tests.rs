@@ -66,7 +66,7 @@ fn unenforced_fields_are_reported_once_each() {
         .iter()
         .map(|w| w.split(": ").nth(1).unwrap_or(""))
         .collect();
-    for field in ["softMemoryLimit", "jmxExport", "cpuQuotaPeriod"] {
+    for field in ["jmxExport"] {
         assert_eq!(
             fields.iter().filter(|f| f.starts_with(field)).count(),
             1,
@@ -296,7 +296,6 @@ fn upstream_shaped_files_load_as_trino_loads_them() {
         "hardPhysicalDataScanLimit",
         "softPhysicalDataScanLimit",
         "physicalDataScanQuotaPeriod",
-        "hardCpuLimit",
     ] {
         assert!(
             rg.warnings.iter().any(|w| w.contains(field)),
@@ -304,6 +303,19 @@ fn upstream_shaped_files_load_as_trino_loads_them() {
             rg.warnings
         );
     }
+    assert!(
+        !rg.warnings.iter().any(|w| w.contains("CpuLimit")),
+        "CPU limits are enforced: {:?}",
+        rg.warnings
+    );
+    assert_eq!(
+        global.cpu_limits,
+        Some(crate::CpuLimits::new(
+            Some(30 * 60_000),
+            3_600_000,
+            3_600_000
+        ))
+    );
     assert!(
         rg.warnings
             .iter()
@@ -365,6 +377,27 @@ fn trinos_validation_rules_hold() {
             "rootGroups[0].hardCpuLimit",
         ),
         (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"hardCpuLimit":"1h"}]}"#,
+            "rootGroups[0].hardCpuLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"hardCpuLimit":"1m","softCpuLimit":"2m"}],
+                "cpuQuotaPeriod":"1h"}"#,
+            "rootGroups[0].softCpuLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1}],"cpuQuotaPeriod":"0s"}"#,
+            "cpuQuotaPeriod",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"perQueryLimits":{"totalMemoryLimit":"10%"}}]}"#,
+            "rootGroups[0].perQueryLimits.totalMemoryLimit",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"perQueryLimits":{"cpuTimeLimit":"soon"}}]}"#,
+            "rootGroups[0].perQueryLimits.cpuTimeLimit",
+        ),
+        (
             r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,"hardPhysicalDataScanLimit":"50%"}]}"#,
             "rootGroups[0].hardPhysicalDataScanLimit",
         ),
@@ -399,4 +432,31 @@ fn trinos_validation_rules_hold() {
         {"name":"${USER}","hardConcurrencyLimit":1,"maxQueued":1}],
         "selectors":[{"source":"(?<tool>[a-z]+)","group":"bi-${tool}"},{"group":"${USER}"}]}"#;
     parse(ok, &DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Presto's per-query limits and worker cap load; the cap is reported.
+#[test]
+fn prestos_per_query_limits_load() {
+    let rg = parse(
+        r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,
+            "workersPerQueryLimit": 10,
+            "perQueryLimits":{"executionTimeLimit":"1h","totalMemoryLimit":"1GB","cpuTimeLimit":"30m"}}]}"#,
+        &DEFAULT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rg.roots[0].per_query_limits,
+        crate::PerQueryLimits {
+            execution_time_ms: Some(3_600_000),
+            total_memory_bytes: Some(1 << 30),
+            cpu_time_ms: Some(1_800_000),
+        }
+    );
+    assert!(
+        rg.warnings
+            .iter()
+            .any(|w| w.contains("workersPerQueryLimit")),
+        "{:?}",
+        rg.warnings
+    );
 }
