@@ -37,6 +37,25 @@ impl CpuLimits {
     }
 }
 
+/// The limits [`can_run_more`] reads, copied out of a [`GroupSpec`] (the
+/// RMs keep them for a group whose spec was removed while it drains).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RunLimits {
+    pub hard_concurrency_limit: u32,
+    pub soft_memory_limit: Option<MemoryLimit>,
+    pub cpu_limits: Option<CpuLimits>,
+}
+
+impl GroupSpec {
+    pub fn run_limits(&self) -> RunLimits {
+        RunLimits {
+            hard_concurrency_limit: self.hard_concurrency_limit,
+            soft_memory_limit: self.soft_memory_limit,
+            cpu_limits: self.cpu_limits,
+        }
+    }
+}
+
 /// What a group uses now: its running queries' memory (and its
 /// descendants'), and the CPU time charged to it not yet regenerated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,8 +66,8 @@ pub struct GroupUsage {
 
 /// `softMemoryLimit` in bytes for a cluster of `cluster_memory_bytes`
 /// (a percentage is of the cluster's memory); `None`: no limit.
-pub fn soft_memory_limit_bytes(spec: &GroupSpec, cluster_memory_bytes: u64) -> Option<u64> {
-    spec.soft_memory_limit.as_ref().map(|m| match m {
+pub fn soft_memory_limit_bytes(limits: &RunLimits, cluster_memory_bytes: u64) -> Option<u64> {
+    limits.soft_memory_limit.as_ref().map(|m| match m {
         MemoryLimit::Bytes(b) => *b,
         MemoryLimit::Percent(p) => (cluster_memory_bytes as f64 * p / 100.0) as u64,
     })
@@ -57,9 +76,9 @@ pub fn soft_memory_limit_bytes(spec: &GroupSpec, cluster_memory_bytes: u64) -> O
 /// The running limit in force at `cpu_ms` of charged CPU time: the hard
 /// concurrency limit, less the soft-to-hard CPU penalty; 0 at or over the
 /// hard CPU limit.
-pub fn running_limit(spec: &GroupSpec, cpu_ms: u64) -> u32 {
-    let hard = spec.hard_concurrency_limit;
-    let Some(cpu) = spec.cpu_limits else {
+pub fn running_limit(limits: &RunLimits, cpu_ms: u64) -> u32 {
+    let hard = limits.hard_concurrency_limit;
+    let Some(cpu) = limits.cpu_limits else {
         return hard;
     };
     if cpu_ms >= cpu.hard_ms {
@@ -79,20 +98,21 @@ pub fn running_limit(spec: &GroupSpec, cpu_ms: u64) -> u32 {
 /// Whether the group may start one more query (its own limits only: the
 /// caller checks every group on the chain).
 pub fn can_run_more(
-    spec: &GroupSpec,
+    limits: &RunLimits,
     running: u32,
     usage: &GroupUsage,
     cluster_memory_bytes: u64,
 ) -> bool {
-    if soft_memory_limit_bytes(spec, cluster_memory_bytes).is_some_and(|l| usage.memory_bytes > l) {
+    if soft_memory_limit_bytes(limits, cluster_memory_bytes).is_some_and(|l| usage.memory_bytes > l)
+    {
         return false;
     }
-    running < running_limit(spec, usage.cpu_ms)
+    running < running_limit(limits, usage.cpu_ms)
 }
 
 /// `cpu_ms` after `elapsed_s` whole seconds of quota regeneration.
-pub fn regenerate_cpu(spec: &GroupSpec, cpu_ms: u64, elapsed_s: u64) -> u64 {
-    match spec.cpu_limits {
+pub fn regenerate_cpu(cpu_limits: Option<CpuLimits>, cpu_ms: u64, elapsed_s: u64) -> u64 {
+    match cpu_limits {
         Some(cpu) => cpu_ms.saturating_sub(elapsed_s.saturating_mul(cpu.quota_ms_per_s)),
         // Upstream regenerates at Long.MAX_VALUE per second: nothing stays.
         None if elapsed_s > 0 => 0,
@@ -105,7 +125,7 @@ mod tests {
     use super::*;
     use crate::spec::{Consistency, PerQueryLimits, SchedulingPolicy};
 
-    fn spec(hard: u32, cpu: Option<CpuLimits>, memory: Option<MemoryLimit>) -> GroupSpec {
+    fn spec(hard: u32, cpu: Option<CpuLimits>, memory: Option<MemoryLimit>) -> RunLimits {
         GroupSpec {
             name: "g".into(),
             hard_concurrency_limit: hard,
@@ -120,6 +140,7 @@ mod tests {
             consistency: Consistency::Linearizable,
             sub_groups: Vec::new(),
         }
+        .run_limits()
     }
 
     #[test]
@@ -141,8 +162,8 @@ mod tests {
         assert_eq!(running_limit(&s, 120_000), 0);
         // hard 2 min per hour: 33 ms of CPU regenerate per second.
         assert_eq!(s.cpu_limits.map(|c| c.quota_ms_per_s), Some(33));
-        assert_eq!(regenerate_cpu(&s, 120_000, 3), 119_901);
-        assert_eq!(regenerate_cpu(&s, 50, 3), 0);
+        assert_eq!(regenerate_cpu(s.cpu_limits, 120_000, 3), 119_901);
+        assert_eq!(regenerate_cpu(s.cpu_limits, 50, 3), 0);
     }
 
     #[test]
@@ -164,8 +185,8 @@ mod tests {
     fn without_cpu_limits_usage_never_stays() {
         let s = spec(5, None, None);
         assert_eq!(running_limit(&s, u64::MAX), 5);
-        assert_eq!(regenerate_cpu(&s, 5_000, 0), 5_000);
-        assert_eq!(regenerate_cpu(&s, 5_000, 1), 0);
+        assert_eq!(regenerate_cpu(s.cpu_limits, 5_000, 0), 5_000);
+        assert_eq!(regenerate_cpu(s.cpu_limits, 5_000, 1), 0);
         // A rate that rounds below 1 ms/s is 1, as upstream.
         assert_eq!(CpuLimits::new(None, 1, 3_600_000).quota_ms_per_s, 1);
     }

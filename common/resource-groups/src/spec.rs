@@ -25,7 +25,7 @@ pub enum SchedulingPolicy {
     QueryPriority,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum MemoryLimit {
     Bytes(u64),
     /// Percent of the cluster's memory.

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use resource_groups::{self, GroupSpec, SchedulingPolicy};
+use resource_groups::{self, CpuLimits, GroupSpec, MemoryLimit, RunLimits, SchedulingPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::scheduling;
@@ -59,10 +59,14 @@ pub struct GroupsConfig {
 
 /// The limits a live group runs under (kept when its spec is removed, so it
 /// can drain under the limits it had).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub hard_concurrency_limit: u32,
     pub max_queued: u32,
+    /// Under `weighted`, subgroups below it are chosen first.
+    pub soft_concurrency_limit: Option<u32>,
+    pub soft_memory_limit: Option<MemoryLimit>,
+    pub cpu_limits: Option<CpuLimits>,
     pub policy: SchedulingPolicy,
     pub weight: u32,
     /// Linearizable (true) or eventual; eventual groups are admitted by
@@ -75,14 +79,25 @@ impl Limits {
         Limits {
             hard_concurrency_limit: spec.hard_concurrency_limit,
             max_queued: spec.max_queued,
+            soft_concurrency_limit: spec.soft_concurrency_limit,
+            soft_memory_limit: spec.soft_memory_limit,
+            cpu_limits: spec.cpu_limits,
             policy: spec.scheduling_policy,
             weight: spec.scheduling_weight.max(1),
             linearizable: spec.consistency == resource_groups::Consistency::Linearizable,
         }
     }
+
+    pub fn run(&self) -> RunLimits {
+        RunLimits {
+            hard_concurrency_limit: self.hard_concurrency_limit,
+            soft_memory_limit: self.soft_memory_limit,
+            cpu_limits: self.cpu_limits,
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
     pub limits: Limits,
     /// Running and queued here and in every descendant.
@@ -185,6 +200,8 @@ pub struct Admission {
     /// watcher behind it has missed events and must resynchronise.
     pub events_dropped_through: u64,
     pub reports: BTreeMap<String, UsageReport>,
+    /// Memory and CPU per group, as the leader stamps them.
+    pub usage: super::usage::UsageState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,13 +360,11 @@ impl Admission {
             g.draining = false;
             g.limits = l.clone();
         }
-        let can_run = ids.iter().all(|id| {
-            let g = &self.groups[id];
-            g.running < g.limits.hard_concurrency_limit
-        }) && !self.groups[group]
-            .queue
-            .iter()
-            .any(|q| self.has_live_session(q));
+        let can_run = ids.iter().all(|id| self.can_run_more(id))
+            && !self.groups[group]
+                .queue
+                .iter()
+                .any(|q| self.has_live_session(q));
         let can_queue = ids.iter().all(|id| {
             let g = &self.groups[id];
             g.queued < g.limits.max_queued
@@ -394,6 +409,74 @@ impl Admission {
                 reason: RejectReason::QueueFull,
             }
         }
+    }
+
+    /// Whether live group `id` may start one more query under its own
+    /// limits: concurrency, and memory and CPU as last stamped.
+    pub(super) fn can_run_more(&self, id: &str) -> bool {
+        self.groups.get(id).is_some_and(|g| {
+            resource_groups::limits::can_run_more(
+                &g.limits.run(),
+                g.running,
+                &self.usage.of(id),
+                self.usage.cluster_memory_bytes,
+            )
+        })
+    }
+
+    /// A group's CPU limits: a live group's own (a draining one keeps
+    /// those it had), else the configuration's (eventual groups).
+    fn cpu_limits_of(&self, id: &str) -> Option<CpuLimits> {
+        match self.groups.get(id) {
+            Some(g) => g.limits.cpu_limits,
+            None => self
+                .config
+                .as_ref()
+                .and_then(|c| resource_groups::resolve(&c.roots, id))
+                .and_then(|chain| chain.last().and_then(|s| s.cpu_limits)),
+        }
+    }
+
+    /// Folds in the leader's usage stamp; returns the running queries over
+    /// a per-query limit of their group (or an ancestor), to be killed.
+    pub fn stamp_usage(
+        &mut self,
+        index: u64,
+        stamp: &super::usage::UsageStamp,
+        now_ms: u64,
+        rank: &mut u64,
+    ) -> Vec<(String, super::memory::KillReason)> {
+        self.usage.stamp(stamp, now_ms);
+        let mut over = Vec::new();
+        if let Some(config) = &self.config {
+            for (id, q) in &stamp.queries {
+                let Some(chain) = resource_groups::resolve(&config.roots, &q.group) else {
+                    continue;
+                };
+                let tightest =
+                    |f: fn(&GroupSpec) -> Option<u64>| chain.iter().filter_map(|s| f(s)).min();
+                if let Some(limit_ms) = tightest(|s| s.per_query_limits.cpu_time_ms) {
+                    if q.cpu_ms > limit_ms {
+                        over.push((
+                            id.clone(),
+                            super::memory::KillReason::ExceededCpuLimit { limit_ms },
+                        ));
+                        continue;
+                    }
+                }
+                if let Some(limit_bytes) = tightest(|s| s.per_query_limits.total_memory_bytes) {
+                    if q.memory_bytes > limit_bytes {
+                        over.push((
+                            id.clone(),
+                            super::memory::KillReason::ExceededGlobalLimit { limit_bytes },
+                        ));
+                    }
+                }
+            }
+        }
+        // Less memory in use may let queued queries run.
+        self.promote(index, rank);
+        over
     }
 
     /// Releases a running query (frees its slot) or cancels a queued one.
@@ -561,6 +644,9 @@ impl Admission {
             let reason = format!("queued longer than {} ms", timeout);
             self.push_event(index, &id, &q, EventKind::Failed { reason });
         }
+        let mut usage = std::mem::take(&mut self.usage);
+        usage.regenerate(now_ms, |id| self.cpu_limits_of(id));
+        self.usage = usage;
         self.promote(index, rank);
     }
 

@@ -643,6 +643,21 @@ pub(crate) fn check_state_invariants(state: &State) {
     for id in recount.keys() {
         assert!(adm.groups.contains_key(id), "query in missing group {id}");
     }
+    // Group memory is the sum of the stamped memory of its queries.
+    let mut memory: BTreeMap<String, u64> = BTreeMap::new();
+    for q in adm.usage.queries.values() {
+        for g in resource_groups::chain_ids(&q.group) {
+            let m = memory.entry(g).or_default();
+            *m = m.saturating_add(q.memory_bytes);
+        }
+    }
+    for (id, u) in &adm.usage.groups {
+        assert_eq!(
+            u.memory_bytes,
+            memory.get(id).copied().unwrap_or(0),
+            "memory of {id}"
+        );
+    }
     // The watch seeks by index: kept events must stay in index order.
     assert!(
         adm.events
@@ -827,4 +842,125 @@ fn a_batch_refuses_commands_that_take_the_entry_index_as_an_identity() {
     ]));
     assert_eq!(answer, Response::Batch(vec![Response::NotBatchable; 4]));
     assert_eq!(m.state, before);
+}
+
+const LIMITED: &str = r#"{"rootGroups":[
+  {"name":"m","hardConcurrencyLimit":5,"maxQueued":5,"softMemoryLimit":"100B"},
+  {"name":"pct","hardConcurrencyLimit":5,"maxQueued":5,"softMemoryLimit":"10%"},
+  {"name":"c","hardConcurrencyLimit":4,"maxQueued":5,"hardCpuLimit":"10s","softCpuLimit":"5s"},
+  {"name":"k","hardConcurrencyLimit":5,"maxQueued":5,
+   "perQueryLimits":{"cpuTimeLimit":"1s","totalMemoryLimit":"1kB"}}],
+  "cpuQuotaPeriod":"10s"}"#;
+
+impl Machine {
+    fn limited() -> Machine {
+        let mut m = Machine::new();
+        m.run(Command::SetConfig(config(2, LIMITED)));
+        m
+    }
+
+    /// The leader's usage stamp: (query, group, memory, cpu).
+    fn stamp(&mut self, queries: &[(&str, &str, u64, u64)]) -> Vec<String> {
+        let stamp = usage::UsageStamp {
+            cluster_memory_bytes: 10_000,
+            queries: queries
+                .iter()
+                .map(|(q, g, memory_bytes, cpu_ms)| {
+                    (
+                        q.to_string(),
+                        usage::QueryUsage {
+                            group: g.to_string(),
+                            memory_bytes: *memory_bytes,
+                            cpu_ms: *cpu_ms,
+                        },
+                    )
+                })
+                .collect(),
+            leak_timeout_ms: 5_000,
+        };
+        match self.run(Command::Usage(stamp)) {
+            Response::UsageStamped { killed } => killed,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_group_over_its_soft_memory_limit_queues_until_memory_falls() {
+    let mut m = Machine::limited();
+    let s = m.session("c1");
+    assert!(admitted(&m.acquire("q1", "m", s)));
+    m.stamp(&[("q1", "m", 101, 0)]);
+    assert!(matches!(m.acquire("q2", "m", s), Decision::Queued { .. }));
+    // Memory falls to the limit (equal still runs): q2 starts on the stamp.
+    m.stamp(&[("q1", "m", 100, 0)]);
+    assert!(m.running("q2"));
+    // A percentage is of the cluster's memory (10,000 bytes here).
+    assert!(admitted(&m.acquire("p1", "pct", s)));
+    m.stamp(&[("p1", "pct", 1_001, 0)]);
+    assert!(matches!(m.acquire("p2", "pct", s), Decision::Queued { .. }));
+    check_invariants(&m);
+}
+
+#[test]
+fn cpu_limits_penalise_then_stop_until_the_quota_regenerates() {
+    let mut m = Machine::limited();
+    let s = m.session("c1");
+    assert!(admitted(&m.acquire("q1", "c", s)));
+    // 7.5 s charged, between soft 5 s and hard 10 s: the limit of 4 becomes
+    // floor(4 * 0.5) = 2, so one more runs and the next queues.
+    m.stamp(&[("q1", "c", 0, 7_500)]);
+    assert!(admitted(&m.acquire("q2", "c", s)));
+    assert!(matches!(m.acquire("q3", "c", s), Decision::Queued { .. }));
+    // At the hard limit nothing starts, even with a slot free.
+    m.stamp(&[("q1", "c", 0, 10_000), ("q2", "c", 0, 0)]);
+    m.release("q2");
+    assert!(!m.running("q3"));
+    // The quota regenerates at 10 s per 10 s, 1 s of CPU per second of log
+    // time: 3 s on, 7 s charged, the limit is floor(4 * 0.6) = 2.
+    m.run(Command::Tick);
+    m.now += 3_000;
+    m.run(Command::Tick);
+    assert_eq!(m.state.admission.usage.of("c").cpu_ms, 7_000);
+    assert!(m.running("q3"));
+    check_invariants(&m);
+}
+
+#[test]
+fn per_query_limits_kill_once_with_trinos_error_names() {
+    let mut m = Machine::limited();
+    let s = m.session("c1");
+    assert!(admitted(&m.acquire("q1", "k", s)));
+    assert!(admitted(&m.acquire("q2", "k", s)));
+    assert_eq!(m.stamp(&[("q1", "k", 0, 1_000)]), Vec::<String>::new());
+    // One kill per stamp: q1 (CPU) first, then q2 (memory).
+    assert_eq!(
+        m.stamp(&[("q1", "k", 0, 1_001), ("q2", "k", 1_025, 0)]),
+        vec!["q1".to_string()]
+    );
+    assert_eq!(
+        m.stamp(&[("q1", "k", 0, 1_500), ("q2", "k", 1_025, 0)]),
+        vec!["q2".to_string()]
+    );
+    assert!(m.stamp(&[("q1", "k", 0, 2_000)]).is_empty(), "killed once");
+    let kinds: Vec<(String, String)> = m
+        .state
+        .admission
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            admission::EventKind::Killed { error_name, .. } => {
+                Some((e.query_id.clone(), error_name.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("q1".to_string(), "EXCEEDED_CPU_LIMIT".to_string()),
+            ("q2".to_string(), "EXCEEDED_GLOBAL_MEMORY_LIMIT".to_string()),
+        ]
+    );
+    check_invariants(&m);
 }

@@ -8,10 +8,13 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use resource_groups::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+use resource_groups::{
+    Consistency, CpuLimits, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy,
+};
 
 use crate::admission::{AdmissionSettings, GroupsConfig};
 use crate::memory::{KillProposal, KillReason, KillerPolicy, MemoryFigures};
+use crate::usage::{QueryUsage, UsageStamp};
 use crate::{AcquireRequest, Command, Request};
 
 const QUERIES: u64 = 12;
@@ -74,36 +77,47 @@ pub fn config() -> impl Strategy<Value = GroupsConfig> {
         ]),
         any::<bool>(),
         2_000..60_000u64,
+        prop::option::of((1..50_000u64, 1..100_000u64)),
+        prop::option::of(1..60_000u64),
     )
-        .prop_map(|(limit, queued, policy, memory, eventual, lease)| {
-            let mut g = group(
-                "g",
-                limit + 1,
-                queued + 2,
-                vec![
-                    group("a", limit, queued, vec![]),
-                    group("b", 1, queued, vec![]),
-                    group("c", limit, queued, vec![group("x", limit, queued, vec![])]),
-                ],
-            );
-            g.scheduling_policy = policy;
-            g.soft_memory_limit = memory;
-            let mut h = group("h", limit, queued, vec![]);
-            if eventual {
-                h.consistency = Consistency::Eventual {
-                    max_staleness_ms: 500,
+        .prop_map(
+            |(limit, queued, policy, memory, eventual, lease, cpu, per_query_cpu)| {
+                let mut g = group(
+                    "g",
+                    limit + 1,
+                    queued + 2,
+                    vec![
+                        group("a", limit, queued, vec![]),
+                        group("b", 1, queued, vec![]),
+                        group("c", limit, queued, vec![group("x", limit, queued, vec![])]),
+                    ],
+                );
+                g.scheduling_policy = policy;
+                g.soft_memory_limit = memory;
+                g.cpu_limits = cpu.map(|(hard_ms, period_ms)| {
+                    CpuLimits::new(Some(hard_ms / 2), hard_ms, period_ms)
+                });
+                g.sub_groups[0].per_query_limits = PerQueryLimits {
+                    cpu_time_ms: per_query_cpu,
+                    ..Default::default()
                 };
-            }
-            GroupsConfig {
-                version: 0,
-                roots: vec![g, h],
-                source: format!("limit {limit}, queued {queued}"),
-                settings: AdmissionSettings {
-                    session_lease_ms: lease,
-                    queue_timeout_ms: lease * 3,
-                },
-            }
-        })
+                let mut h = group("h", limit, queued, vec![]);
+                if eventual {
+                    h.consistency = Consistency::Eventual {
+                        max_staleness_ms: 500,
+                    };
+                }
+                GroupsConfig {
+                    version: 0,
+                    roots: vec![g, h],
+                    source: format!("limit {limit}, queued {queued}"),
+                    settings: AdmissionSettings {
+                        session_lease_ms: lease,
+                        queue_timeout_ms: lease * 3,
+                    },
+                }
+            },
+        )
 }
 
 fn kill() -> impl Strategy<Value = KillProposal> {
@@ -202,6 +216,7 @@ pub fn command() -> impl Strategy<Value = Command> {
         1 => config().prop_map(Command::SetConfig),
         1 => kill().prop_map(Command::Kill),
         1 => (0..60u64).prop_map(|index| Command::SettleKill { index }),
+        1 => usage(),
     ];
     prop_oneof![
         8 => single,
@@ -216,7 +231,43 @@ fn command_unbatchable() -> impl Strategy<Value = Command> {
         Just(Command::Tick),
         coordinator().prop_map(|coordinator| Command::RegisterSession { coordinator }),
         (0..60u64).prop_map(|index| Command::SettleKill { index }),
+        usage(),
     ]
+}
+
+/// A leader's usage stamp: some queries, in any group, with any figures.
+fn usage() -> impl Strategy<Value = Command> {
+    (
+        0..1u64 << 32,
+        prop::collection::btree_map(
+            query_id(),
+            (
+                prop::sample::select(&GROUPS[..]),
+                0..1u64 << 31,
+                0..100_000u64,
+            ),
+            0..4,
+        ),
+    )
+        .prop_map(|(cluster_memory_bytes, queries)| {
+            Command::Usage(UsageStamp {
+                cluster_memory_bytes,
+                queries: queries
+                    .into_iter()
+                    .map(|(id, (group, memory_bytes, cpu_ms))| {
+                        (
+                            id,
+                            QueryUsage {
+                                group: group.to_string(),
+                                memory_bytes,
+                                cpu_ms,
+                            },
+                        )
+                    })
+                    .collect(),
+                leak_timeout_ms: 1_000,
+            })
+        })
 }
 
 /// A log: a configuration first (so admissions have groups) and a session

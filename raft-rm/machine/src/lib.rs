@@ -27,6 +27,7 @@ pub mod arbitrary;
 pub mod finished;
 pub mod memory;
 mod scheduling;
+pub mod usage;
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,9 @@ pub enum Command {
     SettleKill {
         index: u64,
     },
+    /// The leader's view of running queries' memory and CPU (see
+    /// [`usage`]): groups' memory and CPU limits decide on it.
+    Usage(usage::UsageStamp),
     /// Several commands proposed concurrently, committed as one entry (group
     /// commit: one append, one fsync per replica for all of them). They are
     /// applied in order at the entry's index and log time, sharing its
@@ -138,6 +142,11 @@ pub enum Response {
     Kill(memory::KillAnswer),
     KillSettled {
         settled: bool,
+    },
+    /// A usage stamp applied: the query it had killed (at most one) for a
+    /// per-query limit of its group.
+    UsageStamped {
+        killed: Vec<String>,
     },
     /// The answers to a [`Command::Batch`], one per command, in order.
     Batch(Vec<Response>),
@@ -248,6 +257,28 @@ impl State {
             Command::SettleKill { index: decision } => Response::KillSettled {
                 settled: self.memory.settle_freed(*decision, now),
             },
+            Command::Usage(stamp) => {
+                let mut killed = Vec::new();
+                for (query_id, reason) in adm.stamp_usage(index, stamp, now, rank) {
+                    // A decision is identified by its entry's index: one
+                    // kill per stamp (the others wait for the next stamp).
+                    if !killed.is_empty() {
+                        break;
+                    }
+                    let proposal = memory::KillProposal {
+                        query_id,
+                        reason,
+                        figures: memory::MemoryFigures::default(),
+                        leak_timeout_ms: stamp.leak_timeout_ms,
+                    };
+                    let answer = self.memory.kill(index, &proposal, now);
+                    if matches!(answer, memory::KillAnswer::Decided { .. }) {
+                        adm.push_kill_event(index, &proposal.query_id, &proposal.reason);
+                        killed.push(proposal.query_id);
+                    }
+                }
+                Response::UsageStamped { killed }
+            }
             // Only `apply` unpacks a batch, and never one inside another.
             Command::Batch(_) => Response::NotBatchable,
         }

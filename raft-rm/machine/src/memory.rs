@@ -47,6 +47,8 @@ pub enum KillReason {
     ExceededGlobalLimit { limit_bytes: u64 },
     /// `query.max-memory-per-node`: the query's reservation on `node`.
     ExceededLocalLimit { node: String, limit_bytes: u64 },
+    /// A group's `perQueryLimits.cpuTimeLimit`: the query's CPU time.
+    ExceededCpuLimit { limit_ms: u64 },
 }
 
 impl KillReason {
@@ -56,6 +58,7 @@ impl KillReason {
             KillReason::LowMemory { .. } => "CLUSTER_OUT_OF_MEMORY",
             KillReason::ExceededGlobalLimit { .. } => "EXCEEDED_GLOBAL_MEMORY_LIMIT",
             KillReason::ExceededLocalLimit { .. } => "EXCEEDED_LOCAL_MEMORY_LIMIT",
+            KillReason::ExceededCpuLimit { .. } => "EXCEEDED_CPU_LIMIT",
         }
     }
 
@@ -74,6 +77,9 @@ impl KillReason {
                 "Query exceeded per-node memory limit of {} [on {node}]",
                 human_bytes(*limit_bytes)
             ),
+            KillReason::ExceededCpuLimit { limit_ms } => {
+                format!("Exceeded CPU limit of {}", human_duration(*limit_ms))
+            }
         }
     }
 
@@ -83,6 +89,7 @@ impl KillReason {
             KillReason::LowMemory { policy } => policy.name(),
             KillReason::ExceededGlobalLimit { .. } => "query.max-memory",
             KillReason::ExceededLocalLimit { .. } => "query.max-memory-per-node",
+            KillReason::ExceededCpuLimit { .. } => "perQueryLimits.cpuTimeLimit",
         }
     }
 }
@@ -100,6 +107,28 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{value:.0}{}", UNITS[unit])
     } else {
         format!("{value:.2}{}", UNITS[unit])
+    }
+}
+
+/// `1.50m`-style durations in messages (as upstream's succinct Duration).
+pub fn human_duration(ms: u64) -> String {
+    const UNITS: [(&str, f64); 5] = [
+        ("d", 86_400_000.0),
+        ("h", 3_600_000.0),
+        ("m", 60_000.0),
+        ("s", 1_000.0),
+        ("ms", 1.0),
+    ];
+    let (unit, size) = UNITS
+        .iter()
+        .find(|(_, size)| ms as f64 >= *size)
+        .copied()
+        .unwrap_or(("ms", 1.0));
+    let value = ms as f64 / size;
+    if value.fract() == 0.0 {
+        format!("{value:.0}{unit}")
+    } else {
+        format!("{value:.2}{unit}")
     }
 }
 
@@ -369,6 +398,10 @@ mod tests {
         );
         assert_eq!(global.error_name(), "EXCEEDED_GLOBAL_MEMORY_LIMIT");
         assert_eq!(human_bytes(1536), "1.50kB");
+        let cpu = KillReason::ExceededCpuLimit { limit_ms: 90_000 };
+        assert_eq!(cpu.message(), "Exceeded CPU limit of 1.50m");
+        assert_eq!(cpu.error_name(), "EXCEEDED_CPU_LIMIT");
+        assert_eq!(human_duration(2_000), "2s");
         assert_eq!(human_bytes(100), "100B");
     }
 }

@@ -20,9 +20,7 @@ fn children(adm: &Admission, id: &str) -> Vec<String> {
 }
 
 fn has_room(adm: &Admission, id: &str) -> bool {
-    adm.groups
-        .get(id)
-        .is_some_and(|g| g.running < g.limits.hard_concurrency_limit)
+    adm.can_run_more(id)
 }
 
 /// The best live queued query of a leaf: highest priority first under
@@ -105,6 +103,25 @@ pub(super) fn next_runnable(adm: &mut Admission, root: &str) -> Option<String> {
                 .expect("eligible is not empty")
                 .clone(),
             SchedulingPolicy::Weighted => {
+                // As upstream, subgroups below their soft concurrency limit
+                // (by default their hard one) come first.
+                let below_soft: Vec<String> = eligible
+                    .iter()
+                    .filter(|c| {
+                        let g = &adm.groups[*c];
+                        let soft = g
+                            .limits
+                            .soft_concurrency_limit
+                            .unwrap_or(g.limits.hard_concurrency_limit);
+                        g.running < soft
+                    })
+                    .cloned()
+                    .collect();
+                let eligible = if below_soft.is_empty() {
+                    eligible
+                } else {
+                    below_soft
+                };
                 // Smooth weighted round-robin: every candidate gains its
                 // weight; the richest is chosen and pays the total.
                 let total: i64 = eligible
