@@ -69,6 +69,17 @@ pub struct WorkerHeartbeat {
     pub cpu_cores: f64,
     pub running_tasks: u32,
     pub ttl_ms: u64,
+    /// query id -> its resource group and the CPU time its tasks here have
+    /// used (their memory is in `memory.queries`).
+    #[serde(default)]
+    pub queries: BTreeMap<String, QueryResources>,
+}
+
+/// One query's use of a worker, beyond memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResources {
+    pub group: String,
+    pub cpu_ms: u64,
 }
 
 /// One admission event from `GET /v1/watch`.

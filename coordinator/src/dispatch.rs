@@ -60,25 +60,11 @@ pub async fn choose_worker(rms: &RmClient, bytes: u64) -> Result<Placement, Quer
     }
 }
 
-pub async fn create_task(
-    http: &HttpClient,
-    addr: &str,
-    query_id: &str,
-    fencing_token: u64,
-    duration_ms: u64,
-    memory_bytes: u64,
-) -> Result<(), QueryError> {
-    let spec = TaskSpec {
-        task_id: query_id.to_string(),
-        query_id: query_id.to_string(),
-        fencing_token,
-        duration_ms,
-        memory_bytes,
-    };
+pub async fn create_task(http: &HttpClient, addr: &str, spec: &TaskSpec) -> Result<(), QueryError> {
     let url = format!("http://{addr}/v1/tasks");
     let mut attempt = 1;
     loop {
-        match http.post_json::<_, TaskInfo>(&url, &spec).await {
+        match http.post_json::<_, TaskInfo>(&url, spec).await {
             Ok(_) => return Ok(()),
             // The worker cannot check the fencing token with the RMs yet
             // (none answers, or none fresh): they usually recover within
@@ -206,12 +192,19 @@ mod tests {
     async fn a_worker_that_cannot_check_the_token_yet_is_asked_again_and_a_refusal_is_final() {
         let http = HttpClient::new(None, Duration::from_secs(2));
         let (busy, hits) = worker(vec![503, 503, 200]).await;
-        create_task(&http, &busy, "q", 7, 1, 1).await.unwrap();
+        let spec = TaskSpec {
+            task_id: "q".into(),
+            query_id: "q".into(),
+            fencing_token: 7,
+            duration_ms: 1,
+            memory_bytes: 1,
+            cpu_ms: 1,
+            resource_group: "g".into(),
+        };
+        create_task(&http, &busy, &spec).await.unwrap();
         assert_eq!(hits.load(Ordering::Relaxed), 3);
         let (refusing, hits) = worker(vec![409]).await;
-        let e = create_task(&http, &refusing, "q", 7, 1, 1)
-            .await
-            .unwrap_err();
+        let e = create_task(&http, &refusing, &spec).await.unwrap_err();
         assert!(e.message.contains("409"), "{e:?}");
         assert_eq!(hits.load(Ordering::Relaxed), 1);
     }

@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{GroupUsage, UsageReport};
-use common::resource_groups::{chain_ids, Consistency, GroupSpec};
+use common::resource_groups::limits::{can_run_more, running_limit};
+use common::resource_groups::{chain_ids, Consistency, GroupSpec, ResourceUsage};
 use common::rm::{RmClient, CALL_TIMEOUT};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -44,6 +45,9 @@ use crate::protocol::{ErrorKind, QueryError};
 struct Snapshot {
     /// group id -> (running, queued), everyone's, as the view stated.
     groups: BTreeMap<String, (u32, u32)>,
+    /// group id -> memory and CPU, as the leader last stamped them.
+    usage: BTreeMap<String, ResourceUsage>,
+    cluster_memory_bytes: u64,
     /// Which of our reports the counts include (`None`: none of ours).
     our_report: Option<u64>,
     fetched: Instant,
@@ -333,10 +337,15 @@ impl Eventual {
         let mut gate = false;
         for (id, spec) in ids.iter().zip(specs) {
             let (running, _) = Self::total(&s, view, id);
-            if running >= spec.hard_concurrency_limit {
+            let usage = view.usage.get(id).copied().unwrap_or_default();
+            let limits = spec.run_limits();
+            // Trino's rules, as the RMs apply them to linearizable groups:
+            // memory over softMemoryLimit, CPU over its limits.
+            if !can_run_more(&limits, running, &usage, view.cluster_memory_bytes) {
                 return Start::NoRoom;
             }
-            if f64::from(running) >= self.gate_fraction * f64::from(spec.hard_concurrency_limit) {
+            let limit = running_limit(&limits, usage.cpu_ms);
+            if f64::from(running) >= self.gate_fraction * f64::from(limit) {
                 gate = true;
             }
         }
@@ -429,6 +438,18 @@ impl Eventual {
             if let Ok(v) = rms.with_timeout(per_attempt).view(bound).await {
                 generation += 1;
                 let snapshot = Snapshot {
+                    usage: v
+                        .groups
+                        .iter()
+                        .map(|g| {
+                            let usage = ResourceUsage {
+                                memory_bytes: g.memory_bytes,
+                                cpu_ms: g.cpu_ms,
+                            };
+                            (g.id.clone(), usage)
+                        })
+                        .collect(),
+                    cluster_memory_bytes: v.cluster_memory_bytes,
                     groups: v
                         .groups
                         .into_iter()
@@ -594,6 +615,8 @@ mod tests {
         let generation = s.view.as_ref().map_or(1, |v| v.generation + 1);
         s.view = Some(Snapshot {
             groups: BTreeMap::from([("g".to_string(), (running, 0))]),
+            usage: BTreeMap::new(),
+            cluster_memory_bytes: 0,
             our_report: Some(seq),
             fetched: Instant::now() - age,
             staleness_ms: 0,

@@ -151,10 +151,13 @@ mod tests {
                     hard_concurrency_limit: 0,
                     max_queued: 0,
                     draining: false,
+                    memory_bytes: 0,
+                    cpu_ms: 0,
                 })
                 .collect(),
             reports: Default::default(),
             report_ages_ms: Default::default(),
+            cluster_memory_bytes: 0,
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{
-    Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason,
+    Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason, TaskSpec,
 };
 use common::http::HttpClient;
 use common::resource_groups::{Consistency, QueryContext};
@@ -851,18 +851,20 @@ async fn execute(
         Statement::Simulated {
             duration_ms,
             memory_bytes,
+            cpu_ms,
         } => {
             let place = dispatch::choose_worker(&c.rms, memory_bytes).await?;
             q.update(|i| i.worker = Some(place.addr.clone()));
-            dispatch::create_task(
-                &c.http,
-                &place.addr,
-                &q.id,
-                token,
+            let spec = TaskSpec {
+                task_id: q.id.clone(),
+                query_id: q.id.clone(),
+                fencing_token: token,
                 duration_ms,
                 memory_bytes,
-            )
-            .await?;
+                cpu_ms,
+                resource_group: q.snapshot().group.unwrap_or_default(),
+            };
+            dispatch::create_task(&c.http, &place.addr, &spec).await?;
             match dispatch::follow_task(&c.http, &place.addr, &q.id, memory_bytes).await {
                 TaskEnd::Finished { peak_memory_bytes } => {
                     q.update(|i| {

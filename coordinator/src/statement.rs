@@ -9,6 +9,9 @@ use crate::protocol::{ErrorKind, QueryError};
 
 pub const SIMULATE_DURATION: &str = "simulate_duration_ms";
 pub const SIMULATE_MEMORY: &str = "simulate_memory_bytes";
+/// CPU time a simulated task uses, spread evenly over its duration
+/// (default: the duration, one core busy); group CPU limits count it.
+pub const SIMULATE_CPU: &str = "simulate_cpu_ms";
 /// Trino's session property for `query_priority` scheduling.
 pub const QUERY_PRIORITY: &str = "query_priority";
 
@@ -16,8 +19,13 @@ pub const QUERY_PRIORITY: &str = "query_priority";
 pub enum Statement {
     /// Answered by the coordinator: one row, one integer column.
     SelectOne,
-    /// A task on a worker that holds `memory_bytes` for `duration_ms`.
-    Simulated { duration_ms: u64, memory_bytes: u64 },
+    /// A task on a worker that holds `memory_bytes` for `duration_ms` and
+    /// uses `cpu_ms` of CPU time meanwhile.
+    Simulated {
+        duration_ms: u64,
+        memory_bytes: u64,
+        cpu_ms: u64,
+    },
 }
 
 /// Classifies `sql` given the session properties.
@@ -40,6 +48,7 @@ pub fn classify(sql: &str, session: &BTreeMap<String, String>) -> Result<Stateme
             return Ok(Statement::Simulated {
                 duration_ms,
                 memory_bytes,
+                cpu_ms: number(SIMULATE_CPU)?.unwrap_or(duration_ms),
             })
         }
         (Some(_), None) | (None, Some(_)) => {
@@ -163,8 +172,23 @@ mod tests {
             classify("SELECT * FROM big", &p),
             Ok(Statement::Simulated {
                 duration_ms: 250,
-                memory_bytes: 1048576
+                memory_bytes: 1048576,
+                cpu_ms: 250,
             })
+        );
+        let p = props(&[
+            (SIMULATE_DURATION, "250"),
+            (SIMULATE_MEMORY, "1"),
+            (SIMULATE_CPU, "1000"),
+        ]);
+        assert_eq!(
+            classify("SELECT * FROM big", &p),
+            Ok(Statement::Simulated {
+                duration_ms: 250,
+                memory_bytes: 1,
+                cpu_ms: 1000,
+            }),
+            "four cores busy"
         );
     }
 

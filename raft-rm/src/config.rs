@@ -181,6 +181,9 @@ pub struct Timings {
     pub election_min: Duration,
     pub election_max: Duration,
     pub tick: Duration,
+    /// How often the leader stamps running queries' memory and CPU into
+    /// the log ([`crate::usage`]).
+    pub usage: Duration,
 }
 
 impl Default for Timings {
@@ -190,6 +193,7 @@ impl Default for Timings {
             election_min: Duration::from_millis(150),
             election_max: Duration::from_millis(300),
             tick: Duration::from_millis(200),
+            usage: Duration::from_secs(1),
         }
     }
 }
@@ -348,6 +352,7 @@ impl NodeConfig {
             election_min: ms(raw.election_timeout_min_ms, d.election_min),
             election_max: ms(raw.election_timeout_max_ms, d.election_max),
             tick: ms(raw.tick_ms, d.tick),
+            usage: d.usage,
         };
         if timings.heartbeat.is_zero() || timings.tick.is_zero() {
             return Err(invalid(

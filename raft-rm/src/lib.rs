@@ -58,6 +58,7 @@ pub mod network;
 pub mod node;
 pub mod soft;
 pub mod store;
+pub mod usage;
 
 pub use common::NodeId;
 

@@ -27,6 +27,7 @@ pub struct Metrics {
     usage_groups_rejected: Counter,
     proposals_abandoned: Counter,
     proposals_refused: Counter,
+    usage_stamps: Counter,
     term: Gauge,
     is_leader: Gauge,
     leader_id: Gauge,
@@ -270,6 +271,12 @@ impl Metrics {
             "Batchable commands dropped before proposal because their caller had given up (timed out or hung up)",
             proposals_abandoned.clone(),
         );
+        let usage_stamps = Counter::default();
+        registry.register(
+            "usage_stamps",
+            "Usage stamps (running queries' memory and CPU) this RM committed as leader",
+            usage_stamps.clone(),
+        );
         let proposals_refused = Counter::default();
         registry.register(
             "proposals_refused",
@@ -320,6 +327,7 @@ impl Metrics {
             usage_groups_rejected,
             proposals_abandoned,
             proposals_refused,
+            usage_stamps,
             term,
             is_leader,
             leader_id,
@@ -408,6 +416,10 @@ impl Metrics {
 
     pub fn proposal_refused(&self) {
         self.proposals_refused.inc();
+    }
+
+    pub fn usage_stamped(&self) {
+        self.usage_stamps.inc();
     }
 
     pub fn usage_groups_rejected(&self, groups: usize) {

@@ -168,6 +168,15 @@ pub async fn start_with_listener(
         crate::metrics::follow_raft(metrics, raft.clone(), shutdown_rx.clone()),
     );
     tasks.spawn(
+        "usage",
+        crate::usage::run(
+            core.clone(),
+            state.soft.clone(),
+            config.killer.leak_timeout,
+            shutdown_rx.clone(),
+        ),
+    );
+    tasks.spawn(
         "killer",
         crate::killer::run(
             core,

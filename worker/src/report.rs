@@ -76,6 +76,7 @@ impl Reporter {
                 cpu_cores: f64::from_bits(cpu.load(Ordering::Relaxed)),
                 running_tasks: self.tasks.running(),
                 ttl_ms,
+                queries: self.tasks.resources(),
             };
             let sent = async {
                 to.announce(&announcement).await?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub use common::api::{TaskInfo, TaskSpec, TaskState};
 use common::clock::SharedClock;
+use common::wire::QueryResources;
 use tokio::sync::oneshot;
 
 use crate::pool::Pool;
@@ -381,6 +382,34 @@ impl Tasks {
         self.lock().tasks.values().map(|t| t.info.clone()).collect()
     }
 
+    /// Per query: its resource group and the CPU time its running tasks
+    /// here have used so far (a simulated task uses its `cpu_ms` evenly
+    /// over its duration). For the heartbeats: the RMs charge it to the
+    /// group.
+    pub fn resources(&self) -> BTreeMap<String, QueryResources> {
+        let now = self.clock.now_ms();
+        let mut out: BTreeMap<String, QueryResources> = BTreeMap::new();
+        for t in self.lock().tasks.values() {
+            let (TaskState::Running, Some(started)) = (t.info.state, t.info.started_ms) else {
+                continue;
+            };
+            let spec = &t.info.spec;
+            let ran = now.saturating_sub(started).min(spec.duration_ms);
+            let cpu_ms = match spec.duration_ms {
+                0 => spec.cpu_ms,
+                d => (u128::from(spec.cpu_ms) * u128::from(ran) / u128::from(d)) as u64,
+            };
+            let q = out
+                .entry(spec.query_id.clone())
+                .or_insert_with(|| QueryResources {
+                    group: spec.resource_group.clone(),
+                    cpu_ms: 0,
+                });
+            q.cpu_ms = q.cpu_ms.saturating_add(cpu_ms);
+        }
+        out
+    }
+
     pub fn running(&self) -> u32 {
         self.lock()
             .tasks
@@ -402,6 +431,8 @@ mod tests {
             fencing_token: token,
             duration_ms: ms,
             memory_bytes: bytes,
+            cpu_ms: ms,
+            resource_group: "g".into(),
         }
     }
 

@@ -229,6 +229,8 @@ impl Worker {
             fencing_token: token,
             duration_ms: 60_000,
             memory_bytes: 1,
+            cpu_ms: 0,
+            resource_group: "g".into(),
         };
         self.http
             .post_json(&self.url("/v1/tasks"), &spec)

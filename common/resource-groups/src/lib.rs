@@ -18,7 +18,7 @@ mod raw;
 mod selector;
 mod spec;
 
-pub use limits::{CpuLimits, GroupUsage, RunLimits};
+pub use limits::{CpuLimits, ResourceUsage, RunLimits};
 pub use selector::{group_safe, QueryContext, Selector, MAX_TEMPLATE_VALUE_BYTES};
 pub use spec::{Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy};
 

@@ -59,7 +59,7 @@ impl GroupSpec {
 /// What a group uses now: its running queries' memory (and its
 /// descendants'), and the CPU time charged to it not yet regenerated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupUsage {
+pub struct ResourceUsage {
     pub memory_bytes: u64,
     pub cpu_ms: u64,
 }
@@ -100,7 +100,7 @@ pub fn running_limit(limits: &RunLimits, cpu_ms: u64) -> u32 {
 pub fn can_run_more(
     limits: &RunLimits,
     running: u32,
-    usage: &GroupUsage,
+    usage: &ResourceUsage,
     cluster_memory_bytes: u64,
 ) -> bool {
     if soft_memory_limit_bytes(limits, cluster_memory_bytes).is_some_and(|l| usage.memory_bytes > l)
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn a_group_over_its_soft_memory_limit_runs_nothing_new() {
         let s = spec(5, None, Some(MemoryLimit::Bytes(100)));
-        let at = |memory_bytes| GroupUsage {
+        let at = |memory_bytes| ResourceUsage {
             memory_bytes,
             cpu_ms: 0,
         };

@@ -124,6 +124,13 @@ pub struct GroupView {
     pub max_queued: u32,
     /// Gone from the configuration; kept until its queries end.
     pub draining: bool,
+    /// Memory of its running queries (descendants' too), as last stamped.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// CPU time charged to it and not yet regenerated (see
+    /// `resource_groups::limits`), as last stamped.
+    #[serde(default)]
+    pub cpu_ms: u64,
 }
 
 /// `GET /v1/resource-groups?max_staleness_ms=N`: the groups' counts, as of
@@ -150,6 +157,10 @@ pub struct View {
     /// coordinator can discount usage that is too old to trust.
     #[serde(default)]
     pub report_ages_ms: BTreeMap<String, u64>,
+    /// The live workers' memory, summed, as last stamped: a
+    /// `softMemoryLimit` in percent is of this.
+    #[serde(default)]
+    pub cluster_memory_bytes: u64,
 }
 
 impl View {

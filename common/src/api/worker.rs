@@ -15,6 +15,13 @@ pub struct TaskSpec {
     pub fencing_token: u64,
     pub duration_ms: u64,
     pub memory_bytes: u64,
+    /// CPU time the task uses, evenly over its duration.
+    #[serde(default)]
+    pub cpu_ms: u64,
+    /// The query's resource group: the RMs charge the task's memory and
+    /// CPU to it.
+    #[serde(default)]
+    pub resource_group: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

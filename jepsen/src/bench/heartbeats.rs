@@ -139,6 +139,7 @@ fn heartbeat(i: usize, workers: usize, rng: &mut impl Rng) -> WorkerHeartbeat {
         cpu_cores: rng.gen_range(0.0..16.0),
         running_tasks: rng.gen_range(0..64),
         ttl_ms: HEARTBEAT_TTL_MS,
+        queries: Default::default(),
     }
 }
 

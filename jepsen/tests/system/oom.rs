@@ -192,6 +192,7 @@ impl StandIn {
                     cpu_cores: 0.0,
                     running_tasks: 2,
                     ttl_ms: 1_000,
+                    queries: Default::default(),
                 };
                 for url in &urls {
                     if let Ok(a) = http.post_json::<_, HeartbeatAnswer>(url, &hb).await {

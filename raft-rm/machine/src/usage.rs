@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use resource_groups::limits::regenerate_cpu;
-use resource_groups::{CpuLimits, GroupUsage};
+use resource_groups::{CpuLimits, ResourceUsage};
 use serde::{Deserialize, Serialize};
 
 /// How long (log time) a query missing from stamps keeps its CPU record.
@@ -63,7 +63,7 @@ pub struct UsageState {
     pub queries: BTreeMap<String, StampedQuery>,
     /// Group id (every level) -> its usage, descendants included. Groups
     /// that use nothing are absent.
-    pub groups: BTreeMap<String, GroupUsage>,
+    pub groups: BTreeMap<String, ResourceUsage>,
     /// Log time up to which CPU quota has been regenerated (0: not yet).
     pub regenerated_to_ms: u64,
     /// Stamps applied (for operators: usage is live when this grows).
@@ -71,7 +71,7 @@ pub struct UsageState {
 }
 
 impl UsageState {
-    pub fn of(&self, group: &str) -> GroupUsage {
+    pub fn of(&self, group: &str) -> ResourceUsage {
         self.groups.get(group).copied().unwrap_or_default()
     }
 
@@ -172,8 +172,8 @@ mod tests {
         }
     }
 
-    fn usage(memory_bytes: u64, cpu_ms: u64) -> GroupUsage {
-        GroupUsage {
+    fn usage(memory_bytes: u64, cpu_ms: u64) -> ResourceUsage {
+        ResourceUsage {
             memory_bytes,
             cpu_ms,
         }

@@ -150,6 +150,8 @@ pub fn build_view(state: &AppState) -> View {
                     hard_concurrency_limit: g.limits.hard_concurrency_limit,
                     max_queued: g.limits.max_queued,
                     draining: true,
+                    memory_bytes: 0,
+                    cpu_ms: 0,
                 },
             }
         });
@@ -158,6 +160,11 @@ pub fn build_view(state: &AppState) -> View {
         entry.draining = g.draining;
     }
     let reports = add_reports(adm, &mut groups);
+    for (id, g) in groups.iter_mut() {
+        let usage = adm.usage.of(id);
+        g.memory_bytes = usage.memory_bytes;
+        g.cpu_ms = usage.cpu_ms;
+    }
     let now_ms = state.core.clock().now_ms();
     View {
         served_by: state.core.id(),
@@ -168,6 +175,7 @@ pub fn build_view(state: &AppState) -> View {
         config_version: adm.config.as_ref().map(|c| c.version),
         groups: groups.into_values().collect(),
         reports,
+        cluster_memory_bytes: adm.usage.cluster_memory_bytes,
     }
 }
 
@@ -185,6 +193,8 @@ fn group_view(id: &str, spec: &GroupSpec) -> GroupView {
         hard_concurrency_limit: spec.hard_concurrency_limit,
         max_queued: spec.max_queued,
         draining: false,
+        memory_bytes: 0,
+        cpu_ms: 0,
     }
 }
 
@@ -504,6 +514,8 @@ mod tests {
                     hard_concurrency_limit: 10,
                     max_queued: 10,
                     draining: false,
+                    memory_bytes: 0,
+                    cpu_ms: 0,
                 },
             );
         }

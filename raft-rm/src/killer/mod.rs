@@ -460,6 +460,7 @@ mod tests {
                 cpu_cores: 0.0,
                 running_tasks: 0,
                 ttl_ms: 1_000,
+                queries: Default::default(),
             }),
         }
     }

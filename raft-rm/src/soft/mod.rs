@@ -229,6 +229,7 @@ mod tests {
             cpu_cores: 0.5,
             running_tasks: 1,
             ttl_ms: 3_000,
+            queries: Default::default(),
         }
     }
 
