@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::selector::Selector;
-use super::spec::{Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
+use super::spec::{template_name_error, Consistency, GroupSpec, MemoryLimit, SchedulingPolicy};
 use super::{ConfigErrors, ResourceGroups};
 
 #[derive(Debug, Deserialize)]
@@ -260,11 +260,8 @@ fn validate_group(
             &format!("{at}.name"),
             "must be non-empty and contain no '.'",
         );
-    } else if g.name.matches("${").count() != g.name.matches('}').count() {
-        report.error(
-            &format!("{at}.name"),
-            format!("'{}' has an unclosed ${{...}}", g.name),
-        );
+    } else if let Some(problem) = template_name_error(&g.name) {
+        report.error(&format!("{at}.name"), problem);
     }
     let hard = match g.hard_concurrency_limit.or(g.max_running) {
         Some(v) => non_negative(v, &format!("{at}.hardConcurrencyLimit"), report),
@@ -485,6 +482,10 @@ fn check_selector_group(
     let mut leaf = false;
     let mut spec_path = Vec::new();
     for segment in group.split('.') {
+        if let Some(problem) = template_name_error(segment) {
+            report.error(at, problem);
+            return None;
+        }
         let Some(index) = level.iter().position(|s| s.name == segment) else {
             report.error(
                 at,

@@ -74,6 +74,32 @@ pub fn template_fits(template: &str, segment: &str) -> bool {
     match_parts(&parts, segment)
 }
 
+/// Trino's rule for a name: every `$`, `{` and `}` belongs to a variable
+/// `${name}`, whose name is a letter then letters or digits. The problem,
+/// if any.
+pub(super) fn template_name_error(name: &str) -> Option<String> {
+    let mut rest = name;
+    while let Some(at) = rest.find(['$', '{', '}']) {
+        let tail = &rest[at..];
+        let variable = tail
+            .strip_prefix("${")
+            .and_then(|t| t.split_once('}'))
+            .filter(|(var, _)| {
+                var.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && var.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        match variable {
+            Some((_, after)) => rest = after,
+            None => {
+                return Some(format!(
+                    "'{name}' has a '$', '{{' or '}}' outside a ${{name}} variable (names are a letter, then letters or digits)"
+                ))
+            }
+        }
+    }
+    None
+}
+
 /// How many characters of a template are literal: among sibling
 /// templates that fit a name, the one with more literal text is the more
 /// specific (`bi-${tool}` over `${USER}` for `bi-x`).
