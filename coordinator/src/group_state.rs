@@ -115,7 +115,7 @@ pub fn group_info(id: &str, spec: &GroupSpec, view: &View) -> GroupInfo {
                 (!name.contains('.')).then_some(name)
             })
             .filter_map(|name| {
-                let child = spec.sub_groups.iter().find(|s| s.fits(name))?;
+                let child = common::resource_groups::child_for(&spec.sub_groups, name)?;
                 Some(info(&format!("{prefix}{name}"), child))
             })
             .collect();

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use common::resource_groups::ResourceEstimates;
 use serde::{Deserialize, Serialize};
 
 /// The errors this coordinator raises, with Trino's own codes
@@ -190,6 +191,9 @@ pub struct ClientInfo {
     pub original_user: Option<String>,
     pub source: Option<String>,
     pub client_tags: Vec<String>,
+    /// `X-Trino-Resource-Estimate: EXECUTION_TIME=1h,PEAK_MEMORY=4GB`
+    /// (selectors' `selectorResourceEstimate`).
+    pub resource_estimates: ResourceEstimates,
     /// `X-Trino-Session: a=1, b=2`.
     pub session: BTreeMap<String, String>,
 }
@@ -200,6 +204,8 @@ pub enum HeaderError {
     MissingUser,
     #[error("{header}: '{value}' is not NAME=VALUE")]
     BadSession { header: &'static str, value: String },
+    #[error("X-Trino-Resource-Estimate: {0}")]
+    BadResourceEstimate(String),
 }
 
 /// Reads the client headers, Trino's names first, then Presto's legacy
@@ -239,11 +245,19 @@ pub fn client_info<'a>(get: impl Fn(&str) -> Vec<&'a str>) -> Result<ClientInfo,
         // Trino URL-encodes values; ours are plain numbers and names.
         session.insert(k.trim().to_string(), v.trim().to_string());
     }
+    // Trino's header, else Presto's; several headers add up, as in Trino.
+    let mut estimate_values = get("x-trino-resource-estimate");
+    if estimate_values.is_empty() {
+        estimate_values = get("x-presto-resource-estimate");
+    }
+    let resource_estimates = ResourceEstimates::from_headers(estimate_values)
+        .map_err(HeaderError::BadResourceEstimate)?;
     Ok(ClientInfo {
         user,
         original_user: one("original-user"),
         source: one("source"),
         client_tags: all("client-tags"),
+        resource_estimates,
         session,
     })
 }
@@ -298,6 +312,51 @@ mod tests {
             client_info(headers(&h)),
             Err(HeaderError::BadSession { .. })
         ));
+    }
+
+    #[test]
+    fn resource_estimates_are_read_from_one_or_several_headers() {
+        let one = [
+            ("x-trino-user", "a"),
+            (
+                "x-trino-resource-estimate",
+                "EXECUTION_TIME=1h, CPU_TIME=10s,peak_memory=4GB",
+            ),
+        ];
+        let e = client_info(headers(&one)).unwrap().resource_estimates;
+        assert_eq!(e.execution_time_ms, Some(3_600_000));
+        assert_eq!(e.cpu_time_ms, Some(10_000));
+        assert_eq!(e.peak_memory_bytes, Some(4 << 30));
+        let several = [
+            ("x-trino-user", "a"),
+            ("x-trino-resource-estimate", "EXECUTION_TIME=5m"),
+            ("x-trino-resource-estimate", "PEAK_MEMORY=512MB"),
+        ];
+        let e = client_info(headers(&several)).unwrap().resource_estimates;
+        assert_eq!(
+            (e.execution_time_ms, e.cpu_time_ms, e.peak_memory_bytes),
+            (Some(300_000), None, Some(512 << 20))
+        );
+        assert_eq!(
+            client_info(headers(&[("x-trino-user", "a")]))
+                .unwrap()
+                .resource_estimates,
+            ResourceEstimates::default()
+        );
+        for bad in [
+            "EXECUTION_TIME",
+            "CPU_TIME=soon",
+            "PEAK_MEMORY=50%",
+            "DISK=1GB",
+        ] {
+            let h = [("x-trino-user", "a"), ("x-trino-resource-estimate", bad)];
+            let e = client_info(headers(&h)).unwrap_err();
+            assert!(
+                matches!(e, HeaderError::BadResourceEstimate(_))
+                    && e.to_string().starts_with("X-Trino-Resource-Estimate: "),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

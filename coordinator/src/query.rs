@@ -22,7 +22,7 @@ use common::api::{
     Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason, TaskSpec,
 };
 use common::http::HttpClient;
-use common::resource_groups::{Consistency, QueryContext};
+use common::resource_groups::{Consistency, QueryContext, ResourceEstimates};
 use common::rm::RmClient;
 use common::wire::WatchEventKind;
 use serde_json::{json, Value};
@@ -382,6 +382,7 @@ impl Coordinator {
             original_user: payload.original_user,
             source: payload.source,
             client_tags: payload.client_tags,
+            resource_estimates: payload.resource_estimates,
             session: payload.session,
         };
         if entry.status == LedgerStatus::Running {
@@ -494,6 +495,9 @@ struct Payload {
     original_user: Option<String>,
     source: Option<String>,
     client_tags: Vec<String>,
+    /// Kept so that an adopting coordinator selects the same group.
+    #[serde(default)]
+    resource_estimates: ResourceEstimates,
     session: BTreeMap<String, String>,
     slug: String,
 }
@@ -578,6 +582,7 @@ async fn run(
         source: client.source.clone(),
         query_type: statement::query_type(sql).map(str::to_string),
         client_tags: client.client_tags.clone(),
+        resource_estimates: client.resource_estimates,
     };
     let Some(in_force) = c.groups.get() else {
         return Err(QueryError::new(
@@ -585,14 +590,17 @@ async fn run(
             "no resource-group configuration yet: the RMs have none, or none was read from them",
         ));
     };
-    let group = in_force.groups.select(&ctx).ok_or_else(|| {
+    let selected = in_force.groups.select(&ctx).ok_or_else(|| {
         QueryError::new(
             ErrorKind::QueryRejected,
             "Query did not match any selection rule",
         )
     })?;
+    let group = selected.id.clone();
     q.update(|i| i.group = Some(group.clone()));
-    let specs = in_force.groups.resolve(&group).ok_or_else(|| {
+    // The specs of the template the selector expanded, as Trino configures
+    // the group (the RMs resolve the id alone: see resource_groups::resolve).
+    let specs = in_force.groups.resolve_selected(&selected).ok_or_else(|| {
         QueryError::new(
             ErrorKind::QueryRejected,
             format!("no group '{group}' in the configuration"),
@@ -685,6 +693,7 @@ fn payload_of(q: &Query, sql: &str, client: &ClientInfo) -> String {
         original_user: client.original_user.clone(),
         source: client.source.clone(),
         client_tags: client.client_tags.clone(),
+        resource_estimates: client.resource_estimates,
         session: client.session.clone(),
         slug: q.slug.clone(),
     })

@@ -19,8 +19,10 @@ mod selector;
 mod spec;
 
 pub use limits::{CpuLimits, ResourceUsage, RunLimits};
-pub use selector::{group_safe, QueryContext, Selector, MAX_TEMPLATE_VALUE_BYTES};
-pub use spec::{Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy};
+pub use selector::{
+    group_safe, QueryContext, ResourceEstimates, Selector, MAX_TEMPLATE_VALUE_BYTES,
+};
+pub use spec::{child_for, Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +31,17 @@ pub struct ResourceGroups {
     pub selectors: Vec<Selector>,
     /// One line per field that is accepted but not enforced yet.
     pub warnings: Vec<String>,
+}
+
+/// What a selector chose: the concrete group id and the template it was
+/// expanded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// A concrete id such as `global.adhoc.bi-tableau.alice`.
+    pub id: String,
+    /// The indices, root first, of the specs the selector's `group`
+    /// names (see [`resolve_along`]).
+    pub spec_path: Vec<usize>,
 }
 
 /// Every problem found, each naming its JSON path.
@@ -57,15 +70,26 @@ pub fn parse(
 
 impl ResourceGroups {
     /// The chain of specs, root first, for a concrete group id such as
-    /// `global.alice`; `None` if no spec fits. Literal names win over
-    /// templates.
+    /// `global.alice`, when the template that made it is not known; `None`
+    /// if no spec fits. See [`child_for`] for which sibling wins.
     pub fn resolve(&self, group_id: &str) -> Option<Vec<&GroupSpec>> {
         spec::resolve(&self.roots, group_id)
     }
 
+    /// The chain of specs of a selected group: those of the template the
+    /// selector expanded (as Trino), not whichever sibling fits first.
+    pub fn resolve_selected(&self, selected: &Selected) -> Option<Vec<&GroupSpec>> {
+        spec::resolve_along(&self.roots, &selected.id, &selected.spec_path)
+    }
+
     /// The group the first matching selector names, expanded for `query`.
-    pub fn select(&self, query: &QueryContext) -> Option<String> {
-        self.selectors.iter().find_map(|s| s.select(query))
+    pub fn select(&self, query: &QueryContext) -> Option<Selected> {
+        self.selectors.iter().find_map(|s| {
+            s.select(query).map(|id| Selected {
+                id,
+                spec_path: s.spec_path().to_vec(),
+            })
+        })
     }
 }
 
@@ -82,9 +106,20 @@ pub fn chain_ids(group_id: &str) -> Vec<String> {
     out
 }
 
-/// Resolves `group_id` against a spec forest (as stored in the log).
+/// Resolves `group_id` against a spec forest (as stored in the log),
+/// without knowing the template that made it (see [`child_for`]).
 pub fn resolve<'a>(roots: &'a [GroupSpec], group_id: &str) -> Option<Vec<&'a GroupSpec>> {
     spec::resolve(roots, group_id)
+}
+
+/// Resolves `group_id` along the specs at `spec_path` (a
+/// [`Selected::spec_path`]); `None` unless each segment fits its spec.
+pub fn resolve_along<'a>(
+    roots: &'a [GroupSpec],
+    group_id: &str,
+    spec_path: &[usize],
+) -> Option<Vec<&'a GroupSpec>> {
+    spec::resolve_along(roots, group_id, spec_path)
 }
 
 #[cfg(test)]

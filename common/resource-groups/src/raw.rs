@@ -6,7 +6,9 @@ use serde::Deserialize;
 
 use super::limits::CpuLimits;
 use super::selector::Selector;
-use super::spec::{Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy};
+use super::spec::{
+    template_name_error, Consistency, GroupSpec, MemoryLimit, PerQueryLimits, SchedulingPolicy,
+};
 use super::{ConfigErrors, ResourceGroups};
 
 #[derive(Debug, Deserialize)]
@@ -72,10 +74,31 @@ pub(super) struct RawSelector {
     pub client_tags: Option<Vec<String>>,
     pub original_user: Option<String>,
     pub authenticated_user: Option<String>,
-    /// Trino's `selectorResourceEstimate` (ranges of the client's
-    /// estimates); see [`Selector::select`].
-    pub selector_resource_estimate: Option<serde_json::Value>,
+    /// Trino's `selectorResourceEstimate`: ranges of the client's
+    /// estimates.
+    pub selector_resource_estimate: Option<RawResourceEstimate>,
+    /// Presto's `clientInfo`, `principal` and `schema` patterns: accepted,
+    /// not matched yet (the selector matches no query, with a warning).
+    pub client_info: Option<String>,
+    pub principal: Option<String>,
+    pub schema: Option<String>,
     pub group: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RawResourceEstimate {
+    pub execution_time: Option<RawRange>,
+    pub cpu_time: Option<RawRange>,
+    pub peak_memory: Option<RawRange>,
+}
+
+/// Durations (`1h`) or sizes (`4GB`), both bounds optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRange {
+    pub min: Option<String>,
+    pub max: Option<String>,
 }
 
 /// Collects errors (all of them, not just the first) and warnings.
@@ -100,6 +123,15 @@ impl Report {
         if self.warned.insert(field) {
             self.warnings.push(format!(
                 "{path}: {field} is accepted but not enforced yet (reported once)"
+            ));
+        }
+    }
+
+    /// Once per selector field that we accept but cannot match yet.
+    fn unmatched(&mut self, field: &'static str, path: &str) {
+        if self.warned.insert(field) {
+            self.warnings.push(format!(
+                "{path}: {field} is accepted but not matched yet: selectors that use it match no query (reported once)"
             ));
         }
     }
@@ -170,14 +202,21 @@ impl RawConfig {
                     );
                 }
             }
-            if raw.selector_resource_estimate.is_some() {
-                report.warn(
-                    &format!("{path}.selectorResourceEstimate"),
-                    "clients' resource estimates are not read yet, so this selector matches no query",
-                );
+            for (field, given) in [
+                ("clientInfo", raw.client_info.is_some()),
+                ("principal", raw.principal.is_some()),
+                ("schema", raw.schema.is_some()),
+            ] {
+                if given {
+                    report.unmatched(field, &format!("{path}.{field}"));
+                }
             }
-            check_selector_group(&roots, &raw.group, &format!("{path}.group"), &mut report);
-            match Selector::compile(raw) {
+            // A group that names no spec is an error already; compiling
+            // anyway reports the selector's other problems too.
+            let spec_path =
+                check_selector_group(&roots, &raw.group, &format!("{path}.group"), &mut report)
+                    .unwrap_or_default();
+            match Selector::compile(raw, spec_path) {
                 Ok(s) => selectors.push(s),
                 Err((field, message)) => report.error(&format!("{path}.{field}"), message),
             }
@@ -266,11 +305,8 @@ fn validate_group(
             &format!("{at}.name"),
             "must be non-empty and contain no '.'",
         );
-    } else if g.name.matches("${").count() != g.name.matches('}').count() {
-        report.error(
-            &format!("{at}.name"),
-            format!("'{}' has an unclosed ${{...}}", g.name),
-        );
+    } else if let Some(problem) = template_name_error(&g.name) {
+        report.error(&format!("{at}.name"), problem);
     }
     let hard = match g.hard_concurrency_limit.or(g.max_running) {
         Some(v) => non_negative(v, &format!("{at}.hardConcurrencyLimit"), report),
@@ -547,24 +583,32 @@ pub(super) fn parse_memory_limit(text: &str) -> Result<MemoryLimit, String> {
 }
 
 /// A selector's `group` must name a leaf: segments are compared by their
-/// text, so `global.${USER}` must match a spec named `${USER}` under `global`.
-fn check_selector_group(roots: &[GroupSpec], group: &str, at: &str, report: &mut Report) {
+/// text, so `global.${USER}` must match a spec named `${USER}` under
+/// `global`. Returns the specs' indices, root first (`None`: reported).
+fn check_selector_group(
+    roots: &[GroupSpec],
+    group: &str,
+    at: &str,
+    report: &mut Report,
+) -> Option<Vec<usize>> {
     let mut level = roots;
     let mut leaf = false;
+    let mut spec_path = Vec::new();
     for segment in group.split('.') {
-        match level.iter().find(|s| s.name == segment) {
-            Some(spec) => {
-                leaf = spec.is_leaf();
-                level = &spec.sub_groups;
-            }
-            None => {
-                report.error(
-                    at,
-                    format!("'{group}' names no group ('{segment}' not found)"),
-                );
-                return;
-            }
+        if let Some(problem) = template_name_error(segment) {
+            report.error(at, problem);
+            return None;
         }
+        let Some(index) = level.iter().position(|s| s.name == segment) else {
+            report.error(
+                at,
+                format!("'{group}' names no group ('{segment}' not found)"),
+            );
+            return None;
+        };
+        spec_path.push(index);
+        leaf = level[index].is_leaf();
+        level = &level[index].sub_groups;
     }
     if !leaf {
         // Trino loads such a file and fails the queries it selects.
@@ -573,6 +617,7 @@ fn check_selector_group(roots: &[GroupSpec], group: &str, at: &str, report: &mut
             format!("'{group}' is not a leaf group: queries it selects will fail, as in Trino"),
         );
     }
+    Some(spec_path)
 }
 
 /// A duration as Trino writes one (airlift's `Duration`): a number and a

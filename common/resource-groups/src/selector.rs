@@ -4,11 +4,13 @@
 //! `${USER}` and `${SOURCE}`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
-use super::raw::RawSelector;
-use super::spec::{template_parts, TemplatePart};
+use super::raw::{parse_duration, parse_memory_limit, RawRange, RawResourceEstimate, RawSelector};
+use super::spec::{template_parts, MemoryLimit, TemplatePart};
 
 /// What a coordinator knows about a query when it picks its group.
 #[derive(Debug, Clone, Default)]
@@ -21,9 +23,136 @@ pub struct QueryContext {
     /// user.
     pub authenticated_user: Option<String>,
     pub user_groups: Vec<String>,
+    /// `None`: the client sent no source; a `source` selector then does
+    /// not match (as Trino), and `${SOURCE}` expands to nothing.
     pub source: Option<String>,
     pub query_type: Option<String>,
     pub client_tags: Vec<String>,
+    /// The client's `X-Trino-Resource-Estimate`.
+    pub resource_estimates: ResourceEstimates,
+}
+
+/// A client's estimates of its query (Trino's `ResourceEstimates`); each
+/// is optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceEstimates {
+    pub execution_time_ms: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl ResourceEstimates {
+    /// Reads the values of `X-Trino-Resource-Estimate` headers: each a
+    /// comma-separated list of `NAME=VALUE`, names `EXECUTION_TIME`,
+    /// `CPU_TIME` (durations like `1h`, `10s`) and `PEAK_MEMORY` (a size
+    /// like `4GB`), in any case. A later value of a name replaces an
+    /// earlier one. The error says which item is wrong.
+    pub fn from_headers<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut out = ResourceEstimates::default();
+        for item in values
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let Some((name, value)) = item.split_once('=') else {
+                return Err(format!("'{item}' is not NAME=VALUE"));
+            };
+            let (name, value) = (name.trim(), value.trim());
+            let bad = |e: String| format!("{name}: {e}");
+            match name.to_ascii_uppercase().as_str() {
+                "EXECUTION_TIME" => {
+                    out.execution_time_ms = Some(millis(parse_duration(value).map_err(bad)?))
+                }
+                "CPU_TIME" => out.cpu_time_ms = Some(millis(parse_duration(value).map_err(bad)?)),
+                "PEAK_MEMORY" => out.peak_memory_bytes = Some(absolute_size(value).map_err(bad)?),
+                _ => {
+                    return Err(format!(
+                        "unsupported resource name '{name}': use EXECUTION_TIME, CPU_TIME or PEAK_MEMORY"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A data size such as `4GB`; a percentage is not a size here.
+fn absolute_size(text: &str) -> Result<u64, String> {
+    match parse_memory_limit(text)? {
+        MemoryLimit::Bytes(b) => Ok(b),
+        MemoryLimit::Percent(_) => Err(format!("'{text}' is not an absolute size like 4GB")),
+    }
+}
+
+/// `min <= value <= max`, each bound optional. Trino's class comment says
+/// the upper bound is exclusive, but its check includes it; we follow
+/// the check, since that is how Trino routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range<T> {
+    min: Option<T>,
+    max: Option<T>,
+}
+
+impl<T: PartialOrd + Copy> Range<T> {
+    fn contains(&self, value: T) -> bool {
+        self.min.is_none_or(|m| m <= value) && self.max.is_none_or(|m| value <= m)
+    }
+}
+
+/// A selector's `selectorResourceEstimate`, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct EstimateRanges {
+    execution_time: Option<Range<Duration>>,
+    cpu_time: Option<Range<Duration>>,
+    peak_memory: Option<Range<u64>>,
+}
+
+impl EstimateRanges {
+    fn compile(raw: RawResourceEstimate) -> Result<Self, (String, String)> {
+        fn range<T>(
+            field: &str,
+            raw: Option<RawRange>,
+            parse: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<Option<Range<T>>, (String, String)> {
+            let Some(raw) = raw else { return Ok(None) };
+            let bound = |name: &str, text: Option<String>| {
+                text.map(|t| parse(&t))
+                    .transpose()
+                    .map_err(|e| (format!("selectorResourceEstimate.{field}.{name}"), e))
+            };
+            Ok(Some(Range {
+                min: bound("min", raw.min)?,
+                max: bound("max", raw.max)?,
+            }))
+        }
+        Ok(EstimateRanges {
+            execution_time: range("executionTime", raw.execution_time, parse_duration)?,
+            cpu_time: range("cpuTime", raw.cpu_time, parse_duration)?,
+            peak_memory: range("peakMemory", raw.peak_memory, absolute_size)?,
+        })
+    }
+
+    /// As Trino: a constrained resource the client gave no estimate of
+    /// does not match.
+    fn matches(&self, e: &ResourceEstimates) -> bool {
+        fn check<T: PartialOrd + Copy>(range: &Option<Range<T>>, value: Option<T>) -> bool {
+            match (range, value) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(r), Some(v)) => r.contains(v),
+            }
+        }
+        check(
+            &self.execution_time,
+            e.execution_time_ms.map(Duration::from_millis),
+        ) && check(&self.cpu_time, e.cpu_time_ms.map(Duration::from_millis))
+            && check(&self.peak_memory, e.peak_memory_bytes)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -31,59 +160,88 @@ pub struct Selector {
     user: Option<Regex>,
     original_user: Option<Regex>,
     authenticated_user: Option<Regex>,
-    /// Matches no query: clients' resource estimates are not read yet.
-    needs_estimates: bool,
+    resource_estimate: Option<EstimateRanges>,
+    /// A field we accept but cannot match yet (Presto's `clientInfo`,
+    /// `principal`, `schema`): the selector matches no query rather than
+    /// more queries than it names.
+    unmatchable: bool,
     user_group: Option<Regex>,
     source: Option<Regex>,
     query_type: Option<String>,
     client_tags: Vec<String>,
     /// Group path template, e.g. `global.${USER}`.
     group: String,
+    /// Indices, root first, of the specs `group` names (its template).
+    spec_path: Vec<usize>,
 }
 
-fn anchored(
-    field: &'static str,
-    pattern: Option<String>,
-) -> Result<Option<Regex>, (&'static str, String)> {
+fn anchored(field: &str, pattern: Option<String>) -> Result<Option<Regex>, (String, String)> {
     pattern
         .map(|p| {
-            Regex::new(&format!("^(?:{p})$")).map_err(|e| (field, format!("invalid regex: {e}")))
+            Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| (field.to_string(), format!("invalid regex: {e}")))
         })
         .transpose()
 }
 
 impl Selector {
-    pub(super) fn compile(raw: RawSelector) -> Result<Selector, (&'static str, String)> {
+    /// `spec_path`: where `raw.group` is in the tree (see
+    /// [`Selector::spec_path`]). Errors are (path within the selector,
+    /// message).
+    pub(super) fn compile(
+        raw: RawSelector,
+        spec_path: Vec<usize>,
+    ) -> Result<Selector, (String, String)> {
+        // Compiled only to check them: nothing is matched against them.
+        for (field, pattern) in [
+            ("clientInfo", &raw.client_info),
+            ("principal", &raw.principal),
+            ("schema", &raw.schema),
+        ] {
+            anchored(field, pattern.clone())?;
+        }
         let selector = Selector {
+            unmatchable: raw.client_info.is_some()
+                || raw.principal.is_some()
+                || raw.schema.is_some(),
             original_user: anchored("originalUser", raw.original_user)?,
             authenticated_user: anchored("authenticatedUser", raw.authenticated_user)?,
-            needs_estimates: raw.selector_resource_estimate.is_some(),
+            resource_estimate: raw
+                .selector_resource_estimate
+                .map(EstimateRanges::compile)
+                .transpose()?,
             user: anchored("user", raw.user)?,
             user_group: anchored("userGroup", raw.user_group)?,
             source: anchored("source", raw.source)?,
             query_type: raw.query_type,
             client_tags: raw.client_tags.unwrap_or_default(),
             group: raw.group,
+            spec_path,
         };
         // As Trino: a template variable must be USER, SOURCE or a named
-        // capture of this selector's patterns.
+        // capture of this selector's patterns, and each is defined once.
         let mut known: Vec<&str> = vec!["USER", "SOURCE"];
-        for re in [
-            &selector.user,
-            &selector.source,
-            &selector.original_user,
-            &selector.authenticated_user,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            known.extend(re.capture_names().flatten());
+        for (field, re) in [
+            ("user", &selector.user),
+            ("originalUser", &selector.original_user),
+            ("authenticatedUser", &selector.authenticated_user),
+            ("source", &selector.source),
+        ] {
+            for name in re.iter().flat_map(|r| r.capture_names().flatten()) {
+                if known.contains(&name) {
+                    return Err((
+                        field.to_string(),
+                        format!("'${{{name}}}' is defined twice (USER and SOURCE are predefined)"),
+                    ));
+                }
+                known.push(name);
+            }
         }
         for part in template_parts(&selector.group) {
             if let TemplatePart::Var(name) = part {
                 if !known.contains(&name) {
                     return Err((
-                        "group",
+                        "group".to_string(),
                         format!(
                             "'${{{name}}}' is not defined: use USER, SOURCE or a named capture of this selector's patterns"
                         ),
@@ -94,16 +252,21 @@ impl Selector {
         Ok(selector)
     }
 
+    /// The indices, root first, of the specs this selector's `group`
+    /// names: the template its ids are expanded from.
+    pub fn spec_path(&self) -> &[usize] {
+        &self.spec_path
+    }
+
     /// The expanded group id if this selector matches `q`.
     pub fn select(&self, q: &QueryContext) -> Option<String> {
-        let mut vars = BTreeMap::new();
-        vars.insert("USER".to_string(), q.user.clone());
-        if let Some(s) = &q.source {
-            vars.insert("SOURCE".to_string(), s.clone());
-        }
-        if self.needs_estimates {
+        if self.unmatchable {
             return None;
         }
+        let mut vars = BTreeMap::new();
+        vars.insert("USER".to_string(), q.user.clone());
+        // As Trino: an absent source expands to nothing.
+        vars.insert("SOURCE".to_string(), q.source.clone().unwrap_or_default());
         if let Some(re) = &self.user {
             capture(re, &q.user, &mut vars)?;
         }
@@ -121,7 +284,8 @@ impl Selector {
             q.user_groups.iter().find(|g| re.is_match(g))?;
         }
         if let Some(re) = &self.source {
-            capture(re, q.source.as_deref().unwrap_or(""), &mut vars)?;
+            // As Trino: a query without a source matches no source pattern.
+            capture(re, q.source.as_deref()?, &mut vars)?;
         }
         if let Some(t) = &self.query_type {
             if q.query_type.as_deref() != Some(t.as_str()) {
@@ -131,7 +295,12 @@ impl Selector {
         if !self.client_tags.iter().all(|t| q.client_tags.contains(t)) {
             return None;
         }
-        Some(expand(&self.group, &vars))
+        if let Some(ranges) = &self.resource_estimate {
+            if !ranges.matches(&q.resource_estimates) {
+                return None;
+            }
+        }
+        expand(&self.group, &vars)
     }
 }
 
@@ -145,17 +314,15 @@ fn capture(re: &Regex, value: &str, vars: &mut BTreeMap<String, String>) -> Opti
     Some(())
 }
 
-/// Replaces `${NAME}` with its value (see [`group_safe`]); an unknown
-/// variable stays as written.
-fn expand(template: &str, vars: &BTreeMap<String, String>) -> String {
+/// Replaces `${NAME}` with its value (see [`group_safe`]). `None` if a
+/// capture took no part in the match: Trino fails such a query; here the
+/// selector does not match.
+fn expand(template: &str, vars: &BTreeMap<String, String>) -> Option<String> {
     template_parts(template)
         .into_iter()
         .map(|part| match part {
-            TemplatePart::Literal(l) => l.to_string(),
-            TemplatePart::Var(name) => match vars.get(name) {
-                Some(v) => group_safe(v),
-                None => format!("${{{name}}}"),
-            },
+            TemplatePart::Literal(l) => Some(l.to_string()),
+            TemplatePart::Var(name) => vars.get(name).map(|v| group_safe(v)),
         })
         .collect()
 }

@@ -80,7 +80,9 @@ impl GroupSpec {
     }
 }
 
-/// `${...}` stands for one or more characters other than `.`.
+/// `${...}` stands for any run of characters other than `.` (empty too:
+/// Trino expands an absent source or an empty capture to nothing), and
+/// the whole segment must be non-empty.
 pub fn template_fits(template: &str, segment: &str) -> bool {
     if segment.is_empty() || segment.contains('.') {
         return false;
@@ -90,6 +92,56 @@ pub fn template_fits(template: &str, segment: &str) -> bool {
         return template == segment;
     }
     match_parts(&parts, segment)
+}
+
+/// Trino's rule for a name: every `$`, `{` and `}` belongs to a variable
+/// `${name}`, whose name is a letter then letters or digits. The problem,
+/// if any.
+pub(super) fn template_name_error(name: &str) -> Option<String> {
+    let mut rest = name;
+    while let Some(at) = rest.find(['$', '{', '}']) {
+        let tail = &rest[at..];
+        let variable = tail
+            .strip_prefix("${")
+            .and_then(|t| t.split_once('}'))
+            .filter(|(var, _)| {
+                var.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && var.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        match variable {
+            Some((_, after)) => rest = after,
+            None => {
+                return Some(format!(
+                    "'{name}' has a '$', '{{' or '}}' outside a ${{name}} variable (names are a letter, then letters or digits)"
+                ))
+            }
+        }
+    }
+    None
+}
+
+/// How many characters of a template are literal: among sibling
+/// templates that fit a name, the one with more literal text is the more
+/// specific (`bi-${tool}` over `${USER}` for `bi-x`).
+fn literal_len(template: &str) -> usize {
+    literal_parts(template).iter().map(|l| l.len()).sum()
+}
+
+/// The spec among `level` (siblings) that the concrete name `segment`
+/// belongs to, when nothing says which template made it: a literal name
+/// equal to it, else the fitting template with the most literal text,
+/// else (a tie) the first in file order.
+pub fn child_for<'a>(level: &'a [GroupSpec], segment: &str) -> Option<&'a GroupSpec> {
+    if let Some(literal) = level.iter().find(|s| !s.is_template() && s.name == segment) {
+        return Some(literal);
+    }
+    let mut best: Option<&GroupSpec> = None;
+    for spec in level.iter().filter(|s| s.is_template() && s.fits(segment)) {
+        if best.is_none_or(|b| literal_len(&spec.name) > literal_len(&b.name)) {
+            best = Some(spec);
+        }
+    }
+    best
 }
 
 /// A template, split: `a${x}b` is `[Literal("a"), Var("x"), Literal("b")]`.
@@ -132,8 +184,8 @@ fn literal_parts(template: &str) -> Vec<&str> {
     out
 }
 
-/// `s` is `parts[0]`, then one or more characters, then the other parts
-/// (with a variable between each pair).
+/// `s` is `parts[0]`, then any characters, then the other parts (with a
+/// variable between each pair).
 fn match_parts(parts: &[&str], s: &str) -> bool {
     let Some(rest) = s.strip_prefix(parts[0]) else {
         return false;
@@ -141,19 +193,40 @@ fn match_parts(parts: &[&str], s: &str) -> bool {
     if parts.len() == 1 {
         return rest.is_empty();
     }
-    (1..=rest.len())
+    (0..=rest.len())
         .filter(|n| rest.is_char_boundary(*n))
         .any(|n| match_parts(&parts[1..], &rest[n..]))
 }
 
+/// The chain of specs for a concrete id, each segment by [`child_for`].
 pub(super) fn resolve<'a>(roots: &'a [GroupSpec], group_id: &str) -> Option<Vec<&'a GroupSpec>> {
     let mut chain = Vec::new();
     let mut level = roots;
     for segment in group_id.split('.') {
-        let spec = level
-            .iter()
-            .find(|s| !s.is_template() && s.name == segment)
-            .or_else(|| level.iter().find(|s| s.is_template() && s.fits(segment)))?;
+        let spec = child_for(level, segment)?;
+        chain.push(spec);
+        level = &spec.sub_groups;
+    }
+    (!chain.is_empty()).then_some(chain)
+}
+
+/// The chain of specs at `spec_path` (indices, root first), if `group_id`
+/// has one segment per spec and each fits its spec: the template a
+/// selector expanded the id from, as Trino configures a group from the
+/// selector's template rather than from the id alone.
+pub(super) fn resolve_along<'a>(
+    roots: &'a [GroupSpec],
+    group_id: &str,
+    spec_path: &[usize],
+) -> Option<Vec<&'a GroupSpec>> {
+    let segments: Vec<&str> = group_id.split('.').collect();
+    if segments.len() != spec_path.len() {
+        return None;
+    }
+    let mut chain = Vec::new();
+    let mut level = roots;
+    for (segment, index) in segments.into_iter().zip(spec_path) {
+        let spec = level.get(*index).filter(|s| s.fits(segment))?;
         chain.push(spec);
         level = &spec.sub_groups;
     }

@@ -1,5 +1,16 @@
 use super::*;
 
+/// The id alone, for tests that check only where a query goes.
+trait SelectId {
+    fn select_id(&self, q: &QueryContext) -> Option<String>;
+}
+
+impl SelectId for ResourceGroups {
+    fn select_id(&self, q: &QueryContext) -> Option<String> {
+        self.select(q).map(|s| s.id)
+    }
+}
+
 const EXAMPLE: &str = include_str!("../../../docs/examples/resource-groups.json");
 const DEFAULT: Consistency = Consistency::Linearizable;
 
@@ -16,26 +27,32 @@ fn ctx(user: &str, source: Option<&str>, tags: &[&str]) -> QueryContext {
 fn the_trino_shaped_example_loads_selects_and_resolves() {
     let rg = parse(EXAMPLE, &DEFAULT).unwrap();
     assert_eq!(rg.roots.len(), 2);
-    assert_eq!(rg.select(&ctx("bob", None, &[])).as_deref(), Some("admin"));
     assert_eq!(
-        rg.select(&ctx("alice", Some("jdbc#tableau"), &["hipri"]))
+        rg.select_id(&ctx("bob", None, &[])).as_deref(),
+        Some("admin")
+    );
+    assert_eq!(
+        rg.select_id(&ctx("alice", Some("jdbc#tableau"), &["hipri"]))
             .as_deref(),
         Some("global.adhoc.bi-tableau.alice")
     );
     assert_eq!(
-        rg.select(&ctx("alice", Some("jdbc#tableau"), &[]))
+        rg.select_id(&ctx("alice", Some("jdbc#tableau"), &[]))
             .as_deref(),
         Some("global.adhoc.other.alice"),
         "clientTags must all be present"
     );
     assert_eq!(
-        rg.select(&ctx("carol", Some("nightly-pipeline-7"), &[]))
+        rg.select_id(&ctx("carol", Some("nightly-pipeline-7"), &[]))
             .as_deref(),
         Some("global.pipeline.pipeline_carol")
     );
     let mut ddl = ctx("carol", Some("x-pipeline"), &[]);
     ddl.query_type = Some("DATA_DEFINITION".into());
-    assert_eq!(rg.select(&ddl).as_deref(), Some("global.data_definition"));
+    assert_eq!(
+        rg.select_id(&ddl).as_deref(),
+        Some("global.data_definition")
+    );
 
     let chain = rg.resolve("global.adhoc.bi-tableau.alice").unwrap();
     let names: Vec<&str> = chain.iter().map(|s| s.name.as_str()).collect();
@@ -167,7 +184,9 @@ fn templates_fit_concrete_names() {
     assert!(!template_fits("${USER}", ""));
     assert!(!template_fits("${USER}", "a.b"));
     assert!(template_fits("bi-${tool}", "bi-x"));
-    assert!(!template_fits("bi-${tool}", "bi-"));
+    // A variable may expand to nothing (an absent source, an empty capture).
+    assert!(template_fits("bi-${tool}", "bi-"));
+    assert!(!template_fits("bi-${tool}", "b"));
     assert!(template_fits("${a}-${b}", "x-y-z"));
     assert!(template_fits("p_${USER}_q", "p_u_q"));
     assert!(!template_fits("p_${USER}_q", "p_u_r"));
@@ -225,7 +244,7 @@ fn a_template_value_is_bounded_and_printable_and_keeps_names_apart() {
     let long = "x".repeat(300);
     let longer = format!("{long}y");
     let id = |user: &str| {
-        rg.select(&ctx(user, Some("jdbc#tableau"), &["hipri"]))
+        rg.select_id(&ctx(user, Some("jdbc#tableau"), &["hipri"]))
             .unwrap()
     };
     for user in [
@@ -327,17 +346,20 @@ fn upstream_shaped_files_load_as_trino_loads_them() {
         ..Default::default()
     };
     assert_eq!(
-        rg.select(&ctx("bob", "DATA_DEFINITION")).as_deref(),
+        rg.select_id(&ctx("bob", "DATA_DEFINITION")).as_deref(),
         Some("global.data_definition")
     );
     assert_eq!(
-        rg.select(&ctx("bob", "MERGE")).as_deref(),
+        rg.select_id(&ctx("bob", "MERGE")).as_deref(),
         Some("global.pipeline")
     );
     // An originalUser or authenticatedUser selector matches only them.
-    assert_eq!(rg.select(&ctx("bob", "SELECT")).as_deref(), Some("global"));
     assert_eq!(
-        rg.select(&ctx("admin", "SELECT")).as_deref(),
+        rg.select_id(&ctx("bob", "SELECT")).as_deref(),
+        Some("global")
+    );
+    assert_eq!(
+        rg.select_id(&ctx("admin", "SELECT")).as_deref(),
         Some("prio.a")
     );
     let impersonated = QueryContext {
@@ -345,13 +367,13 @@ fn upstream_shaped_files_load_as_trino_loads_them() {
         original_user: Some("admin".into()),
         ..Default::default()
     };
-    assert_eq!(rg.select(&impersonated).as_deref(), Some("prio.a"));
+    assert_eq!(rg.select_id(&impersonated).as_deref(), Some("prio.a"));
     let authenticated = QueryContext {
         user: "alice".into(),
         authenticated_user: Some("svc".into()),
         ..Default::default()
     };
-    assert_eq!(rg.select(&authenticated).as_deref(), Some("prio.a"));
+    assert_eq!(rg.select_id(&authenticated).as_deref(), Some("prio.a"));
 }
 
 /// Trino's validation rules, each with its JSON path.
@@ -456,5 +478,169 @@ fn prestos_per_query_limits_load() {
             .any(|w| w.contains("workersPerQueryLimit")),
         "{:?}",
         rg.warnings
+    );
+}
+
+#[test]
+fn a_template_variable_is_defined_once() {
+    // As Trino: a capture name twice across a selector's patterns, or one
+    // named like a predefined variable, is refused.
+    let file = |selector: &str| {
+        format!(
+            r#"{{"rootGroups":[{{"name":"${{x}}","hardConcurrencyLimit":1,"maxQueued":1}}],
+                "selectors":[{selector}]}}"#
+        )
+    };
+    let twice = file(r#"{"user":"(?<x>.*)","source":"(?<x>.*)","group":"${x}"}"#);
+    assert!(
+        errors(&twice)[0].starts_with("selectors[0].source: '${x}' is defined twice"),
+        "{:?}",
+        errors(&twice)
+    );
+    let predefined = file(r#"{"user":"(?<USER>.*)","group":"${x}"}"#);
+    assert!(
+        errors(&predefined)[0].starts_with("selectors[0].user: '${USER}' is defined twice"),
+        "{:?}",
+        errors(&predefined)
+    );
+}
+
+#[test]
+fn resource_estimate_ranges_are_parsed_at_load_with_their_paths() {
+    let file = |ranges: &str| {
+        format!(
+            r#"{{"rootGroups":[{{"name":"g","hardConcurrencyLimit":1,"maxQueued":1}}],
+                "selectors":[{{"group":"g"}},{{"selectorResourceEstimate":{ranges},"group":"g"}}]}}"#
+        )
+    };
+    for (ranges, want) in [
+        (
+            r#"{"executionTime":{"min":"soon"}}"#,
+            "selectors[1].selectorResourceEstimate.executionTime.min: 'soon' is not a duration",
+        ),
+        (
+            r#"{"cpuTime":{"max":"1 parsec"}}"#,
+            "selectors[1].selectorResourceEstimate.cpuTime.max:",
+        ),
+        (
+            r#"{"peakMemory":{"max":"50%"}}"#,
+            "selectors[1].selectorResourceEstimate.peakMemory.max: '50%' is not an absolute size",
+        ),
+        (
+            r#"{"peakMemory":{"atMost":"1GB"}}"#,
+            "selectors[1].selectorResourceEstimate.peakMemory.atMost: unknown field",
+        ),
+    ] {
+        let e = errors(&file(ranges));
+        assert!(e[0].starts_with(want), "{ranges}: {e:?}");
+    }
+    let rg = parse(
+        &file(r#"{"executionTime":{"min":"1m","max":"1h"},"peakMemory":{"max":"1GB"}}"#),
+        &DEFAULT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        rg.warnings.is_empty(),
+        "estimates are matched: {:?}",
+        rg.warnings
+    );
+    let with = |header: &str| {
+        let q = QueryContext {
+            user: "u".into(),
+            resource_estimates: ResourceEstimates::from_headers([header]).unwrap(),
+            ..Default::default()
+        };
+        rg.selectors[1].select(&q).is_some()
+    };
+    // Both bounds are included (Trino's check); a missing estimate of a
+    // constrained resource does not match.
+    assert!(with("EXECUTION_TIME=1m,PEAK_MEMORY=1GB"));
+    assert!(with("execution_time=1h, peak_memory=0B"));
+    assert!(!with("EXECUTION_TIME=59s,PEAK_MEMORY=1GB"));
+    assert!(!with("EXECUTION_TIME=61m,PEAK_MEMORY=1GB"));
+    assert!(!with("EXECUTION_TIME=30m,PEAK_MEMORY=1025MB"));
+    assert!(!with("EXECUTION_TIME=30m"));
+    assert!(!with(""));
+}
+
+#[test]
+fn resource_estimate_headers_parse_as_trinos() {
+    let e = ResourceEstimates::from_headers(["EXECUTION_TIME=1h,CPU_TIME=10s", "PEAK_MEMORY=4GB"])
+        .unwrap();
+    assert_eq!(
+        e,
+        ResourceEstimates {
+            execution_time_ms: Some(3_600_000),
+            cpu_time_ms: Some(10_000),
+            peak_memory_bytes: Some(4 << 30),
+        }
+    );
+    // The later value of a name wins; empty items are skipped.
+    let e = ResourceEstimates::from_headers(["CPU_TIME=1s,, CPU_TIME=2s"]).unwrap();
+    assert_eq!(e.cpu_time_ms, Some(2_000));
+    for bad in [
+        "CPU_TIME",
+        "CPU_TIME=fast",
+        "PEAK_MEMORY=10%",
+        "DISK_SPACE=1GB",
+    ] {
+        assert!(ResourceEstimates::from_headers([bad]).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn an_absent_source_matches_no_source_pattern_and_expands_to_nothing() {
+    let text = r#"{"rootGroups":[{"name":"g","hardConcurrencyLimit":1,"maxQueued":1,
+        "subGroups":[{"name":"s-${SOURCE}","hardConcurrencyLimit":1,"maxQueued":1},
+                     {"name":"any","hardConcurrencyLimit":1,"maxQueued":1}]}],
+        "selectors":[{"source":".*","group":"g.any"},{"group":"g.s-${SOURCE}"}]}"#;
+    let rg = parse(text, &DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rg.select_id(&ctx("u", Some(""), &[])).as_deref(),
+        Some("g.any"),
+        "an empty source is a source"
+    );
+    let selected = rg.select(&ctx("u", None, &[])).unwrap();
+    assert_eq!(selected.id, "g.s-");
+    assert_eq!(selected.spec_path, [0, 0]);
+    assert_eq!(
+        rg.resolve_selected(&selected).unwrap()[1].name,
+        "s-${SOURCE}"
+    );
+}
+
+#[test]
+fn resolving_along_a_spec_path_checks_that_the_id_fits() {
+    let rg = parse(EXAMPLE, &DEFAULT).unwrap();
+    let selected = rg
+        .select(&ctx("alice", Some("jdbc#tableau"), &["hipri"]))
+        .unwrap();
+    assert_eq!(selected.spec_path, [0, 1, 1, 0]);
+    let names = |chain: Vec<&GroupSpec>| chain.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(rg.resolve_selected(&selected).unwrap()),
+        ["global", "adhoc", "bi-${toolname}", "${USER}"]
+    );
+    let other = |id: &str, path: &[usize]| resolve_along(&rg.roots, id, path).is_some();
+    assert!(!other("global.adhoc.tableau.alice", &selected.spec_path));
+    assert!(!other("global.adhoc.bi-tableau", &selected.spec_path));
+    assert!(!other("global.adhoc.bi-tableau.alice", &[0, 1, 9, 0]));
+    assert!(other("global.adhoc.other.alice", &[0, 1, 0, 0]));
+}
+
+#[test]
+fn names_follow_trinos_template_rule() {
+    use super::spec::template_name_error;
+    for ok in ["plain", "${USER}", "bi-${tool}", "${a}:${b2}:${c}", "x_y-z"] {
+        assert_eq!(template_name_error(ok), None, "{ok}");
+    }
+    for bad in ["${a$}", "cost$", "a{b}", "${}", "${1x}", "${a_b}", "${open"] {
+        assert!(template_name_error(bad).is_some(), "{bad}");
+    }
+    let text = r#"{"rootGroups":[{"name":"p-${x$}","hardConcurrencyLimit":1,"maxQueued":1}]}"#;
+    assert!(
+        errors(text)[0].starts_with("rootGroups[0].name: 'p-${x$}' has a '$'"),
+        "{:?}",
+        errors(text)
     );
 }
