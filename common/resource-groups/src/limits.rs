@@ -134,6 +134,7 @@ mod tests {
             soft_memory_limit: memory,
             cpu_limits: cpu,
             per_query_limits: PerQueryLimits::default(),
+            queued_time_limit_ms: None,
             jmx_export: false,
             scheduling_policy: SchedulingPolicy::Fair,
             scheduling_weight: 1,

@@ -44,6 +44,16 @@ struct RawGroup {
     per_query_limits: Option<RawPerQueryLimits>,
     /// Presto's cap on the workers one query may use.
     workers_per_query_limit: Option<i64>,
+    /// The workers a group's queries may use (a node group).
+    node_group: Option<String>,
+    /// Presto's longest queueing time of a query of the group (and its
+    /// older name).
+    queued_time_limit: Option<String>,
+    queued_timeout: Option<String>,
+    /// Presto's longest running time of a query of the group (and its
+    /// older name).
+    running_time_limit: Option<String>,
+    running_timeout: Option<String>,
     #[serde(default)]
     sub_groups: Vec<RawGroup>,
     consistency: Option<RawConsistency>,
@@ -248,19 +258,6 @@ fn validate_level(
 ) -> Vec<GroupSpec> {
     let mut names = BTreeSet::new();
     let mut out = Vec::new();
-    // As Trino: siblings give a schedulingWeight all or none.
-    let weighted = groups
-        .iter()
-        .filter(|g| g.scheduling_weight.is_some())
-        .count();
-    if weighted > 0 && weighted < groups.len() {
-        if let Some(i) = groups.iter().position(|g| g.scheduling_weight.is_none()) {
-            report.error(
-                &format!("{path}[{i}].schedulingWeight"),
-                "must be given for all sibling groups or none",
-            );
-        }
-    }
     for (i, g) in groups.iter().enumerate() {
         let at = format!("{path}[{i}]");
         if !names.insert(g.name.as_str()) {
@@ -367,11 +364,52 @@ fn validate_group(
             .ok()
     });
     let cpu_limits = cpu_limits(g, at, file, report);
-    let per_query_limits = g
+    let mut per_query_limits = g
         .per_query_limits
         .as_ref()
         .map(|l| per_query_limits(l, &format!("{at}.perQueryLimits"), report))
         .unwrap_or_default();
+    let running = [
+        ("runningTimeLimit", &g.running_time_limit),
+        ("runningTimeout", &g.running_timeout),
+    ]
+    .into_iter()
+    .filter_map(|(field, v)| {
+        v.as_deref()
+            .and_then(|t| duration_ms(t, &format!("{at}.{field}"), report))
+    })
+    .min();
+    // A running time limit is an execution time limit of each query.
+    per_query_limits.execution_time_ms = match (per_query_limits.execution_time_ms, running) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let queued_time_limit_ms = [
+        ("queuedTimeLimit", &g.queued_time_limit),
+        ("queuedTimeout", &g.queued_timeout),
+    ]
+    .into_iter()
+    .filter_map(|(field, v)| {
+        v.as_deref()
+            .and_then(|t| duration_ms(t, &format!("{at}.{field}"), report))
+    })
+    .min();
+    if let Some(name) = g.node_group.as_deref().filter(|n| {
+        n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) {
+        report.error(
+            &format!("{at}.nodeGroup"),
+            format!("'{name}' is not a node group name (letters, digits, '_' and '-')"),
+        );
+    } else if g.node_group.is_some() {
+        report.warn(
+            &format!("{at}.nodeGroup"),
+            "accepted; the queries of every group may run on any worker",
+        );
+    }
     if let Some(n) = g.workers_per_query_limit {
         non_negative(n, &format!("{at}.workersPerQueryLimit"), report);
         report.warn(
@@ -407,6 +445,7 @@ fn validate_group(
         Some(c) => parse_consistency(c, &format!("{at}.consistency"), report)
             .unwrap_or_else(|| inherited.clone()),
     };
+    check_weights(g, policy, at, report);
     let sub_groups = validate_level(
         &g.sub_groups,
         &format!("{at}.subGroups"),
@@ -435,11 +474,55 @@ fn validate_group(
         soft_memory_limit: memory,
         cpu_limits,
         per_query_limits,
+        queued_time_limit_ms,
         jmx_export: g.jmx_export.unwrap_or(false),
         scheduling_policy: policy,
         scheduling_weight: weight,
         consistency,
         sub_groups,
+    }
+}
+
+/// As Trino: under an explicit `weighted` or `weighted_fair` policy,
+/// subgroups give a `schedulingWeight` all or none; under another explicit
+/// policy, none may give one. (A group that names no policy is not
+/// checked.)
+fn check_weights(g: &RawGroup, policy: SchedulingPolicy, at: &str, report: &mut Report) {
+    if g.scheduling_policy.is_none() {
+        return;
+    }
+    let given = g
+        .sub_groups
+        .iter()
+        .filter(|s| s.scheduling_weight.is_some())
+        .count();
+    match policy {
+        SchedulingPolicy::Weighted | SchedulingPolicy::WeightedFair => {
+            if given > 0 && given < g.sub_groups.len() {
+                if let Some(i) = g
+                    .sub_groups
+                    .iter()
+                    .position(|s| s.scheduling_weight.is_none())
+                {
+                    report.error(
+                        &format!("{at}.subGroups[{i}].schedulingWeight"),
+                        "must be given for all sibling groups or none",
+                    );
+                }
+            }
+        }
+        SchedulingPolicy::Fair | SchedulingPolicy::QueryPriority => {
+            if let Some(i) = g
+                .sub_groups
+                .iter()
+                .position(|s| s.scheduling_weight.is_some())
+            {
+                report.error(
+                    &format!("{at}.subGroups[{i}].schedulingWeight"),
+                    "needs a 'weighted' or 'weighted_fair' schedulingPolicy on its parent",
+                );
+            }
+        }
     }
 }
 

@@ -36,7 +36,8 @@ pub enum MemoryLimit {
 /// the group's total) is killed past them, with Trino's error names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerQueryLimits {
-    /// `executionTimeLimit`: from admission to the end.
+    /// `executionTimeLimit` (or Presto's `runningTimeLimit`): from
+    /// admission to the end.
     pub execution_time_ms: Option<u64>,
     /// `totalMemoryLimit`: the query's memory over the cluster.
     pub total_memory_bytes: Option<u64>,
@@ -56,6 +57,9 @@ pub struct GroupSpec {
     pub cpu_limits: Option<CpuLimits>,
     /// Presto's `perQueryLimits`: a query over one of them is killed.
     pub per_query_limits: PerQueryLimits,
+    /// Presto's `queuedTimeLimit`: a query of the group queued longer
+    /// fails.
+    pub queued_time_limit_ms: Option<u64>,
     /// Per-group metrics on the RMs' `/metrics` (Trino's JMX export).
     pub jmx_export: bool,
     pub scheduling_policy: SchedulingPolicy,

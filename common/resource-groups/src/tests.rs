@@ -422,10 +422,15 @@ fn trinos_validation_rules_hold() {
             "rootGroups[0].hardPhysicalDataScanLimit",
         ),
         (
-            r#"{"rootGroups":[{"name":"p","hardConcurrencyLimit":1,"maxQueued":1,"subGroups":[
+            r#"{"rootGroups":[{"name":"p","hardConcurrencyLimit":1,"maxQueued":1,"schedulingPolicy":"weighted","subGroups":[
                 {"name":"a","hardConcurrencyLimit":1,"maxQueued":1,"schedulingWeight":2},
                 {"name":"b","hardConcurrencyLimit":1,"maxQueued":1}]}]}"#,
             "rootGroups[0].subGroups[1].schedulingWeight",
+        ),
+        (
+            r#"{"rootGroups":[{"name":"p","hardConcurrencyLimit":1,"maxQueued":1,"schedulingPolicy":"fair","subGroups":[
+                {"name":"a","hardConcurrencyLimit":1,"maxQueued":1,"schedulingWeight":2}]}]}"#,
+            "rootGroups[0].subGroups[0].schedulingWeight",
         ),
         (
             r#"{"rootGroups":[{"name":"${USER}","hardConcurrencyLimit":1,"maxQueued":1}],

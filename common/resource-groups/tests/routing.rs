@@ -541,7 +541,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("trino_schedule_weight_snippet.json", "key must be a string"),
     (
         "trino_bad_node_group.json",
-        "rootGroups[0].nodeGroup: unknown field",
+        "rootGroups[0].nodeGroup: 'batch nodes' is not a node group name",
     ),
     (
         "trino_bad_query_priority_subtree.json",
@@ -652,7 +652,6 @@ fn upstream_shaped_invalid_files_fail_with_a_json_path() {
 }
 
 #[test]
-#[ignore = "group fields (nodeGroup, queuedTimeout/runningTimeout, queuedTimeLimit/runningTimeLimit, perQueryLimits, workersPerQueryLimit) and Trino's weight-vs-policy rule belong to the group side (RawGroup), which the main session is changing"]
 fn upstream_shaped_files_that_need_group_fields_load_as_upstream() {
     let failures: Vec<String> = PENDING
         .iter()

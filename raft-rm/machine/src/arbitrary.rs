@@ -52,6 +52,7 @@ fn group(name: &str, limit: u32, queued: u32, subs: Vec<GroupSpec>) -> GroupSpec
         soft_memory_limit: None,
         cpu_limits: None,
         per_query_limits: Default::default(),
+        queued_time_limit_ms: None,
         jmx_export: false,
         scheduling_policy: SchedulingPolicy::Fair,
         scheduling_weight: 1,
