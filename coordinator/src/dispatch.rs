@@ -110,7 +110,7 @@ pub async fn follow_task(
                         }
                     }
                     TaskState::Killed => {
-                        let kind = ErrorKind::of_memory_kill(t.error_name.as_deref().unwrap_or(""));
+                        let kind = ErrorKind::of_kill(t.error_name.as_deref().unwrap_or(""));
                         return TaskEnd::Failed(QueryError::new(kind, reason));
                     }
                     TaskState::Revoked => {

@@ -136,6 +136,7 @@ mod tests {
             settings: AdmissionSettings {
                 session_lease_ms: 1000,
                 queue_timeout_ms: 1000,
+                orphan_timeout_ms: 1000,
             },
         }
     }

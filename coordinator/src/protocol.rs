@@ -31,6 +31,8 @@ pub enum ErrorKind {
     ExceededGlobalMemoryLimit,
     /// Over `query.max-memory-per-node`.
     ExceededLocalMemoryLimit,
+    /// Over its group's `perQueryLimits.cpuTimeLimit`.
+    ExceededCpuLimit,
     /// No worker is alive to run a task.
     NoNodesAvailable,
     /// Anything else on the server side, e.g. a lost admission (Trino has
@@ -67,14 +69,17 @@ impl ErrorKind {
                 131079,
                 "INSUFFICIENT_RESOURCES",
             ),
+            ErrorKind::ExceededCpuLimit => ("EXCEEDED_CPU_LIMIT", 131077, "INSUFFICIENT_RESOURCES"),
         }
     }
 
-    /// The kind of a memory kill, by the error name the RMs give it.
-    pub fn of_memory_kill(error_name: &str) -> ErrorKind {
+    /// The kind of a kill (for memory or a per-query limit), by the error
+    /// name the RMs give it.
+    pub fn of_kill(error_name: &str) -> ErrorKind {
         match error_name {
             "EXCEEDED_GLOBAL_MEMORY_LIMIT" => ErrorKind::ExceededGlobalMemoryLimit,
             "EXCEEDED_LOCAL_MEMORY_LIMIT" => ErrorKind::ExceededLocalMemoryLimit,
+            "EXCEEDED_CPU_LIMIT" => ErrorKind::ExceededCpuLimit,
             _ => ErrorKind::ClusterOutOfMemory,
         }
     }

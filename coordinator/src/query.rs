@@ -22,7 +22,9 @@ use common::api::{
     Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason, TaskSpec,
 };
 use common::http::HttpClient;
-use common::resource_groups::{Consistency, QueryContext, ResourceEstimates};
+use common::resource_groups::{
+    human_duration, Consistency, GroupSpec, QueryContext, ResourceEstimates,
+};
 use common::rm::RmClient;
 use common::wire::WatchEventKind;
 use serde_json::{json, Value};
@@ -427,7 +429,7 @@ impl Coordinator {
                     let Some(q) = self.get(&e.query_id) else {
                         continue; // another coordinator's query
                     };
-                    let kind = ErrorKind::of_memory_kill(e.error_name.as_deref().unwrap_or(""));
+                    let kind = ErrorKind::of_kill(e.error_name.as_deref().unwrap_or(""));
                     let message = e.reason.unwrap_or_else(|| "killed for memory".into());
                     tracing::warn!(query = %e.query_id, error = kind.trino().0, "query killed for memory by the RMs");
                     q.cancel(QueryError::new(kind, message));
@@ -572,6 +574,7 @@ async fn run(
     }
     let stmt = statement::classify(sql, &client.session)?;
     let priority = statement::priority(&client.session)?;
+    let limits = statement::time_limits(&client.session)?;
     let ctx = QueryContext {
         user: client.user.clone(),
         original_user: client.original_user.clone(),
@@ -626,14 +629,19 @@ async fn run(
             i.state = QueryState::Running;
             i.started = Some(Instant::now());
         });
+        let over = over_time(q, &specs, &limits);
         return tokio::select! {
             r = execute(c, q, stmt, 0) => r,
             why = wait_cancel(cancelled) => { stop_task(c, q).await; Err(why) }
+            why = over => { stop_task(c, q).await; Err(why) }
         };
     }
     let payload = payload_of(q, sql, client);
+    let max_queued_ms = limits
+        .queued
+        .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
     let (token, session) = tokio::select! {
-        a = admit(c, q, &group, priority, &payload, adopted, admitted) => a?,
+        a = admit(c, q, &group, priority, max_queued_ms, &payload, adopted, admitted) => a?,
         why = wait_cancel(cancelled) => {
             // The acquire may have gone through: release whatever exists.
             *admitted = true;
@@ -653,11 +661,52 @@ async fn run(
             "the coordinator lost its session with the RMs; admission revoked",
         )
     };
+    let over = over_time(q, &specs, &limits);
     tokio::select! {
         r = execute(c, q, stmt, token) => r,
         why = wait_cancel(cancelled) => { stop_task(c, q).await; Err(why) }
         why = lost => { stop_task(c, q).await; Err(why) }
+        why = over => { stop_task(c, q).await; Err(why) }
     }
+}
+
+/// Resolves when the admitted query `q` passes its execution time limit
+/// (the tightest of its session's `query_max_execution_time` and its
+/// groups' `perQueryLimits.executionTimeLimit` / `runningTimeLimit`) or
+/// its run time limit (`query_max_run_time`, counted from submission),
+/// with Trino's error; never without a limit.
+async fn over_time(q: &Query, specs: &[&GroupSpec], limits: &statement::TimeLimits) -> QueryError {
+    let group_limit = specs
+        .iter()
+        .filter_map(|s| s.per_query_limits.execution_time_ms)
+        .min()
+        .map(Duration::from_millis);
+    let execution = [limits.execution, group_limit].into_iter().flatten().min();
+    let run_left = limits
+        .run
+        .map(|run| (run, run.saturating_sub(q.created.elapsed())));
+    let (wait, error) = match (execution, run_left) {
+        (Some(e), Some((run, left))) if left < e => (left, run_message(run)),
+        (Some(e), _) => (e, execution_message(e)),
+        (None, Some((run, left))) => (left, run_message(run)),
+        (None, None) => return std::future::pending().await,
+    };
+    tokio::time::sleep(wait).await;
+    QueryError::new(ErrorKind::ExceededTimeLimit, error)
+}
+
+fn execution_message(limit: Duration) -> String {
+    format!(
+        "Query exceeded the maximum execution time limit of {}",
+        human_duration(limit.as_millis().min(u128::from(u64::MAX)) as u64)
+    )
+}
+
+fn run_message(limit: Duration) -> String {
+    format!(
+        "Query exceeded maximum time limit of {}",
+        human_duration(limit.as_millis().min(u128::from(u64::MAX)) as u64)
+    )
 }
 
 async fn wait_cancel(cancelled: &mut watch::Receiver<Option<QueryError>>) -> QueryError {
@@ -708,6 +757,7 @@ async fn admit(
     q: &Query,
     group: &str,
     priority: i32,
+    max_queued_ms: Option<u64>,
     payload: &str,
     adopted: bool,
     admitted: &mut bool,
@@ -734,6 +784,7 @@ async fn admit(
                 session,
                 priority,
                 payload: payload.to_string(),
+                max_queued_ms,
             };
             c.rms.acquire(&request).await
         };

@@ -4,6 +4,7 @@
 //! else cleanly with `NOT_SUPPORTED` (never a hang).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::protocol::{ErrorKind, QueryError};
 
@@ -130,6 +131,41 @@ pub fn query_type(sql: &str) -> Option<&'static str> {
     })
 }
 
+/// Trino's session properties that bound a query's time.
+pub const QUERY_MAX_QUEUED_TIME: &str = "query_max_queued_time";
+pub const QUERY_MAX_EXECUTION_TIME: &str = "query_max_execution_time";
+pub const QUERY_MAX_RUN_TIME: &str = "query_max_run_time";
+
+/// A query's time limits from its session (`None`: no limit of its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeLimits {
+    /// Longest time queued.
+    pub queued: Option<Duration>,
+    /// Longest time from admission to the end.
+    pub execution: Option<Duration>,
+    /// Longest time from submission to the end, queueing included.
+    pub run: Option<Duration>,
+}
+
+/// The session's time limits, each a Trino duration (`30s`, `5m`, `1h`).
+pub fn time_limits(session: &BTreeMap<String, String>) -> Result<TimeLimits, QueryError> {
+    let get = |name: &str| -> Result<Option<Duration>, QueryError> {
+        session
+            .get(name)
+            .map(|v| {
+                common::units::parse_duration(v).map_err(|e| {
+                    QueryError::new(ErrorKind::InvalidSessionProperty, format!("{name}: {e}"))
+                })
+            })
+            .transpose()
+    };
+    Ok(TimeLimits {
+        queued: get(QUERY_MAX_QUEUED_TIME)?,
+        execution: get(QUERY_MAX_EXECUTION_TIME)?,
+        run: get(QUERY_MAX_RUN_TIME)?,
+    })
+}
+
 /// `query_priority` (default 1, as Trino), if given.
 pub fn priority(session: &BTreeMap<String, String>) -> Result<i32, QueryError> {
     match session.get(QUERY_PRIORITY) {
@@ -211,6 +247,25 @@ mod tests {
         assert_eq!(priority(&props(&[(QUERY_PRIORITY, "7")])), Ok(7));
         assert_eq!(priority(&props(&[])), Ok(1));
         assert!(priority(&props(&[(QUERY_PRIORITY, "high")])).is_err());
+    }
+
+    #[test]
+    fn time_limits_are_trino_durations() {
+        let p = props(&[
+            (QUERY_MAX_QUEUED_TIME, "30s"),
+            (QUERY_MAX_EXECUTION_TIME, "1h"),
+        ]);
+        assert_eq!(
+            time_limits(&p),
+            Ok(TimeLimits {
+                queued: Some(Duration::from_secs(30)),
+                execution: Some(Duration::from_secs(3600)),
+                run: None,
+            })
+        );
+        let bad = time_limits(&props(&[(QUERY_MAX_RUN_TIME, "soon")])).unwrap_err();
+        assert_eq!(bad.error_name, "INVALID_SESSION_PROPERTY");
+        assert!(bad.message.starts_with("query_max_run_time: "), "{bad:?}");
     }
 
     #[test]

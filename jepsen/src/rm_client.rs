@@ -178,6 +178,7 @@ impl RmClient {
             session,
             priority: 0,
             payload: String::new(),
+            max_queued_ms: None,
         };
         self.at(addr).acquire(&request).await
     }

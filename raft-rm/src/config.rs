@@ -67,9 +67,14 @@ pub struct RawConfig {
     /// loses its admissions [default: 10000].
     #[arg(long)]
     pub session_lease_ms: Option<u64>,
-    /// A query queued longer than this many ms fails [default: 300000].
+    /// A query queued longer than this many ms fails [default: 8640000000,
+    /// 100 days: upstream has no queue timeout of its own].
     #[arg(long)]
     pub queue_timeout_ms: Option<u64>,
+    /// A queued query whose coordinator died, and that no coordinator
+    /// adopted within this many ms, fails [default: 300000].
+    #[arg(long)]
+    pub orphan_timeout_ms: Option<u64>,
     /// Upstream's `query.low-memory-killer.policy`: `none`,
     /// `total-reservation` or `total-reservation-on-blocked-nodes`
     /// [default: total-reservation-on-blocked-nodes].
@@ -124,6 +129,7 @@ impl RawConfig {
             default_consistency: self.default_consistency.or(file.default_consistency),
             session_lease_ms: self.session_lease_ms.or(file.session_lease_ms),
             queue_timeout_ms: self.queue_timeout_ms.or(file.queue_timeout_ms),
+            orphan_timeout_ms: self.orphan_timeout_ms.or(file.orphan_timeout_ms),
             low_memory_killer_policy: self
                 .low_memory_killer_policy
                 .or(file.low_memory_killer_policy),
@@ -410,17 +416,19 @@ impl NodeConfig {
             settings: crate::machine::admission::AdmissionSettings {
                 session_lease_ms: raw.session_lease_ms.unwrap_or(defaults.session_lease_ms),
                 queue_timeout_ms: raw.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
+                orphan_timeout_ms: raw.orphan_timeout_ms.unwrap_or(defaults.orphan_timeout_ms),
             },
         };
         let max = crate::machine::admission::MAX_SETTING_MS;
         for (key, value) in [
             ("session-lease-ms", admission.settings.session_lease_ms),
             ("queue-timeout-ms", admission.settings.queue_timeout_ms),
+            ("orphan-timeout-ms", admission.settings.orphan_timeout_ms),
         ] {
             if value == 0 || value > max {
                 return Err(invalid(
                     key,
-                    format!("must be 1 to {max} (7 days), not {value}"),
+                    format!("must be 1 to {max} (100 days), not {value}"),
                 ));
             }
         }
@@ -549,14 +557,14 @@ mod tests {
                     session_lease_ms: Some(u64::MAX),
                     ..raw()
                 },
-                "session-lease-ms: must be 1 to 604800000 (7 days)",
+                "session-lease-ms: must be 1 to 8640000000 (100 days)",
             ),
             (
                 RawConfig {
                     queue_timeout_ms: Some(0),
                     ..raw()
                 },
-                "queue-timeout-ms: must be 1 to 604800000 (7 days)",
+                "queue-timeout-ms: must be 1 to 8640000000 (100 days)",
             ),
         ];
         for (raw, want) in cases {

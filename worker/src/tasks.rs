@@ -65,6 +65,9 @@ struct Task {
     stop: Option<oneshot::Sender<TaskStop>>,
 }
 
+/// How long an ended task's CPU is still reported (several RM stamps).
+pub const ENDED_REPORTED_MS: u64 = 10_000;
+
 pub struct Tasks {
     pool: Arc<Pool>,
     clock: SharedClock,
@@ -382,19 +385,25 @@ impl Tasks {
         self.lock().tasks.values().map(|t| t.info.clone()).collect()
     }
 
-    /// Per query: its resource group and the CPU time its running tasks
-    /// here have used so far (a simulated task uses its `cpu_ms` evenly
-    /// over its duration). For the heartbeats: the RMs charge it to the
-    /// group.
+    /// Per query: its resource group and the CPU time its tasks here have
+    /// used (a simulated task uses its `cpu_ms` evenly over its duration).
+    /// For the heartbeats: the RMs charge it to the group. A task that
+    /// ended is still reported for [`ENDED_REPORTED_MS`], so the RMs see
+    /// its final figure even if it ended between two of their stamps.
     pub fn resources(&self) -> BTreeMap<String, QueryResources> {
         let now = self.clock.now_ms();
         let mut out: BTreeMap<String, QueryResources> = BTreeMap::new();
         for t in self.lock().tasks.values() {
-            let (TaskState::Running, Some(started)) = (t.info.state, t.info.started_ms) else {
+            let Some(started) = t.info.started_ms else {
                 continue;
             };
+            let until = match t.info.finished_ms {
+                None => now,
+                Some(end) if now.saturating_sub(end) < ENDED_REPORTED_MS => end,
+                Some(_) => continue,
+            };
             let spec = &t.info.spec;
-            let ran = now.saturating_sub(started).min(spec.duration_ms);
+            let ran = until.saturating_sub(started).min(spec.duration_ms);
             let cpu_ms = match spec.duration_ms {
                 0 => spec.cpu_ms,
                 d => (u128::from(spec.cpu_ms) * u128::from(ran) / u128::from(d)) as u64,

@@ -115,6 +115,7 @@ async fn config(State(rm): State<Shared>) -> Response {
         settings: AdmissionSettings {
             session_lease_ms: LEASE_MS,
             queue_timeout_ms: 300_000,
+            orphan_timeout_ms: 300_000,
         },
     })
     .into_response()

@@ -122,5 +122,27 @@ pub fn resolve_along<'a>(
     spec::resolve_along(roots, group_id, spec_path)
 }
 
+/// `1.50m`-style durations in messages (as upstream's succinct Duration): `20s`, `1.50m`, `2h`.
+pub fn human_duration(ms: u64) -> String {
+    const UNITS: [(&str, f64); 5] = [
+        ("d", 86_400_000.0),
+        ("h", 3_600_000.0),
+        ("m", 60_000.0),
+        ("s", 1_000.0),
+        ("ms", 1.0),
+    ];
+    let (unit, size) = UNITS
+        .iter()
+        .find(|(_, size)| ms as f64 >= *size)
+        .copied()
+        .unwrap_or(("ms", 1.0));
+    let value = ms as f64 / size;
+    if value.fract() == 0.0 {
+        format!("{value:.0}{unit}")
+    } else {
+        format!("{value:.2}{unit}")
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -102,6 +102,8 @@ pub struct ConfigInForce {
 pub struct AdmissionSettings {
     pub session_lease_ms: u64,
     pub queue_timeout_ms: u64,
+    #[serde(default)]
+    pub orphan_timeout_ms: u64,
 }
 
 /// `POST /v1/canary`: a durable test write.

@@ -42,6 +42,10 @@ pub struct Acquire {
     /// Opaque; kept with the ledger entry for whoever adopts the query.
     #[serde(default)]
     pub payload: String,
+    /// The session's `query_max_queued_time` (ms), if set: the query
+    /// fails if queued longer.
+    #[serde(default)]
+    pub max_queued_ms: Option<u64>,
 }
 
 /// `POST /v1/admission/adopt`: a live coordinator takes over a query.

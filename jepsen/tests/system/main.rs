@@ -6,10 +6,13 @@
 //! - `workers`: a real worker against the RMs: discovery, the memory view,
 //!   fencing of revoked admissions;
 //! - `oom`: the coordinated low-memory killer, end to end and across
-//!   a leader's death.
+//!   a leader's death;
+//! - `limits`: resource groups' memory, CPU and time limits, in both
+//!   modes, through Trino's client protocol.
 
 mod kit;
 
 mod e2e;
+mod limits;
 mod oom;
 mod workers;

@@ -27,23 +27,35 @@ pub const EVENTS_KEPT: usize = 10_000;
 /// admitted again.
 pub const FINISHED_KEPT: usize = 100_000;
 
-/// Longest session lease or queue timeout a node's configuration may set
-/// (7 days). The machine saturates whatever it is given all the same.
-pub const MAX_SETTING_MS: u64 = 7 * 24 * 3_600_000;
+/// Longest session lease, queue timeout or orphan timeout a node's
+/// configuration may set (100 days, upstream's default run time). The
+/// machine saturates whatever it is given all the same.
+pub const MAX_SETTING_MS: u64 = 100 * 24 * 3_600_000;
+
+/// Upstream has no queue timeout of its own: `query.max-run-time`, which
+/// includes queueing, defaults to 100 days.
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 100 * 24 * 3_600_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionSettings {
     /// A session not renewed within this much log time expires.
     pub session_lease_ms: u64,
-    /// A queued query older than this (log time) fails.
+    /// A queued query older than this (log time) fails (a query's own
+    /// limit, from its session or its groups, may be shorter).
     pub queue_timeout_ms: u64,
+    /// A queued query whose coordinator's session ended, and that no live
+    /// coordinator adopted within this long (log time), fails: nobody can
+    /// answer its client. Upstream abandons a query its client stopped
+    /// polling after `query.client.timeout` (5 minutes).
+    pub orphan_timeout_ms: u64,
 }
 
 impl Default for AdmissionSettings {
     fn default() -> Self {
         Self {
             session_lease_ms: 10_000,
-            queue_timeout_ms: 300_000,
+            queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
+            orphan_timeout_ms: 300_000,
         }
     }
 }
@@ -134,6 +146,12 @@ pub struct QueryRecord {
     /// Opaque to the RMs: what a coordinator needs to take the query over
     /// if the one that queued it dies (statement, client, `nextUri` slug).
     pub payload: String,
+    /// Its own longest queueing time: the tightest of its session's
+    /// `query_max_queued_time` and its groups' `queuedTimeLimit`.
+    pub max_queued_ms: Option<u64>,
+    /// Queued, with its session ended since this log time (cleared when a
+    /// coordinator adopts it).
+    pub orphaned_ms: Option<u64>,
 }
 
 /// An acquire, as the coordinator sends it.
@@ -145,6 +163,8 @@ pub struct AcquireRequest {
     pub session: u64,
     pub priority: i32,
     pub payload: String,
+    /// The session's `query_max_queued_time`, if set.
+    pub max_queued_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,6 +389,11 @@ impl Admission {
             let g = &self.groups[id];
             g.queued < g.limits.max_queued
         });
+        let max_queued_ms = specs
+            .iter()
+            .filter_map(|s| s.queued_time_limit_ms)
+            .chain(req.max_queued_ms)
+            .min();
         let record = |status| QueryRecord {
             group: group.to_string(),
             coordinator: coordinator.to_string(),
@@ -376,6 +401,8 @@ impl Admission {
             priority,
             status,
             payload: req.payload.clone(),
+            max_queued_ms,
+            orphaned_ms: None,
         };
         if can_run {
             let fencing_token = token(index, rank);
@@ -577,6 +604,7 @@ impl Admission {
         let q = self.queries.get_mut(query_id)?;
         q.session = session;
         q.coordinator = coordinator.to_string();
+        q.orphaned_ms = None;
         self.decision_of(query_id)
     }
 
@@ -630,18 +658,49 @@ impl Admission {
             };
             self.push_event(index, &id, &q, EventKind::Revoked { fencing_token });
         }
-        let timeout = self.settings.queue_timeout_ms;
-        let timed_out: Vec<(String, QueryRecord)> = self
-            .queries
-            .iter()
-            .filter(|(_, q)| matches!(q.status, QueryStatus::Queued { enqueued_ms, .. } if enqueued_ms.saturating_add(timeout) <= now_ms))
-            .map(|(id, q)| (id.clone(), q.clone()))
-            .collect();
-        for (id, q) in timed_out {
-            self.queries.remove(&id);
+        // Queued queries past their queue time, and orphans nobody adopted.
+        let (cluster_limit, orphan_timeout) = (
+            self.settings.queue_timeout_ms,
+            self.settings.orphan_timeout_ms,
+        );
+        let mut failed: Vec<(String, String)> = Vec::new();
+        for (id, q) in self.queries.iter_mut() {
+            let QueryStatus::Queued { enqueued_ms, .. } = q.status else {
+                continue;
+            };
+            let limit = q
+                .max_queued_ms
+                .map_or(cluster_limit, |m| m.min(cluster_limit));
+            if enqueued_ms.saturating_add(limit) <= now_ms {
+                failed.push((
+                    id.clone(),
+                    format!(
+                        "Query exceeded maximum queued time limit of {}",
+                        super::memory::human_duration(limit)
+                    ),
+                ));
+                continue;
+            }
+            if self.sessions.contains_key(&q.session) {
+                continue;
+            }
+            let since = *q.orphaned_ms.get_or_insert(now_ms);
+            if since.saturating_add(orphan_timeout) <= now_ms {
+                failed.push((
+                    id.clone(),
+                    format!(
+                        "Query abandoned: its coordinator's session ended and no coordinator adopted it within {}",
+                        super::memory::human_duration(orphan_timeout)
+                    ),
+                ));
+            }
+        }
+        for (id, reason) in failed {
+            let Some(q) = self.queries.remove(&id) else {
+                continue;
+            };
             self.detach(&id, &q);
             self.remember_finished(&id);
-            let reason = format!("queued longer than {} ms", timeout);
             self.push_event(index, &id, &q, EventKind::Failed { reason });
         }
         let mut usage = std::mem::take(&mut self.usage);
@@ -701,6 +760,8 @@ impl Admission {
                 enqueued_index: 0,
             },
             payload: String::new(),
+            max_queued_ms: None,
+            orphaned_ms: None,
         });
         let kind = EventKind::Killed {
             error_name: reason.error_name().to_string(),

@@ -81,6 +81,7 @@ impl Machine {
             session,
             priority,
             payload: format!("payload of {q}"),
+            max_queued_ms: None,
         })) {
             Response::Admission(d) => d,
             other => panic!("{other:?}"),
@@ -307,23 +308,120 @@ fn expired_sessions_lose_admissions_but_queued_queries_wait_for_adoption() {
 }
 
 #[test]
-fn queued_queries_fail_after_the_queue_timeout() {
+fn queued_queries_wait_as_upstream_unless_a_limit_says_otherwise() {
     let mut m = Machine::new();
     let s = m.session("c1");
     m.acquire("a1", "r.a", s);
     m.acquire("a2", "r.a", s);
     m.acquire("a3", "r.a", s);
+    // With the session's own limit of 20 s.
+    let limited = AcquireRequest {
+        query_id: "a4".into(),
+        group: "r.a".into(),
+        coordinator: "c1".into(),
+        session: s,
+        priority: 0,
+        payload: String::new(),
+        max_queued_ms: Some(20_000),
+    };
+    assert!(matches!(
+        m.run(Command::Acquire(limited)),
+        Response::Admission(Decision::Queued { .. })
+    ));
+    // 5 minutes on (the old fixed timeout): a3 still waits, as upstream's
+    // queries do (its default is 100 days); a4 failed at 20 s.
     for _ in 0..35 {
         m.now += 9_000;
         m.run(Command::RenewSession { session: s });
+        m.run(Command::Tick);
     }
+    assert!(m.state.admission.queries.contains_key("a3"));
+    assert!(!m.state.admission.queries.contains_key("a4"));
+    let failed: Vec<&str> = m
+        .state
+        .admission
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            admission::EventKind::Failed { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, ["Query exceeded maximum queued time limit of 20s"]);
+    assert_eq!(m.counts("r.a"), (2, 1));
+    check_invariants(&m);
+}
+
+#[test]
+fn a_groups_queued_time_limit_and_the_cluster_one_fail_queued_queries() {
+    let mut m = Machine::new();
+    let text = CONFIG.replace(
+        r#"{"name":"a","hardConcurrencyLimit":2,"maxQueued":3}"#,
+        r#"{"name":"a","hardConcurrencyLimit":2,"maxQueued":3,"queuedTimeLimit":"10s"}"#,
+    );
+    let mut cfg = config(2, &text);
+    cfg.settings.queue_timeout_ms = 30_000;
+    m.run(Command::SetConfig(cfg));
+    let s = m.session("c1");
+    for q in ["a1", "a2", "a3", "b1", "b2", "b3"] {
+        let group = if q.starts_with('a') { "r.a" } else { "r.b" };
+        m.acquire(q, group, s);
+    }
+    // r: limit 3, so a1, a2, b1 run; a3 and b2, b3 queue.
+    m.now += 10_000;
+    m.run(Command::RenewSession { session: s });
     m.run(Command::Tick);
-    assert!(!m.state.admission.queries.contains_key("a3"));
+    assert!(!m.state.admission.queries.contains_key("a3"), "group limit");
+    assert!(m.state.admission.queries.contains_key("b2"));
+    for _ in 0..3 {
+        m.now += 7_000;
+        m.run(Command::RenewSession { session: s });
+        m.run(Command::Tick);
+    }
+    assert!(
+        !m.state.admission.queries.contains_key("b2"),
+        "cluster limit"
+    );
+    check_invariants(&m);
+}
+
+#[test]
+fn an_orphan_nobody_adopts_fails_after_the_orphan_timeout() {
+    let mut m = Machine::new();
+    let dead = m.session("c1");
+    let alive = m.session("c2");
+    m.acquire("a1", "r.a", dead);
+    m.acquire("a2", "r.a", dead);
+    m.acquire("a3", "r.a", dead);
+    m.acquire("a4", "r.a", dead);
+    // c1's session expires (10 s lease); c2 stays alive.
+    for _ in 0..3 {
+        m.now += 5_000;
+        m.run(Command::RenewSession { session: alive });
+        m.run(Command::Tick);
+    }
+    let orphaned = |m: &Machine, q: &str| m.state.admission.queries[q].orphaned_ms;
+    assert!(orphaned(&m, "a3").is_some() && orphaned(&m, "a4").is_some());
+    // c2 adopts a3 in time; a4 is left.
     assert!(matches!(
-        m.state.admission.events.back().map(|e| &e.kind),
-        Some(admission::EventKind::Failed { .. })
+        m.run(Command::Adopt {
+            query_id: "a3".into(),
+            coordinator: "c2".into(),
+            session: alive,
+        }),
+        Response::Adopted(Some(Decision::Queued { .. }))
     ));
-    assert_eq!(m.counts("r.a"), (2, 0));
+    assert_eq!(orphaned(&m, "a3"), None);
+    for _ in 0..61 {
+        m.now += 5_000;
+        m.run(Command::RenewSession { session: alive });
+        m.run(Command::Tick);
+    }
+    assert!(!m.state.admission.queries.contains_key("a4"));
+    assert!(m.state.admission.queries.contains_key("a3"));
+    assert!(m.state.admission.events.iter().any(|e| e.query_id == "a4"
+        && matches!(&e.kind, admission::EventKind::Failed { reason } if reason.starts_with("Query abandoned"))));
+    check_invariants(&m);
 }
 
 #[test]
@@ -746,6 +844,7 @@ fn batchable(op: &Op, sessions: &[u64]) -> Option<Command> {
             session: session(*s),
             priority: 0,
             payload: String::new(),
+            max_queued_ms: None,
         }),
         Op::Release { q } => Command::Release {
             query_id: format!("q{q}"),

@@ -115,6 +115,7 @@ pub fn config() -> impl Strategy<Value = GroupsConfig> {
                     settings: AdmissionSettings {
                         session_lease_ms: lease,
                         queue_timeout_ms: lease * 3,
+                        orphan_timeout_ms: lease * 2,
                     },
                 }
             },
@@ -167,18 +168,22 @@ pub fn batchable() -> impl Strategy<Value = Command> {
             query_id(),
             prop::sample::select(&GROUPS[..]),
             coordinator_session(),
-            -2..3i32
+            -2..3i32,
+            prop::option::of(0..5_000u64),
         )
-            .prop_map(|(query_id, group, (coordinator, session), priority)| {
-                Command::Acquire(AcquireRequest {
-                    query_id,
-                    group: group.to_string(),
-                    coordinator,
-                    session,
-                    priority,
-                    payload: String::new(),
-                })
-            }),
+            .prop_map(
+                |(query_id, group, (coordinator, session), priority, max_queued_ms)| {
+                    Command::Acquire(AcquireRequest {
+                        query_id,
+                        group: group.to_string(),
+                        coordinator,
+                        session,
+                        priority,
+                        payload: String::new(),
+                        max_queued_ms,
+                    })
+                },
+            ),
         query_id().prop_map(|query_id| Command::Release { query_id }),
         (query_id(), coordinator_session()).prop_map(|(query_id, (coordinator, session))| {
             Command::Adopt {
@@ -385,6 +390,7 @@ pub mod hostile {
                 settings: AdmissionSettings {
                     session_lease_ms: lease,
                     queue_timeout_ms: timeout,
+                    orphan_timeout_ms: timeout,
                 },
             }
         })
@@ -396,8 +402,8 @@ pub mod hostile {
         let batchable = prop_oneof![
             (name(), big_u64()).prop_map(|(client, seq)| Command::Canary { client, seq }),
             big_u64().prop_map(|session| Command::RenewSession { session }),
-            (name(), name(), name(), big_u64(), any::<i32>()).prop_map(
-                |(query_id, group, coordinator, session, priority)| {
+            (name(), name(), name(), big_u64(), any::<i32>(), big_u64()).prop_map(
+                |(query_id, group, coordinator, session, priority, max_queued)| {
                     Command::Acquire(AcquireRequest {
                         query_id,
                         group,
@@ -405,6 +411,7 @@ pub mod hostile {
                         session,
                         priority,
                         payload: String::new(),
+                        max_queued_ms: Some(max_queued),
                     })
                 }
             ),

@@ -110,27 +110,7 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// `1.50m`-style durations in messages (as upstream's succinct Duration).
-pub fn human_duration(ms: u64) -> String {
-    const UNITS: [(&str, f64); 5] = [
-        ("d", 86_400_000.0),
-        ("h", 3_600_000.0),
-        ("m", 60_000.0),
-        ("s", 1_000.0),
-        ("ms", 1.0),
-    ];
-    let (unit, size) = UNITS
-        .iter()
-        .find(|(_, size)| ms as f64 >= *size)
-        .copied()
-        .unwrap_or(("ms", 1.0));
-    let value = ms as f64 / size;
-    if value.fract() == 0.0 {
-        format!("{value:.0}{unit}")
-    } else {
-        format!("{value:.2}{unit}")
-    }
-}
+pub use resource_groups::human_duration;
 
 /// What the leader saw when it decided: kept with the decision, so an
 /// operator can check it afterwards.

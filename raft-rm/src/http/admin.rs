@@ -328,6 +328,7 @@ async fn read_config(State(state): State<AppState>, headers: HeaderMap) -> Respo
             settings: AdmissionSettings {
                 session_lease_ms: adm.settings.session_lease_ms,
                 queue_timeout_ms: adm.settings.queue_timeout_ms,
+                orphan_timeout_ms: adm.settings.orphan_timeout_ms,
             },
         }))
     }

@@ -192,6 +192,7 @@ async fn acquire(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
                 session: r.session,
                 priority: r.priority,
                 payload: r.payload,
+                max_queued_ms: r.max_queued_ms,
             }))
         },
         |_, answer| match answer {
