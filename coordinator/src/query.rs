@@ -640,8 +640,17 @@ async fn run(
     let max_queued_ms = limits
         .queued
         .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+    let request = Acquire {
+        query_id: q.id.clone(),
+        group: group.clone(),
+        coordinator: c.id.clone(),
+        session: 0,
+        priority,
+        payload,
+        max_queued_ms,
+    };
     let (token, session) = tokio::select! {
-        a = admit(c, q, &group, priority, max_queued_ms, &payload, adopted, admitted) => a?,
+        a = admit(c, q, request, adopted, admitted) => a?,
         why = wait_cancel(cancelled) => {
             // The acquire may have gone through: release whatever exists.
             *admitted = true;
@@ -749,19 +758,18 @@ fn payload_of(q: &Query, sql: &str, client: &ClientInfo) -> String {
     .unwrap_or_default()
 }
 
-/// Acquires (or, for an adopted query, adopts); while queued, waits for the promotion (adopting the query
-/// into a new session if ours is replaced). Returns the fencing token and
-/// the session it was admitted under.
+/// Acquires `request` (its session filled in here; or, for an adopted
+/// query, adopts); while queued, waits for the promotion (adopting the
+/// query into a new session if ours is replaced). Returns the fencing
+/// token and the session it was admitted under.
 async fn admit(
     c: &Coordinator,
     q: &Query,
-    group: &str,
-    priority: i32,
-    max_queued_ms: Option<u64>,
-    payload: &str,
+    request: Acquire,
     adopted: bool,
     admitted: &mut bool,
 ) -> Result<(u64, u64), QueryError> {
+    let group = request.group.clone();
     let mut session = current_session(c).await?;
     *admitted = true; // from here on, release on every path
                       // A cluster that is starting has no configuration yet: wait for it. A
@@ -778,13 +786,8 @@ async fn admit(
             c.rms.adopt(&request).await
         } else {
             let request = Acquire {
-                query_id: q.id.clone(),
-                group: group.to_string(),
-                coordinator: c.id.clone(),
                 session,
-                priority,
-                payload: payload.to_string(),
-                max_queued_ms,
+                ..request.clone()
             };
             c.rms.acquire(&request).await
         };
