@@ -128,6 +128,8 @@ struct Pick {
 struct State {
     /// This coordinator's own running and queued, per leaf.
     running: BTreeMap<String, u32>,
+    /// Our waiting queries per leaf, in the order the leaf starts them
+    /// (see [`rank`]): only the first of each leaf can be the next to start.
     queues: BTreeMap<String, Vec<Waiting>>,
     /// Each parent's scheduling turns (see [`Turns`]), by group id.
     turns: BTreeMap<String, Turns>,
@@ -354,12 +356,19 @@ impl Eventual {
             }
             let id = s.next_ticket;
             s.next_ticket += 1;
-            s.queues.entry(leaf.to_string()).or_default().push(Waiting {
-                ticket: id,
-                priority,
-                chain,
-                bound,
-            });
+            let policy = chain.last().map_or(SchedulingPolicy::Fair, |l| l.policy);
+            let key = rank(policy, priority, id);
+            let queue = s.queues.entry(leaf.to_string()).or_default();
+            let at = queue.partition_point(|w| rank(policy, w.priority, w.ticket) > key);
+            queue.insert(
+                at,
+                Waiting {
+                    ticket: id,
+                    priority,
+                    chain,
+                    bound,
+                },
+            );
             Ticket {
                 owner: self,
                 leaf: leaf.to_string(),
@@ -420,13 +429,14 @@ impl Eventual {
     /// chain and it is the query of ours the scheduling rules start next.
     fn try_start(&self, ticket: &Ticket<'_>) -> Start {
         let mut s = self.lock();
-        let Some((bound, root)) = s
-            .queues
-            .get(&ticket.leaf)
-            .and_then(|q| q.iter().find(|w| w.ticket == ticket.id))
-            .and_then(|w| Some((w.bound, w.chain.first()?.id.clone())))
-        else {
+        let Some(first) = s.queues.get(&ticket.leaf).and_then(|q| q.first()) else {
             return Start::NoRoom; // not waiting (cannot happen while held)
+        };
+        if first.ticket != ticket.id {
+            return Start::NoRoom; // one of ours goes first in this leaf
+        }
+        let Some((bound, root)) = first.chain.first().map(|l| (first.bound, l.id.clone())) else {
+            return Start::NoRoom; // no chain (cannot happen: admit resolved one)
         };
         let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) else {
             return Start::NoFreshView; // wait for one, never admit on this
@@ -472,14 +482,17 @@ impl Eventual {
     }
 
     /// The query of ours under `root` that starts next on `view`, if any
-    /// can: among those whose view is fresh for their bound and whose
-    /// whole chain has room, each parent from the root down chooses a
-    /// subgroup by its policy, and the leaf its best ranked query. Reads
-    /// only: the turns it took are returned, kept only if the query starts.
+    /// can: among the first of each leaf whose view is fresh for its bound
+    /// and whose whole chain has room, each parent from the root down
+    /// chooses a subgroup by its policy. Reads only: the turns it took are
+    /// returned, kept only if the query starts. Its cost grows with the
+    /// leaves that have waiting queries, not with the queries: only the
+    /// first of a leaf walks.
     fn next_to_start(&self, s: &State, view: &Snapshot, root: &str) -> Option<Pick> {
         let mut rooms: BTreeMap<&str, Option<bool>> = BTreeMap::new();
         let mut pool: Vec<(&Waiting, bool)> = Vec::new();
-        for w in s.queues.values().flatten() {
+        // Each leaf's first: the one its order starts next.
+        for w in s.queues.values().filter_map(|q| q.first()) {
             if w.chain.first().is_none_or(|l| l.id != root)
                 || !fresh(view, w.bound)
                 || !self.seen_fresh(s, view, w.bound)
