@@ -414,7 +414,10 @@ impl Eventual {
             waited = true;
             match expiry {
                 Some((_, deadline)) => {
-                    let expired = tokio::time::sleep_until(deadline.into());
+                    // Woken at the deadline at the latest (an hour at a
+                    // time: tokio's timer takes no sleep of years).
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let expired = tokio::time::sleep(left.min(MAX_SLEEP));
                     tokio::select! {
                         _ = notified => {}
                         _ = expired => {}
@@ -705,6 +708,7 @@ impl Eventual {
                     usage.entry(leaf.clone()).or_default().1 += q.len() as u32;
                 }
                 usage.retain(|_, (r, q)| *r + *q > 0);
+                forget_idle_turns(&mut s.turns, &usage);
                 let seq = report_seq(session, s.seq);
                 // Kept before it is sent: a report whose answer is lost may
                 // still be applied, and a view that includes it must find
@@ -740,6 +744,26 @@ impl Eventual {
             }
         }
     }
+}
+
+/// The longest a waiting admission sleeps before it looks at its deadline.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Drops the scheduling turns of parents, and the credits of subgroups,
+/// under which we have nothing running or queued (`usage`, per leaf), as
+/// the RMs drop an empty group with its turns: templated groups come and
+/// go, and their turns must not pile up here.
+fn forget_idle_turns(turns: &mut BTreeMap<String, Turns>, usage: &BTreeMap<String, (u32, u32)>) {
+    let busy = |id: &str| {
+        usage.keys().any(|leaf| {
+            leaf.strip_prefix(id)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    };
+    turns.retain(|parent, t| {
+        t.credits.retain(|child, _| busy(child));
+        busy(parent)
+    });
 }
 
 /// The shortest wait for one RM's view: below it, a view across a busy
@@ -1251,5 +1275,24 @@ mod tests {
         assert!(quick.await.is_ok());
         let key = ("queued".to_string(), "timed_out".to_string());
         assert_eq!(decision_counts(&e).get(&key), Some(&1));
+    }
+
+    #[test]
+    fn the_turns_of_groups_with_nothing_of_ours_are_forgotten() {
+        let credits = |ids: &[&str]| Turns {
+            last: None,
+            credits: ids.iter().map(|id| (id.to_string(), 1)).collect(),
+        };
+        let mut turns = BTreeMap::from([
+            ("g".to_string(), credits(&["g.a", "g.b"])),
+            ("g.b".to_string(), credits(&["g.b.x"])),
+            ("h".to_string(), credits(&["h.a"])),
+        ]);
+        let usage = BTreeMap::from([("g.a".to_string(), (1, 0))]);
+        forget_idle_turns(&mut turns, &usage);
+        assert_eq!(
+            turns,
+            BTreeMap::from([("g".to_string(), credits(&["g.a"]))])
+        );
     }
 }
