@@ -5,8 +5,9 @@
 //!   its own usage (per leaf group) through the log.
 //! - A query runs if, for every group on its chain, the others' running
 //!   queries (the view, minus this coordinator's last report) plus this
-//!   coordinator's own are below the limit, and no query of this
-//!   coordinator waits ahead of it in the same leaf.
+//!   coordinator's own are below the limit (and Trino's memory and CPU
+//!   rules allow one more), and it is the query of ours that the groups'
+//!   scheduling rules start next (see "Order" below).
 //! - The view must be no staler than the group's `maxStalenessMs`
 //!   (its age here plus the staleness the RM stated). Otherwise the query
 //!   waits: it never admits on a view older than the bound.
@@ -19,6 +20,19 @@
 //! - Freshness gate: when some group on the chain is at or above
 //!   `gate_fraction` of its limit, at most one query starts per fresh view.
 //!
+//! Order, among this coordinator's own waiting queries only: of those that
+//! could start now, the one that starts is found by the state machine's
+//! rules ([`resource_groups::scheduling`]): from the root down, each parent
+//! chooses a subgroup by its `schedulingPolicy` (its turns kept here, per
+//! parent, and advanced only by a start), and a leaf takes its highest
+//! `query_priority` first under `query_priority`, else first come first
+//! served. Deterministic: `weighted` is smooth weighted round-robin, ties go
+//! to the lower group id. Other coordinators' queries are not in this
+//! order: there is no global queue.
+//!
+//! A query still waiting after its `max_queued` time fails with
+//! `EXCEEDED_TIME_LIMIT` and leaves the queue (and our next report).
+//!
 //! Two coordinators reading the same view can both start the last slot's
 //! query: over-admission is this mode's documented cost.
 //!
@@ -27,14 +41,19 @@
 //! labelled with the path it took: only a `fresh` decision has no RM
 //! request and no wait on its path.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{GroupUsage, UsageReport};
 use common::resource_groups::limits::{can_run_more, running_limit};
-use common::resource_groups::{chain_ids, Consistency, GroupSpec, ResourceUsage};
+use common::resource_groups::scheduling::{choose, rank, Candidate, Turns};
+use common::resource_groups::{
+    chain_ids, Consistency, GroupSpec, ResourceUsage, RunLimits, SchedulingPolicy,
+};
 use common::rm::{RmClient, CALL_TIMEOUT};
+use common::units::succinct_duration;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{watch, Notify};
@@ -76,11 +95,44 @@ struct Report {
     usage: BTreeMap<String, (u32, u32)>,
 }
 
+/// What the scheduling walk reads of one group on a waiting query's chain.
+struct Level {
+    id: String,
+    limits: RunLimits,
+    policy: SchedulingPolicy,
+    weight: u32,
+    /// `softConcurrencyLimit`, else the hard limit.
+    soft_limit: u32,
+}
+
+/// One of our waiting queries.
+struct Waiting {
+    /// Its ticket, which is also its arrival order.
+    ticket: u64,
+    priority: i32,
+    /// Its groups, root first, as its admission resolved them.
+    chain: Arc<[Level]>,
+    /// Its leaf's `maxStalenessMs`.
+    bound: Duration,
+}
+
+/// The query of ours that starts next under a root, and what starting it
+/// changes: whether it uses the freshness gate, and the parents' turns.
+struct Pick {
+    ticket: u64,
+    gate: bool,
+    turns: Vec<(String, Turns)>,
+}
+
 #[derive(Default)]
 struct State {
     /// This coordinator's own running and queued, per leaf.
     running: BTreeMap<String, u32>,
-    queues: BTreeMap<String, VecDeque<u64>>,
+    /// Our waiting queries per leaf, in the order the leaf starts them
+    /// (see [`rank`]): only the first of each leaf can be the next to start.
+    queues: BTreeMap<String, Vec<Waiting>>,
+    /// Each parent's scheduling turns (see [`Turns`]), by group id.
+    turns: BTreeMap<String, Turns>,
     /// Our recent reports by sequence number: a view includes one of them
     /// (see [`Snapshot::our_report`]), which is subtracted from it.
     reported: BTreeMap<u64, Report>,
@@ -108,8 +160,9 @@ pub struct Eventual {
 ///   no fresh view), `fetch` (no view fresh enough at some point: waited
 ///   for the refresh task to read one from an RM), `queued` (a fresh view
 ///   but no room: waited for a slot, the freshness gate, or a query of
-///   ours ahead in the leaf);
-/// - `outcome`: `admitted` or `queue_full`.
+///   ours that the scheduling rules start first);
+/// - `outcome`: `admitted`, `queue_full`, or `timed_out` (still queued
+///   when its queue time limit passed: `EXCEEDED_TIME_LIMIT`).
 ///
 /// A wait the client cancels is no decision and is not counted.
 pub type Decisions = Family<[(&'static str, &'static str); 2], Histogram, fn() -> Histogram>;
@@ -131,7 +184,7 @@ enum Start {
     Started,
     /// No view fresh enough: the refresh task must read one from an RM.
     NoFreshView,
-    /// A fresh view, but no room yet (limit, gate, or one of ours ahead).
+    /// A fresh view, but no room yet (limit, gate, or one of ours first).
     NoRoom,
 }
 
@@ -163,7 +216,10 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut s = self.owner.lock();
         if let Some(q) = s.queues.get_mut(&self.leaf) {
-            q.retain(|t| *t != self.id);
+            q.retain(|w| w.ticket != self.id);
+            if q.is_empty() {
+                s.queues.remove(&self.leaf);
+            }
         }
         drop(s);
         self.owner.changed.notify_waiters();
@@ -234,12 +290,16 @@ impl Eventual {
         (vr.saturating_sub(rr) + or, vq.saturating_sub(rq) + oq)
     }
 
-    /// Waits for a slot in `leaf` (chain `specs`, root first). Errors:
-    /// `QUERY_QUEUE_FULL` when the queue is full on a fresh view.
+    /// Waits for a slot in `leaf` (chain `specs`, root first), for a query
+    /// of `priority` (`query_priority`) that may wait `max_queued` at most.
+    /// Errors: `QUERY_QUEUE_FULL` when the queue is full on a fresh view;
+    /// `EXCEEDED_TIME_LIMIT` when `max_queued` passes before it starts.
     pub async fn admit(
         self: &Arc<Self>,
         leaf: &str,
         specs: &[&GroupSpec],
+        priority: i32,
+        max_queued: Option<Duration>,
     ) -> Result<Permit, QueryError> {
         let began = Instant::now();
         let bound = match specs.last().map(|s| &s.consistency) {
@@ -253,7 +313,22 @@ impl Eventual {
                 ))
             }
         };
+        // A limit too far off to be an instant never expires.
+        let expiry = max_queued.and_then(|limit| Some((limit, began.checked_add(limit)?)));
         let ids = chain_ids(leaf);
+        let chain: Arc<[Level]> = ids
+            .iter()
+            .zip(specs)
+            .map(|(id, spec)| Level {
+                id: id.clone(),
+                limits: spec.run_limits(),
+                policy: spec.scheduling_policy,
+                weight: spec.scheduling_weight,
+                soft_limit: spec
+                    .soft_concurrency_limit
+                    .unwrap_or(spec.hard_concurrency_limit),
+            })
+            .collect();
         let ticket = {
             let mut s = self.lock();
             // Refuse at once when a fresh view shows the queue full, or,
@@ -281,7 +356,19 @@ impl Eventual {
             }
             let id = s.next_ticket;
             s.next_ticket += 1;
-            s.queues.entry(leaf.to_string()).or_default().push_back(id);
+            let policy = chain.last().map_or(SchedulingPolicy::Fair, |l| l.policy);
+            let key = rank(policy, priority, id);
+            let queue = s.queues.entry(leaf.to_string()).or_default();
+            let at = queue.partition_point(|w| rank(policy, w.priority, w.ticket) > key);
+            queue.insert(
+                at,
+                Waiting {
+                    ticket: id,
+                    priority,
+                    chain,
+                    bound,
+                },
+            );
             Ticket {
                 owner: self,
                 leaf: leaf.to_string(),
@@ -290,19 +377,19 @@ impl Eventual {
         };
         // Whether this decision waited, and whether for a fresh view.
         let (mut waited, mut fetched) = (false, false);
+        let path = |waited: bool, fetched: bool| match (fetched, waited) {
+            (true, _) => "fetch",
+            (false, true) => "queued",
+            (false, false) => "fresh",
+        };
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_start(&ticket, &ids, specs, bound) {
+            match self.try_start(&ticket) {
                 Start::Started => {
                     drop(ticket);
-                    let path = match (fetched, waited) {
-                        (true, _) => "fetch",
-                        (false, true) => "queued",
-                        (false, false) => "fresh",
-                    };
-                    self.decided(began, path, "admitted");
+                    self.decided(began, path(waited, fetched), "admitted");
                     return Ok(Permit {
                         owner: self.clone(),
                         leaf: leaf.to_string(),
@@ -311,56 +398,172 @@ impl Eventual {
                 Start::NoFreshView => fetched = true,
                 Start::NoRoom => {}
             }
+            if let Some((limit, deadline)) = expiry {
+                if Instant::now() >= deadline {
+                    drop(ticket); // leaves the queue: others may start
+                    self.decided(began, path(waited, fetched), "timed_out");
+                    return Err(QueryError::new(
+                        ErrorKind::ExceededTimeLimit,
+                        format!(
+                            "Query exceeded maximum queued time limit of {}",
+                            succinct_duration(limit)
+                        ),
+                    ));
+                }
+            }
             waited = true;
-            notified.await;
+            match expiry {
+                Some((_, deadline)) => {
+                    // Woken at the deadline at the latest (an hour at a
+                    // time: tokio's timer takes no sleep of years).
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let expired = tokio::time::sleep(left.min(MAX_SLEEP));
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = expired => {}
+                    }
+                }
+                None => notified.await,
+            }
         }
     }
 
-    fn try_start(
-        &self,
-        ticket: &Ticket<'_>,
-        ids: &[String],
-        specs: &[&GroupSpec],
-        bound: Duration,
-    ) -> Start {
+    /// Starts `ticket`'s query if a fresh view has room for it on its whole
+    /// chain and it is the query of ours the scheduling rules start next.
+    fn try_start(&self, ticket: &Ticket<'_>) -> Start {
         let mut s = self.lock();
-        if s.queues.get(&ticket.leaf).and_then(|q| q.front()) != Some(&ticket.id) {
-            return Start::NoRoom; // someone of ours is ahead in this leaf
+        let Some(first) = s.queues.get(&ticket.leaf).and_then(|q| q.first()) else {
+            return Start::NoRoom; // not waiting (cannot happen while held)
+        };
+        if first.ticket != ticket.id {
+            return Start::NoRoom; // one of ours goes first in this leaf
         }
+        let Some((bound, root)) = first.chain.first().map(|l| (first.bound, l.id.clone())) else {
+            return Start::NoRoom; // no chain (cannot happen: admit resolved one)
+        };
         let Some(view) = s.view.as_ref().filter(|v| fresh(v, bound)) else {
             return Start::NoFreshView; // wait for one, never admit on this
         };
         if !self.seen_fresh(&s, view, bound) {
             return Start::NoFreshView; // the others decide on old news of us
         }
-        // Running totals once this query leaves the queue and starts.
-        let mut gate = false;
-        for (id, spec) in ids.iter().zip(specs) {
-            let (running, _) = Self::total(&s, view, id);
-            let usage = view.usage.get(id).copied().unwrap_or_default();
-            let limits = spec.run_limits();
-            // Trino's rules, as the RMs apply them to linearizable groups:
-            // memory over softMemoryLimit, CPU over its limits.
-            if !can_run_more(&limits, running, &usage, view.cluster_memory_bytes) {
-                return Start::NoRoom;
-            }
-            let limit = running_limit(&limits, usage.cpu_ms);
-            if f64::from(running) >= self.gate_fraction * f64::from(limit) {
-                gate = true;
-            }
-        }
         let generation = view.generation;
-        if gate && s.gate_used == Some(generation) {
-            return Start::NoRoom; // one start per fresh view near the limit
+        let Some(pick) = self.next_to_start(&s, view, &root) else {
+            return Start::NoRoom; // no room on the chain (limit, gate)
+        };
+        if pick.ticket != ticket.id {
+            return Start::NoRoom; // another of ours goes first
         }
-        if gate {
-            s.gate_used = Some(generation);
+        if pick.gate {
+            s.gate_used = Some(generation); // one start per fresh view near the limit
         }
+        s.turns.extend(pick.turns);
         *s.running.entry(ticket.leaf.clone()).or_default() += 1;
         if let Some(q) = s.queues.get_mut(&ticket.leaf) {
-            q.pop_front();
+            q.retain(|w| w.ticket != ticket.id);
         }
         Start::Started
+    }
+
+    /// Whether `level`'s group may start one more query on `view`: `None`
+    /// if not; else whether it is near its limit (the freshness gate).
+    fn room(&self, s: &State, view: &Snapshot, level: &Level) -> Option<bool> {
+        // Running totals once this query leaves the queue and starts.
+        let (running, _) = Self::total(s, view, &level.id);
+        let usage = view.usage.get(&level.id).copied().unwrap_or_default();
+        // Trino's rules, as the RMs apply them to linearizable groups:
+        // memory over softMemoryLimit, CPU over its limits.
+        if !can_run_more(&level.limits, running, &usage, view.cluster_memory_bytes) {
+            return None;
+        }
+        let limit = running_limit(&level.limits, usage.cpu_ms);
+        let near = f64::from(running) >= self.gate_fraction * f64::from(limit);
+        if near && s.gate_used == Some(view.generation) {
+            return None; // the gate let one start on this view already
+        }
+        Some(near)
+    }
+
+    /// The query of ours under `root` that starts next on `view`, if any
+    /// can: among the first of each leaf whose view is fresh for its bound
+    /// and whose whole chain has room, each parent from the root down
+    /// chooses a subgroup by its policy. Reads only: the turns it took are
+    /// returned, kept only if the query starts. Its cost grows with the
+    /// leaves that have waiting queries, not with the queries: only the
+    /// first of a leaf walks.
+    fn next_to_start(&self, s: &State, view: &Snapshot, root: &str) -> Option<Pick> {
+        let mut rooms: BTreeMap<&str, Option<bool>> = BTreeMap::new();
+        let mut pool: Vec<(&Waiting, bool)> = Vec::new();
+        // Each leaf's first: the one its order starts next.
+        for w in s.queues.values().filter_map(|q| q.first()) {
+            if w.chain.first().is_none_or(|l| l.id != root)
+                || !fresh(view, w.bound)
+                || !self.seen_fresh(s, view, w.bound)
+            {
+                continue;
+            }
+            let mut gate = Some(false);
+            for level in w.chain.iter() {
+                let room = *rooms
+                    .entry(&level.id)
+                    .or_insert_with(|| self.room(s, view, level));
+                gate = gate.zip(room).map(|(a, b)| a || b);
+            }
+            if let Some(gate) = gate {
+                pool.push((w, gate));
+            }
+        }
+        let mut turns = Vec::new();
+        let mut depth = 0;
+        loop {
+            // Queries waiting in this group itself (a leaf; or a group that
+            // gained subgroups since they came: they go first).
+            let (here, deeper): (Vec<_>, Vec<_>) = pool
+                .into_iter()
+                .partition(|(w, _)| w.chain.len() <= depth + 1);
+            if !here.is_empty() || deeper.is_empty() {
+                let level = here.first()?.0.chain.get(depth);
+                let policy = level.map_or(SchedulingPolicy::Fair, |l| l.policy);
+                let (w, gate) = here
+                    .iter()
+                    .max_by_key(|(w, _)| rank(policy, w.priority, w.ticket))?;
+                return Some(Pick {
+                    ticket: w.ticket,
+                    gate: *gate,
+                    turns,
+                });
+            }
+            let parent = deeper.first()?.0.chain.get(depth)?;
+            let mut children: BTreeMap<&str, Vec<(&Waiting, bool)>> = BTreeMap::new();
+            for (w, gate) in deeper {
+                if let Some(child) = w.chain.get(depth + 1) {
+                    children.entry(&child.id).or_default().push((w, gate));
+                }
+            }
+            let candidates: Vec<Candidate<'_>> = children
+                .iter()
+                .filter_map(|(id, members)| {
+                    let level = members.first()?.0.chain.get(depth + 1)?;
+                    let best = members
+                        .iter()
+                        .map(|(w, _)| (w.priority, w.ticket))
+                        .max_by_key(|&(p, t)| (p, Reverse(t)))?;
+                    Some(Candidate {
+                        id,
+                        running: Self::total(s, view, id).0,
+                        weight: level.weight,
+                        soft_limit: level.soft_limit,
+                        best,
+                    })
+                })
+                .collect();
+            let mut parent_turns = s.turns.get(&parent.id).cloned().unwrap_or_default();
+            let chosen = choose(parent.policy, &candidates, &mut parent_turns)?;
+            let chosen_id = candidates.get(chosen)?.id;
+            turns.push((parent.id.clone(), parent_turns));
+            pool = children.remove(chosen_id)?;
+            depth += 1;
+        }
     }
 
     /// Whether `view` includes a report of ours made within `bound` plus
@@ -505,6 +708,7 @@ impl Eventual {
                     usage.entry(leaf.clone()).or_default().1 += q.len() as u32;
                 }
                 usage.retain(|_, (r, q)| *r + *q > 0);
+                forget_idle_turns(&mut s.turns, &usage);
                 let seq = report_seq(session, s.seq);
                 // Kept before it is sent: a report whose answer is lost may
                 // still be applied, and a view that includes it must find
@@ -540,6 +744,26 @@ impl Eventual {
             }
         }
     }
+}
+
+/// The longest a waiting admission sleeps before it looks at its deadline.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Drops the scheduling turns of parents, and the credits of subgroups,
+/// under which we have nothing running or queued (`usage`, per leaf), as
+/// the RMs drop an empty group with its turns: templated groups come and
+/// go, and their turns must not pile up here.
+fn forget_idle_turns(turns: &mut BTreeMap<String, Turns>, usage: &BTreeMap<String, (u32, u32)>) {
+    let busy = |id: &str| {
+        usage.keys().any(|leaf| {
+            leaf.strip_prefix(id)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    };
+    turns.retain(|parent, t| {
+        t.credits.retain(|child, _| busy(child));
+        busy(parent)
+    });
 }
 
 /// The shortest wait for one RM's view: below it, a view across a busy
@@ -609,12 +833,20 @@ mod tests {
     /// `our_report` (made now, empty, unless the test made it; `None`: our
     /// report 0).
     fn set_view(e: &Eventual, running: u32, our_report: Option<u64>, age: Duration) {
+        set_view_of(e, &[("g", running)], our_report, age);
+    }
+
+    /// As [`set_view`], with others running `running` in each group named.
+    fn set_view_of(e: &Eventual, running: &[(&str, u32)], our_report: Option<u64>, age: Duration) {
         let mut s = e.lock();
         let seq = our_report.unwrap_or(0);
         s.reported.entry(seq).or_insert_with(|| report(&[]));
         let generation = s.view.as_ref().map_or(1, |v| v.generation + 1);
         s.view = Some(Snapshot {
-            groups: BTreeMap::from([("g".to_string(), (running, 0))]),
+            groups: running
+                .iter()
+                .map(|(id, n)| (id.to_string(), (*n, 0)))
+                .collect(),
             usage: BTreeMap::new(),
             cluster_memory_bytes: 0,
             our_report: Some(seq),
@@ -730,7 +962,7 @@ mod tests {
         ));
         let began = Instant::now();
         let specs = g.resolve("g").unwrap();
-        let permit = tokio::time::timeout(Duration::from_secs(10), e.admit("g", &specs))
+        let permit = tokio::time::timeout(Duration::from_secs(10), e.admit("g", &specs, 0, None))
             .await
             .expect("never admitted")
             .unwrap();
@@ -749,7 +981,7 @@ mod tests {
 
     async fn admits(e: &Arc<Eventual>, g: &ResourceGroups) -> Option<Result<Permit, QueryError>> {
         let specs = g.resolve("g").unwrap();
-        tokio::time::timeout(Duration::from_millis(50), e.admit("g", &specs))
+        tokio::time::timeout(Duration::from_millis(50), e.admit("g", &specs, 0, None))
             .await
             .ok()
     }
@@ -807,7 +1039,7 @@ mod tests {
         let (e, g) = (e.clone(), g.clone());
         tokio::spawn(async move {
             let specs = g.resolve("g").unwrap();
-            e.admit("g", &specs).await.map(|_| ())
+            e.admit("g", &specs, 0, None).await.map(|_| ())
         })
     }
 
@@ -888,5 +1120,179 @@ mod tests {
         assert!(admits(&e, &g).await.is_none(), "a second start on one view");
         set_view(&e, 2, None, Duration::ZERO); // a new view
         assert!(matches!(admits(&e, &g).await, Some(Ok(_))));
+    }
+
+    /// Groups `g` (limit 1 running, 16 queued) of `policy`, eventual, with
+    /// leaves `g.a` (weight 1) and `g.b` (weight 3) when `subgroups`.
+    fn groups_of(policy: &str, subgroups: bool) -> ResourceGroups {
+        let subs = if subgroups {
+            r#","subGroups":[
+                {"name":"a","hardConcurrencyLimit":10,"maxQueued":16,"schedulingWeight":1},
+                {"name":"b","hardConcurrencyLimit":10,"maxQueued":16,"schedulingWeight":3}]"#
+        } else {
+            ""
+        };
+        let json = format!(
+            r#"{{"rootGroups":[{{"name":"g","hardConcurrencyLimit":1,"maxQueued":16,
+                "schedulingPolicy":"{policy}",
+                "consistency":{{"mode":"eventual","maxStalenessMs":500}}{subs}}}]}}"#
+        );
+        parse(&json, &Consistency::Linearizable).unwrap()
+    }
+
+    /// Queues admissions to `leaf` (one per priority, in that order) on a
+    /// view where someone else fills `g`, then frees it: the labels of the
+    /// queries in the order they started (each frees its slot at once).
+    async fn start_order(
+        e: &Arc<Eventual>,
+        g: &ResourceGroups,
+        queued: &[(&str, i32)],
+    ) -> Vec<String> {
+        set_view(e, 1, None, Duration::ZERO);
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for (i, &(leaf, priority)) in queued.iter().enumerate() {
+            let (e, g, started) = (e.clone(), g.clone(), started.clone());
+            let (leaf, label) = (leaf.to_string(), format!("{leaf}#{i}@{priority}"));
+            waiters.push(tokio::spawn(async move {
+                let specs = g.resolve(&leaf).unwrap();
+                let permit = e.admit(&leaf, &specs, priority, None).await;
+                started.lock().unwrap().push(label);
+                permit.map(|_| ())
+            }));
+            // Each joins the queue before the next comes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            started.lock().unwrap().is_empty(),
+            "started on a full group"
+        );
+        set_view(e, 0, None, Duration::ZERO);
+        e.changed.notify_waiters();
+        for w in waiters {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("never started")
+                .unwrap()
+                .unwrap();
+        }
+        let order = started.lock().unwrap().clone();
+        order
+    }
+
+    /// The start order of `queued` under a `g` of `policy`, as labelled
+    /// by [`start_order`].
+    async fn order_under(policy: &str, subgroups: bool, queued: &[(&str, i32)]) -> Vec<String> {
+        let e = Eventual::new(1.0, Duration::from_millis(100));
+        start_order(&e, &groups_of(policy, subgroups), queued).await
+    }
+
+    #[tokio::test]
+    async fn a_query_priority_leaf_starts_its_highest_priority_first() {
+        let queued = [("g", 1), ("g", 5), ("g", 3), ("g", 5)];
+        let order = order_under("query_priority", false, &queued).await;
+        assert_eq!(order, ["g#1@5", "g#3@5", "g#2@3", "g#0@1"]);
+    }
+
+    #[tokio::test]
+    async fn a_fair_leaf_starts_in_arrival_order_whatever_the_priority() {
+        let queued = [("g", 1), ("g", 5), ("g", 3)];
+        let order = order_under("fair", false, &queued).await;
+        assert_eq!(order, ["g#0@1", "g#1@5", "g#2@3"]);
+    }
+
+    /// How many of the first `n` starts went to each leaf.
+    fn leaves_of(order: &[String], n: usize) -> (usize, usize) {
+        let first = &order[..n];
+        let count = |leaf: &str| first.iter().filter(|l| l.starts_with(leaf)).count();
+        (count("g.a#"), count("g.b#"))
+    }
+
+    #[tokio::test]
+    async fn a_weighted_parent_starts_its_leaves_in_proportion_to_their_weights() {
+        // All of g.a's queries came first: arrival order alone would start
+        // eight of g.a before any of g.b.
+        let queued: Vec<(&str, i32)> = [("g.a", 0); 8].into_iter().chain([("g.b", 0); 8]).collect();
+        let order = order_under("weighted", true, &queued).await;
+        assert_eq!(leaves_of(&order, 8), (2, 6), "{order:?}");
+    }
+
+    #[tokio::test]
+    async fn a_fair_parent_alternates_between_its_leaves() {
+        let queued: Vec<(&str, i32)> = [("g.a", 0); 3].into_iter().chain([("g.b", 0); 3]).collect();
+        let order = order_under("fair", true, &queued).await;
+        let leaves: Vec<&str> = order.iter().map(|l| &l[..3]).collect();
+        assert_eq!(leaves, ["g.a", "g.b", "g.a", "g.b", "g.a", "g.b"]);
+    }
+
+    #[tokio::test]
+    async fn a_query_priority_parent_starts_the_best_query_of_any_leaf() {
+        let queued = [("g.a", 1), ("g.b", 2), ("g.a", 9), ("g.b", 2)];
+        let order = order_under("query_priority", true, &queued).await;
+        assert_eq!(order, ["g.a#2@9", "g.b#1@2", "g.b#3@2", "g.a#0@1"]);
+    }
+
+    #[tokio::test]
+    async fn a_query_queued_past_its_limit_fails_and_frees_its_place() {
+        let e = Eventual::new(1.0, Duration::from_millis(100));
+        let g = groups_of("fair", false);
+        set_view(&e, 1, None, Duration::ZERO); // full: both wait
+        let specs = g.resolve("g").unwrap();
+        let limited = {
+            let (e, g) = (e.clone(), g.clone());
+            tokio::spawn(async move {
+                let specs = g.resolve("g").unwrap();
+                let limit = Some(Duration::from_millis(150));
+                e.admit("g", &specs, 0, limit).await.map(|_| ())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let behind = spawn_admit(&e, &g);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(Eventual::own(&e.lock(), "g"), (0, 2));
+        let err = tokio::time::timeout(Duration::from_secs(5), limited)
+            .await
+            .expect("never timed out")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.error_name, "EXCEEDED_TIME_LIMIT");
+        assert_eq!(
+            err.message,
+            "Query exceeded maximum queued time limit of 150.00ms"
+        );
+        // It left the queue (and so our next report), and the one behind
+        // it is now first in the leaf.
+        assert_eq!(Eventual::own(&e.lock(), "g"), (0, 1));
+        set_view(&e, 0, None, Duration::ZERO);
+        e.changed.notify_waiters();
+        tokio::time::timeout(Duration::from_secs(5), behind)
+            .await
+            .expect("the query behind never started")
+            .unwrap()
+            .unwrap();
+        // A query that starts within its limit is not failed by it.
+        let quick = e.admit("g", &specs, 0, Some(Duration::from_millis(150)));
+        assert!(quick.await.is_ok());
+        let key = ("queued".to_string(), "timed_out".to_string());
+        assert_eq!(decision_counts(&e).get(&key), Some(&1));
+    }
+
+    #[test]
+    fn the_turns_of_groups_with_nothing_of_ours_are_forgotten() {
+        let credits = |ids: &[&str]| Turns {
+            last: None,
+            credits: ids.iter().map(|id| (id.to_string(), 1)).collect(),
+        };
+        let mut turns = BTreeMap::from([
+            ("g".to_string(), credits(&["g.a", "g.b"])),
+            ("g.b".to_string(), credits(&["g.b.x"])),
+            ("h".to_string(), credits(&["h.a"])),
+        ]);
+        let usage = BTreeMap::from([("g.a".to_string(), (1, 0))]);
+        forget_idle_turns(&mut turns, &usage);
+        assert_eq!(
+            turns,
+            BTreeMap::from([("g".to_string(), credits(&["g.a"]))])
+        );
     }
 }

@@ -622,7 +622,7 @@ async fn run(
         // and no durable queue to wait for.
         q.update(|i| i.recorded = true);
         let _permit = tokio::select! {
-            p = c.eventual.admit(&group, &specs) => p?,
+            p = c.eventual.admit(&group, &specs, priority, None) => p?,
             why = wait_cancel(cancelled) => return Err(why),
         };
         q.update(|i| {

@@ -15,6 +15,7 @@
 
 pub mod limits;
 mod raw;
+pub mod scheduling;
 mod selector;
 mod spec;
 
