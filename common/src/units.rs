@@ -34,29 +34,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms.round() as u64))
 }
 
-/// `d` as airlift's succinct `Duration` prints it: two decimals in the
-/// largest unit it makes at least one of (`5.00m`, `30.00s`, `1.50h`,
-/// `250.00ms`; zero is `0.00ns`), as Trino's error messages quote limits.
-pub fn succinct_duration(d: Duration) -> String {
-    const UNITS: [(&str, f64); 7] = [
-        ("ns", 1.0),
-        ("us", 1e3),
-        ("ms", 1e6),
-        ("s", 1e9),
-        ("m", 60e9),
-        ("h", 3_600e9),
-        ("d", 86_400e9),
-    ];
-    let nanos = d.as_nanos() as f64;
-    // As airlift: the last unit of which there is (about) one or more.
-    let (unit, size) = UNITS
-        .iter()
-        .take_while(|(_, size)| nanos / size > 0.9999)
-        .last()
-        .copied()
-        .unwrap_or(UNITS[0]);
-    format!("{:.2}{unit}", nanos / size)
-}
+pub use resource_groups::succinct_duration;
 
 /// `1024`, `1024B`, `512kB`, `20GB`, `1.5TB` (multiples of 1024).
 pub fn parse_data_size(text: &str) -> Result<u64, String> {

@@ -27,6 +27,9 @@ pub struct Groups {
     /// The log's version; `None` for the bootstrap file.
     pub version: Option<u64>,
     pub groups: ResourceGroups,
+    /// The RMs' `queue-timeout-ms` (`None` for the bootstrap file): eventual
+    /// groups' queued queries fail past it too.
+    pub queue_timeout: Option<Duration>,
 }
 
 pub struct GroupsInForce {
@@ -41,6 +44,7 @@ impl GroupsInForce {
                 Arc::new(Groups {
                     version: None,
                     groups,
+                    queue_timeout: None,
                 })
             })),
         })
@@ -86,6 +90,7 @@ impl GroupsInForce {
         *current = Some(Arc::new(Groups {
             version: Some(config.version),
             groups,
+            queue_timeout: Some(Duration::from_millis(config.settings.queue_timeout_ms)),
         }));
         Ok(true)
     }

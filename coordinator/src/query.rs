@@ -23,7 +23,7 @@ use common::api::{
 };
 use common::http::HttpClient;
 use common::resource_groups::{
-    human_duration, Consistency, GroupSpec, QueryContext, ResourceEstimates,
+    succinct_duration, Consistency, GroupSpec, QueryContext, ResourceEstimates,
 };
 use common::rm::RmClient;
 use common::wire::WatchEventKind;
@@ -621,8 +621,16 @@ async fn run(
         // Eventual: decided here, on the aggregated view; no fencing token,
         // and no durable queue to wait for.
         q.update(|i| i.recorded = true);
+        // As the RMs do for linearizable groups: the tightest of the
+        // session's, the groups' and the cluster's limits.
+        let max_queued = specs
+            .iter()
+            .filter_map(|s| s.queued_time_limit_ms.map(Duration::from_millis))
+            .chain(limits.queued)
+            .chain(in_force.queue_timeout)
+            .min();
         let _permit = tokio::select! {
-            p = c.eventual.admit(&group, &specs, priority, None) => p?,
+            p = c.eventual.admit(&group, &specs, priority, max_queued) => p?,
             why = wait_cancel(cancelled) => return Err(why),
         };
         q.update(|i| {
@@ -707,14 +715,14 @@ async fn over_time(q: &Query, specs: &[&GroupSpec], limits: &statement::TimeLimi
 fn execution_message(limit: Duration) -> String {
     format!(
         "Query exceeded the maximum execution time limit of {}",
-        human_duration(limit.as_millis().min(u128::from(u64::MAX)) as u64)
+        succinct_duration(limit)
     )
 }
 
 fn run_message(limit: Duration) -> String {
     format!(
         "Query exceeded maximum time limit of {}",
-        human_duration(limit.as_millis().min(u128::from(u64::MAX)) as u64)
+        succinct_duration(limit)
     )
 }
 

@@ -123,26 +123,28 @@ pub fn resolve_along<'a>(
     spec::resolve_along(roots, group_id, spec_path)
 }
 
-/// `1.50m`-style durations in messages (as upstream's succinct Duration): `20s`, `1.50m`, `2h`.
-pub fn human_duration(ms: u64) -> String {
-    const UNITS: [(&str, f64); 5] = [
-        ("d", 86_400_000.0),
-        ("h", 3_600_000.0),
-        ("m", 60_000.0),
-        ("s", 1_000.0),
-        ("ms", 1.0),
+/// `d` as airlift's succinct `Duration` prints it: two decimals in the
+/// largest unit it makes at least one of (`5.00m`, `30.00s`, `1.50h`,
+/// `250.00ms`; zero is `0.00ns`), as Trino's error messages quote limits.
+pub fn succinct_duration(d: std::time::Duration) -> String {
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+        ("m", 60e9),
+        ("h", 3_600e9),
+        ("d", 86_400e9),
     ];
+    let nanos = d.as_nanos() as f64;
+    // As airlift: the last unit of which there is (about) one or more.
     let (unit, size) = UNITS
         .iter()
-        .find(|(_, size)| ms as f64 >= *size)
+        .take_while(|(_, size)| nanos / size > 0.9999)
+        .last()
         .copied()
-        .unwrap_or(("ms", 1.0));
-    let value = ms as f64 / size;
-    if value.fract() == 0.0 {
-        format!("{value:.0}{unit}")
-    } else {
-        format!("{value:.2}{unit}")
-    }
+        .unwrap_or(UNITS[0]);
+    format!("{:.2}{unit}", nanos / size)
 }
 
 #[cfg(test)]

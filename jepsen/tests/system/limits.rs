@@ -150,7 +150,7 @@ async fn per_query_limits_and_session_time_limits_fail_queries_with_trinos_error
     .await;
     let error = burner.error.expect("killed");
     assert_eq!(error["errorName"], "EXCEEDED_CPU_LIMIT", "{error}");
-    assert_eq!(error["message"], "Exceeded CPU limit of 1s", "{error}");
+    assert_eq!(error["message"], "Exceeded CPU limit of 1.00s", "{error}");
 
     let slow = run_query(
         &c1,
@@ -190,7 +190,7 @@ async fn per_query_limits_and_session_time_limits_fail_queries_with_trinos_error
     let error = impatient.error.expect("over its queued time");
     assert_eq!(error["errorName"], "EXCEEDED_TIME_LIMIT", "{error}");
     assert_eq!(
-        error["message"], "Query exceeded maximum queued time limit of 500ms",
+        error["message"], "Query exceeded maximum queued time limit of 500.00ms",
         "{error}"
     );
     for q in long {

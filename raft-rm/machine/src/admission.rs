@@ -676,7 +676,7 @@ impl Admission {
                     id.clone(),
                     format!(
                         "Query exceeded maximum queued time limit of {}",
-                        super::memory::human_duration(limit)
+                        resource_groups::succinct_duration(std::time::Duration::from_millis(limit))
                     ),
                 ));
                 continue;
@@ -690,7 +690,9 @@ impl Admission {
                     id.clone(),
                     format!(
                         "Query abandoned: its coordinator's session ended and no coordinator adopted it within {}",
-                        super::memory::human_duration(orphan_timeout)
+                        resource_groups::succinct_duration(std::time::Duration::from_millis(
+                            orphan_timeout
+                        ))
                     ),
                 ));
             }

@@ -347,7 +347,10 @@ fn queued_queries_wait_as_upstream_unless_a_limit_says_otherwise() {
             _ => None,
         })
         .collect();
-    assert_eq!(failed, ["Query exceeded maximum queued time limit of 20s"]);
+    assert_eq!(
+        failed,
+        ["Query exceeded maximum queued time limit of 20.00s"]
+    );
     assert_eq!(m.counts("r.a"), (2, 1));
     check_invariants(&m);
 }

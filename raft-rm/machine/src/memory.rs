@@ -78,7 +78,10 @@ impl KillReason {
                 human_bytes(*limit_bytes)
             ),
             KillReason::ExceededCpuLimit { limit_ms } => {
-                format!("Exceeded CPU limit of {}", human_duration(*limit_ms))
+                format!(
+                    "Exceeded CPU limit of {}",
+                    succinct_duration(std::time::Duration::from_millis(*limit_ms))
+                )
             }
         }
     }
@@ -110,7 +113,7 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-pub use resource_groups::human_duration;
+use resource_groups::succinct_duration;
 
 /// What the leader saw when it decided: kept with the decision, so an
 /// operator can check it afterwards.
@@ -380,8 +383,9 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.50kB");
         let cpu = KillReason::ExceededCpuLimit { limit_ms: 90_000 };
         assert_eq!(cpu.message(), "Exceeded CPU limit of 1.50m");
+        let cpu = KillReason::ExceededCpuLimit { limit_ms: 1_000 };
+        assert_eq!(cpu.message(), "Exceeded CPU limit of 1.00s");
         assert_eq!(cpu.error_name(), "EXCEEDED_CPU_LIMIT");
-        assert_eq!(human_duration(2_000), "2s");
         assert_eq!(human_bytes(100), "100B");
     }
 }
