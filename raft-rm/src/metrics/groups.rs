@@ -8,7 +8,9 @@
 //!   view (drained, or no longer exported) leaves the output with it.
 //! - Counters of admissions and rejections are counted where this node
 //!   applies committed commands, so every replica counts the same entries.
-//!   They start at zero with the process (as any Prometheus counter may).
+//!   They start at zero with the process (as any Prometheus counter may)
+//!   and count what it applies: at start, the entries after the latest
+//!   snapshot; nothing that a snapshot installed from the leader covers.
 //!
 //! A group counts what its descendants do, as its running and queued
 //! figures do. At most [`MAX_GROUPS`] groups are exported (the first by id);
@@ -268,7 +270,7 @@ impl GroupMetrics {
         let gauges: [Gauge; 8] = [
             (
                 "group_running_queries",
-                "Running queries of a jmxExport group, its descendants' included",
+                "Running queries of a jmxExport group, its descendants' included (at most 1000 groups are exported, the first by id)",
                 |s| Some(s.running as f64),
             ),
             (
