@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 use crate::{NodeId, Raft};
 
+pub mod groups;
+
 pub struct Metrics {
     registry: Registry,
     fsync_seconds: Histogram,
@@ -41,6 +43,8 @@ pub struct Metrics {
     contact: Mutex<LeaderContact>,
     pub memory: MemoryMetrics,
     pub snapshot: SnapshotMetrics,
+    /// Series of groups whose spec sets `jmxExport` (see [`groups`]).
+    pub groups: std::sync::Arc<groups::GroupMetrics>,
 }
 
 /// This node's evidence that a leader is alive, for
@@ -317,6 +321,8 @@ impl Metrics {
         );
         let memory = MemoryMetrics::register(&mut registry);
         let snapshot = SnapshotMetrics::register(&mut registry);
+        let groups = std::sync::Arc::new(groups::GroupMetrics::default());
+        registry.register_collector(Box::new(groups::GroupCollector(groups.clone())));
         Self {
             registry,
             fsync_seconds,
@@ -344,6 +350,7 @@ impl Metrics {
             }),
             memory,
             snapshot,
+            groups,
         }
     }
 
@@ -429,7 +436,14 @@ impl Metrics {
     /// Prometheus text exposition, with Raft gauges refreshed from `raft`
     /// and the leader contact age from `last_append` (see
     /// [`Metrics::leader_contact_age`]).
-    pub fn render(&self, raft: &Raft, last_append: Option<Instant>) -> String {
+    /// `groups`: the `jmxExport` groups' figures at this scrape (see
+    /// [`groups::scrape`]).
+    pub fn render(
+        &self,
+        raft: &Raft,
+        last_append: Option<Instant>,
+        groups: groups::Scrape,
+    ) -> String {
         let rm = raft.metrics().borrow().clone();
         let idx = |v: Option<u64>| v.map(|i| i as i64).unwrap_or(-1);
         self.term.set(rm.current_term as i64);
@@ -446,7 +460,7 @@ impl Metrics {
             self.leader_contact_age(is_leader, last_append, Instant::now())
                 .as_secs_f64(),
         );
-        self.render_registry()
+        self.groups.with_scrape(groups, || self.render_registry())
     }
 
     /// The registry as Prometheus text, without refreshing Raft gauges.

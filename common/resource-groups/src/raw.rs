@@ -437,9 +437,6 @@ fn validate_group(
             report.unenforced(field, &format!("{at}.{field}"));
         }
     }
-    if g.jmx_export.is_some() {
-        report.unenforced("jmxExport", &format!("{at}.jmxExport"));
-    }
     let consistency = match &g.consistency {
         None => inherited.clone(),
         Some(c) => parse_consistency(c, &format!("{at}.consistency"), report)

@@ -75,21 +75,25 @@ fn the_trino_shaped_example_loads_selects_and_resolves() {
     );
 }
 
+/// `jmxExport` is enforced now (per-group metrics on the RMs): parsed
+/// into the spec, default off, and no longer reported at load.
 #[test]
-fn unenforced_fields_are_reported_once_each() {
+fn jmx_export_is_parsed_and_not_reported() {
     let rg = parse(EXAMPLE, &DEFAULT).unwrap();
-    let fields: Vec<&str> = rg
-        .warnings
-        .iter()
-        .map(|w| w.split(": ").nth(1).unwrap_or(""))
-        .collect();
-    assert_eq!(
-        fields.iter().filter(|f| f.starts_with("jmxExport")).count(),
-        1,
+    assert!(
+        !rg.warnings.iter().any(|w| w.contains("jmxExport")),
         "{:?}",
         rg.warnings
     );
-    assert!(rg.warnings[0].contains("not enforced"), "{:?}", rg.warnings);
+    let leaf = |id: &str| rg.resolve(id).and_then(|c| c.last().map(|s| s.jmx_export));
+    assert_eq!(leaf("global"), Some(true));
+    assert_eq!(leaf("global.pipeline"), Some(true));
+    assert_eq!(leaf("admin"), Some(true));
+    assert_eq!(
+        leaf("global.pipeline.pipeline_alice"),
+        Some(false),
+        "not inherited: each group says"
+    );
 }
 
 fn errors(text: &str) -> Vec<String> {

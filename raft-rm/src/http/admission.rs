@@ -132,7 +132,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub use common::api::AcquireAnswer;
 
 /// The wire name of the machine's reason.
-fn wire_reason(reason: &RejectReason) -> common::api::RejectReason {
+pub(crate) fn wire_reason(reason: &RejectReason) -> common::api::RejectReason {
     use common::api::RejectReason as Wire;
     match reason {
         RejectReason::QueueFull => Wire::QueueFull,

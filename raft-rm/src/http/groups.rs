@@ -35,6 +35,8 @@ use serde::Deserialize;
 use super::forward::{relay, was_forwarded};
 use super::{ApiError, AppState};
 use crate::machine::admission::{Admission, Event, EventKind};
+use crate::store::state_machine::AppliedState;
+use crate::NodeId;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -111,6 +113,12 @@ fn staleness_ms(state: &AppState) -> u64 {
 /// with live sessions report.
 pub fn build_view(state: &AppState) -> View {
     let applied = state.core.applied().read();
+    view_of(&applied, state.core.id(), state.core.clock().now_ms())
+}
+
+/// [`build_view`] from an applied state, served by `served_by` whose clock
+/// reads `now_ms`.
+pub fn view_of(applied: &AppliedState, served_by: NodeId, now_ms: u64) -> View {
     let adm = &applied.state.admission;
     let mut groups: BTreeMap<String, GroupView> = BTreeMap::new();
     if let Some(config) = &adm.config {
@@ -165,9 +173,8 @@ pub fn build_view(state: &AppState) -> View {
         g.memory_bytes = usage.memory_bytes;
         g.cpu_ms = usage.cpu_ms;
     }
-    let now_ms = state.core.clock().now_ms();
     View {
-        served_by: state.core.id(),
+        served_by,
         as_of_ms: applied.state.log_time_ms,
         staleness_ms: now_ms.saturating_sub(applied.state.log_time_ms),
         report_ages_ms: report_ages(adm, &reports, now_ms),

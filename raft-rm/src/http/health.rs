@@ -125,12 +125,18 @@ async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let groups = {
+        let applied = state.core.applied().read();
+        let view = super::groups::view_of(&applied, state.core.id(), state.core.clock().now_ms());
+        crate::metrics::groups::scrape(&applied.state.admission, &view)
+    };
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        state
-            .core
-            .metrics()
-            .render(state.core.raft(), state.elections.last_leader_contact()),
+        state.core.metrics().render(
+            state.core.raft(),
+            state.elections.last_leader_contact(),
+            groups,
+        ),
     )
         .into_response()
 }

@@ -20,6 +20,7 @@ use openraft::{
 };
 
 use crate::machine::Response;
+use crate::metrics::groups::fresh_acquires;
 use crate::metrics::Metrics;
 use crate::store::snapshot::{self, Saved, SnapshotPayload, SnapshotStore};
 use crate::store::DurableDb;
@@ -136,7 +137,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             guard.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
-                EntryPayload::Normal(request) => guard.state.apply(entry.log_id.index, &request),
+                EntryPayload::Normal(request) => {
+                    let index = entry.log_id.index;
+                    let fresh = fresh_acquires(&guard.state.admission, &request.command);
+                    let response = guard.state.apply(index, &request);
+                    self.metrics.groups.applied(
+                        &guard.state.admission,
+                        index,
+                        &request.command,
+                        &fresh,
+                        &response,
+                    );
+                    response
+                }
                 EntryPayload::Membership(m) => {
                     guard.membership = StoredMembership::new(Some(entry.log_id), m);
                     Response::None

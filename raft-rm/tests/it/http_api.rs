@@ -71,11 +71,12 @@ async fn protected_routes_refuse_missing_or_wrong_secrets_and_open_routes_answer
             assert_eq!(s, 401, "{method} {path}");
         }
     }
-    let before = c.nodes[&1]
-        .state
-        .core
-        .metrics()
-        .render(&c.nodes[&1].raft, None);
+    let before =
+        c.nodes[&1]
+            .state
+            .core
+            .metrics()
+            .render(&c.nodes[&1].raft, None, Default::default());
     let expected = format!("raft_rm_auth_failures_total {}", PROTECTED.len() * 2);
     assert!(before.contains(&expected), "{before}");
     for path in ["/v1/health", "/v1/cluster", "/metrics"] {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::http::CONTENT_JSON;
 use raft_rm::NodeId;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use rm_testkit::{Settings, TestCluster};
 
@@ -244,5 +244,107 @@ async fn a_snapshot_on_demand_is_measured_where_built_and_where_installed() {
     assert_eq!(sample(&c, 4, BYTES).await, bytes);
     let installed = c.nodes[&4].raft.metrics().borrow().snapshot;
     assert!(installed.map(|s| s.index) >= Some(snapshot_index));
+    c.shutdown().await;
+}
+
+/// `hot` exports its series (one running, one queued at most), `plain`
+/// does not.
+fn jmx_groups_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("resource-groups.json");
+    let text = json!({"rootGroups": [
+        {"name": "hot", "hardConcurrencyLimit": 1, "maxQueued": 1, "jmxExport": true},
+        {"name": "plain", "hardConcurrencyLimit": 5, "maxQueued": 5}]});
+    std::fs::write(&path, text.to_string()).unwrap();
+    path
+}
+
+/// POSTs `body` to `path` on node `id` and answers the JSON.
+async fn post_json(c: &TestCluster, id: NodeId, path: &str, body: serde_json::Value) -> Value {
+    c.http
+        .post_json::<_, Value>(&c.url(id, path), &body)
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Admissions (at once and from the queue) and rejections of a jmxExport
+/// group are counted as entries are applied, so a follower exports the
+/// same counts and gauges as the leader; a group without jmxExport
+/// exports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jmx_export_groups_are_exported_alike_by_the_leader_and_a_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = TestCluster::start(
+        3,
+        Settings {
+            resource_groups: Some(jmx_groups_file(dir.path())),
+            session_lease_ms: Some(60_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let deadline = Instant::now() + T;
+    while c
+        .http
+        .get_json::<Value>(&c.url(leader, "/v1/admin/config"), 1)
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "no configuration committed");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let session = post_json(&c, leader, "/v1/sessions", json!({"coordinator": "co"})).await
+        ["session"]
+        .as_u64()
+        .unwrap();
+    let acquire = |q: &str, group: &str| json!({"query_id": q, "group": group, "coordinator": "co", "session": session});
+    let status = |v: &Value| v["status"].as_str().unwrap_or("").to_string();
+    let path = "/v1/admission/acquire";
+    let mut statuses = Vec::new();
+    for (q, group) in [
+        ("q1", "hot"),
+        ("q1", "hot"),
+        ("q2", "hot"),
+        ("q3", "hot"),
+        ("p1", "plain"),
+    ] {
+        // Through the follower too: it relays to the leader.
+        let via = if q == "q2" { follower } else { leader };
+        statuses.push(status(&post_json(&c, via, path, acquire(q, group)).await));
+    }
+    assert_eq!(
+        statuses,
+        ["admitted", "admitted", "queued", "rejected", "admitted"],
+        "the second q1 is a retry"
+    );
+    // Releasing q1 promotes q2.
+    post_json(
+        &c,
+        leader,
+        "/v1/admission/release",
+        json!({"query_id": "q1"}),
+    )
+    .await;
+
+    let hot = r#"group="hot",mode="linearizable""#;
+    for id in [leader, follower] {
+        let admissions = format!("raft_rm_group_admissions_total{{{hot}}}");
+        wait_sample(&c, id, &admissions, |v| v == 2.0).await;
+        let rejected =
+            format!(r#"raft_rm_group_rejections_total{{{hot},reason="QUERY_QUEUE_FULL"}}"#);
+        assert_eq!(sample(&c, id, &rejected).await, 1.0, "node {id}");
+        let gauge = |name: &str| format!("raft_rm_group_{name}{{{hot}}}");
+        assert_eq!(sample(&c, id, &gauge("running_queries")).await, 1.0);
+        assert_eq!(sample(&c, id, &gauge("queued_queries")).await, 0.0);
+        assert_eq!(sample(&c, id, &gauge("hard_concurrency_limit")).await, 1.0);
+        assert_eq!(sample(&c, id, &gauge("max_queued")).await, 1.0);
+        let text = scrape(&c, id).await;
+        assert!(!text.contains(r#"group="plain""#), "node {id}: {text}");
+        assert!(
+            !text.contains("raft_rm_group_soft_memory_limit_bytes{"),
+            "no softMemoryLimit, no series: {text}"
+        );
+    }
     c.shutdown().await;
 }
