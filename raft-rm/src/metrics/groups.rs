@@ -483,6 +483,7 @@ mod tests {
             session,
             priority: 0,
             payload: String::new(),
+            max_queued_ms: None,
         })
     }
 
