@@ -1123,14 +1123,22 @@ mod tests {
     }
 
     /// Groups `g` (limit 1 running, 16 queued) of `policy`, eventual, with
-    /// leaves `g.a` (weight 1) and `g.b` (weight 3) when `subgroups`.
+    /// leaves `g.a` and `g.b` when `subgroups` (weights 1 and 3 under a
+    /// weighted policy: Trino refuses weights under any other).
     fn groups_of(policy: &str, subgroups: bool) -> ResourceGroups {
-        let subs = if subgroups {
-            r#","subGroups":[
+        let weighted = policy.starts_with("weighted");
+        let subs = match (subgroups, weighted) {
+            (false, _) => "",
+            (true, true) => {
+                r#","subGroups":[
                 {"name":"a","hardConcurrencyLimit":10,"maxQueued":16,"schedulingWeight":1},
                 {"name":"b","hardConcurrencyLimit":10,"maxQueued":16,"schedulingWeight":3}]"#
-        } else {
-            ""
+            }
+            (true, false) => {
+                r#","subGroups":[
+                {"name":"a","hardConcurrencyLimit":10,"maxQueued":16},
+                {"name":"b","hardConcurrencyLimit":10,"maxQueued":16}]"#
+            }
         };
         let json = format!(
             r#"{{"rootGroups":[{{"name":"g","hardConcurrencyLimit":1,"maxQueued":16,

@@ -6,6 +6,7 @@
 pub mod availability;
 pub mod completeness;
 pub mod hostile;
+pub mod limits;
 pub mod membership;
 pub mod oom;
 pub mod overlap;

@@ -18,7 +18,7 @@ use crate::checker::availability::Availability;
 use crate::checker::overlap::{Interval, Overlap};
 use crate::checker::{self, Validity, Verdict};
 use crate::history::{pairs, Op, OpType};
-use crate::workload::Workload;
+use crate::workload::{self, Workload};
 
 /// Every verdict on a run, and what the summary reads beside them.
 pub struct Checked {
@@ -39,6 +39,7 @@ pub fn check_all(
     workload: Workload,
     ops: &[Op],
     limits: &BTreeMap<String, u64>,
+    max_staleness_ms: u64,
     end: &EndState,
 ) -> Checked {
     let mut checkers: BTreeMap<&'static str, Verdict> = BTreeMap::new();
@@ -68,7 +69,12 @@ pub fn check_all(
             successes = completions(ops, "acquire", |c| c.value["status"] == "admitted");
             admission = latencies(ops, "acquire");
         }
-        Workload::Queries | Workload::Queue | Workload::Oom => {
+        Workload::Queries | Workload::Queue | Workload::Oom | Workload::Limits => {
+            if workload == Workload::Limits {
+                let (memory, cpu) = limits_check(ops, end, max_staleness_ms);
+                checkers.insert("memory_limit_respected", memory.to_json());
+                checkers.insert("cpu_limit_respected", cpu.to_json());
+            }
             if workload == Workload::Oom {
                 checkers.insert(
                     "one_oom_kill_per_episode",
@@ -94,7 +100,14 @@ pub fn check_all(
                 checker::completeness::check(ops, workload == Workload::Queue),
             );
             if workload != Workload::Oom {
-                let v = stall_check(ops, end);
+                // A group at its hard CPU limit waits, by design, with
+                // nothing running, until its quota regenerates.
+                let skip = if workload == Workload::Limits {
+                    "cpu"
+                } else {
+                    ""
+                };
+                let v = stall_check(ops, end, skip);
                 checkers.insert("no_admission_stall", v.to_json());
                 stall = Some(v);
             }
@@ -157,16 +170,21 @@ pub fn check_saved(dir: &Path) -> Result<Rechecked> {
         &std::fs::read(dir.join("results.json")).context("reading results.json")?,
     )
     .context("results.json")?;
-    let limits = limits_of(
-        &std::fs::read_to_string(dir.join("resource-groups.json"))
-            .context("reading resource-groups.json")?,
-    )?;
+    let groups_text = std::fs::read_to_string(dir.join("resource-groups.json"))
+        .context("reading resource-groups.json")?;
+    let limits = limits_of(&groups_text)?;
     let end: EndState = serde_json::from_slice(
         &std::fs::read(dir.join("end-state.json")).context("reading end-state.json")?,
     )
     .context("end-state.json")?;
     let ops = crate::history::load(&dir.join("history.jsonl"))?;
-    let c = check_all(results.workload, &ops, &limits, &end);
+    let c = check_all(
+        results.workload,
+        &ops,
+        &limits,
+        max_staleness_of(&groups_text),
+        &end,
+    );
     let analysis = crate::analysis::analyze(&ops)?;
     Ok(Rechecked {
         valid: c.valid,
@@ -258,7 +276,7 @@ pub const STALL_MIN: Duration = Duration::from_secs(2);
 
 /// Fault-free stretches with queries waiting under a root group and none
 /// of it running (see [`checker::stall`]).
-fn stall_check(ops: &[Op], end: &EndState) -> Verdict<checker::stall::Stalls> {
+fn stall_check(ops: &[Op], end: &EndState, skip_root: &str) -> Verdict<checker::stall::Stalls> {
     let root = |group: &str| group.split('.').next().unwrap_or(group).to_string();
     let waiting: Vec<checker::stall::Span> = pairs(ops)
         .into_iter()
@@ -275,9 +293,11 @@ fn stall_check(ops: &[Op], end: &EndState) -> Verdict<checker::stall::Stalls> {
                 until_ns,
             })
         })
+        .filter(|s| s.root != skip_root)
         .collect();
     let running: Vec<checker::stall::Span> = running_intervals(ops)
         .into_iter()
+        .filter(|i| root(&i.group) != skip_root)
         .map(|i| checker::stall::Span {
             root: root(&i.group),
             from_ns: i.from_ns,
@@ -292,6 +312,90 @@ fn stall_check(ops: &[Op], end: &EndState) -> Verdict<checker::stall::Stalls> {
         STALL_GRACE.as_nanos() as u64,
         STALL_MIN.as_nanos() as u64,
     )
+}
+
+/// How long after a query starts the RMs surely count its memory and CPU:
+/// a worker heartbeat, a usage stamp (1 s), a commit, a client's poll,
+/// with room to spare; eventual groups add their staleness bound.
+pub const LIMITS_MARGIN: Duration = Duration::from_secs(3);
+
+/// The limits workload's memory and CPU checks (see [`checker::limits`]).
+fn limits_check(
+    ops: &[Op],
+    end: &EndState,
+    max_staleness_ms: u64,
+) -> (
+    Verdict<checker::limits::LimitReport>,
+    Verdict<checker::limits::LimitReport>,
+) {
+    let figures: HashMap<String, (u64, u64)> = pairs(ops)
+        .into_iter()
+        .filter(|p| p.invoke.f == "query")
+        .filter_map(|p| {
+            let c = p.complete?;
+            let id = c.value["query_id"].as_str()?.to_string();
+            let memory = p.invoke.value["memory_bytes"].as_u64()?;
+            let cpu = p.invoke.value["cpu_ms"].as_u64()?;
+            Some((id, (memory, cpu)))
+        })
+        .collect();
+    let ran_in = |group: &str| -> Vec<checker::limits::Ran> {
+        running_intervals(ops)
+            .into_iter()
+            .filter(|i| i.group == group)
+            .filter_map(|i| {
+                let (memory_bytes, cpu_ms) = figures.get(&i.query_id).copied()?;
+                Some(checker::limits::Ran {
+                    query_id: i.query_id,
+                    from_ns: i.from_ns,
+                    until_ns: i.until_ns,
+                    memory_bytes,
+                    cpu_ms,
+                })
+            })
+            .collect()
+    };
+    let margin = (LIMITS_MARGIN + Duration::from_millis(max_staleness_ms)).as_nanos() as u64;
+    let grace = STALL_GRACE.as_nanos() as u64;
+    (
+        checker::limits::check_memory(
+            "mem",
+            &ran_in("mem"),
+            workload::LIMITS_SOFT_MEMORY_BYTES,
+            margin,
+            &end.windows,
+            grace,
+        ),
+        checker::limits::check_cpu(
+            "cpu",
+            &ran_in("cpu"),
+            workload::LIMITS_HARD_CPU_MS,
+            workload::LIMITS_CPU_QUOTA_MS_PER_S,
+            margin,
+            &end.windows,
+            grace,
+        ),
+    )
+}
+
+/// The largest eventual-mode staleness bound in a resource-groups file (0:
+/// none).
+pub fn max_staleness_of(text: &str) -> u64 {
+    fn walk(v: &Value) -> u64 {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| match (k.as_str(), v.as_u64()) {
+                    ("maxStalenessMs", Some(ms)) => ms,
+                    _ => walk(v),
+                })
+                .max()
+                .unwrap_or(0),
+            Value::Array(a) => a.iter().map(walk).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    serde_json::from_str(text).map(|v| walk(&v)).unwrap_or(0)
 }
 
 /// Tasks as the workers ran them (their wall clock, on this machine).

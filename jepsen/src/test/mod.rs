@@ -169,7 +169,11 @@ pub async fn run(spec: &TestSpec, dir: &Path) -> Result<Summary> {
     );
     std::fs::write(dir.join("end-state.json"), serde_json::to_vec(&end_state)?)?;
 
-    let checked = check_all(spec.workload, &ops, &groups.limits, &end_state);
+    let staleness = match spec.mode {
+        Mode::Linearizable => 0,
+        Mode::Eventual { max_staleness_ms } => max_staleness_ms,
+    };
+    let checked = check_all(spec.workload, &ops, &groups.limits, staleness, &end_state);
     let summary = report::summary(spec, &dir, &checked, ran.end_ns, &env.skipped);
     progress.phase(
         Phase::Check,

@@ -22,13 +22,16 @@ use crate::workload::{self, Ctx, QueryClient, SemaphoreClient, Workload};
 /// Client processes a run runs: the queue workload needs more clients than
 /// the groups hold.
 pub(super) fn concurrency(spec: &TestSpec) -> u64 {
-    let concurrency = if spec.workload == Workload::Queue {
-        spec.concurrency.max(workload::QUEUE_CLIENTS)
-    } else {
-        spec.concurrency
+    let concurrency = match spec.workload {
+        Workload::Queue => spec.concurrency.max(workload::QUEUE_CLIENTS),
+        Workload::Limits => spec.concurrency.max(workload::LIMITS_CLIENTS),
+        _ => spec.concurrency,
     };
     if concurrency != spec.concurrency {
-        tracing::info!("queue workload: {concurrency} clients, so the queues fill");
+        tracing::info!(
+            "{:?} workload: {concurrency} clients, so the limits bind",
+            spec.workload
+        );
     }
     concurrency
 }
@@ -93,7 +96,7 @@ pub(super) async fn run(
                 clients.push(tokio::spawn(c.run(p)));
             }
         }
-        Workload::Queries | Workload::Queue | Workload::Oom => {
+        Workload::Queries | Workload::Queue | Workload::Oom | Workload::Limits => {
             let queue = spec.workload == Workload::Queue;
             let mix = QueryMix::of(spec.workload);
             for p in 0..concurrency {

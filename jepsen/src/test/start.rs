@@ -37,6 +37,7 @@ pub(super) fn resource_groups(spec: &TestSpec, dir: &Path) -> Result<Groups> {
         Workload::Queries => workload::query_groups_json(&spec.mode.consistency()),
         Workload::Queue => workload::queue_groups_json(&spec.mode.consistency()),
         Workload::Oom => workload::oom_groups_json(&spec.mode.consistency()),
+        Workload::Limits => workload::limits_groups_json(&spec.mode.consistency()),
     };
     let file = dir.join("resource-groups.json");
     std::fs::write(&file, &text)?;

@@ -8,7 +8,10 @@
 //! - `queue`: longer queries, more clients than the groups run and queue
 //!   (so the queues stay full and some submissions are refused), followed
 //!   through a load balancer's eyes: a poll whose coordinator died moves to
-//!   another, which adopts the queued query (or says how it ended).
+//!   another, which adopts the queued query (or says how it ended);
+//! - `oom`: memory-heavy queries under the low-memory killer;
+//! - `limits`: queries in a memory-limited group and a CPU-limited group
+//!   (`softMemoryLimit`, `hardCpuLimit`), more than the limits let run.
 //!
 //! A client whose op ends `info` continues as a new process (its number
 //! plus the concurrency), as in Jepsen.
@@ -41,6 +44,9 @@ pub enum Workload {
     /// Memory-heavy queries on small worker pools, under the low-memory
     /// killer (delay 1 s).
     Oom,
+    /// Queries in a group limited by memory (`softMemoryLimit`) and one
+    /// limited by CPU (`hardCpuLimit`), more than the limits let run.
+    Limits,
 }
 
 /// What every client shares.
@@ -240,6 +246,35 @@ fn groups_json(consistency: &Value, max_queued: u64) -> String {
     .to_string()
 }
 
+/// The limits workload: `mem`'s soft memory limit lets two of its
+/// queries (150 bytes each) hold memory and a third start; `cpu`'s hard CPU
+/// limit of 3 s, regenerated at 1 s per second, lets about one of its
+/// queries (1 s of CPU each) start per second once the first three ran.
+/// Concurrency limits are wide: memory and CPU are what limit.
+pub const LIMITS_SOFT_MEMORY_BYTES: u64 = 300;
+pub const LIMITS_QUERY_MEMORY_BYTES: u64 = 150;
+pub const LIMITS_HARD_CPU_MS: u64 = 3_000;
+pub const LIMITS_CPU_QUOTA_MS_PER_S: u64 = 1_000;
+pub const LIMITS_QUERY_CPU_MS: u64 = 1_000;
+/// Clients the limits workload runs at least: more than either limit lets
+/// run, in each group.
+pub const LIMITS_CLIENTS: u64 = 10;
+
+pub fn limits_groups_json(consistency: &Value) -> String {
+    json!({
+        "rootGroups": [
+            {"name": "mem", "hardConcurrencyLimit": 8, "maxQueued": 40,
+             "softMemoryLimit": format!("{LIMITS_SOFT_MEMORY_BYTES}B"), "consistency": consistency},
+            {"name": "cpu", "hardConcurrencyLimit": 8, "maxQueued": 40,
+             "hardCpuLimit": format!("{LIMITS_HARD_CPU_MS}ms"), "consistency": consistency}
+        ],
+        "selectors": [{"user": "mona", "group": "mem"}, {"user": "carl", "group": "cpu"}],
+        // Hard 3 s over a 3 s period: 1 s of CPU regenerated per second.
+        "cpuQuotaPeriod": format!("{}ms", LIMITS_HARD_CPU_MS * 1000 / LIMITS_CPU_QUOTA_MS_PER_S)
+    })
+    .to_string()
+}
+
 /// The oom workload's one group: wide, so memory is what limits.
 pub fn oom_groups_json(consistency: &Value) -> String {
     json!({
@@ -270,11 +305,14 @@ impl QueryClient {
             }
             let (user, group, ms) = (step.user, step.group, step.duration_ms);
             let coordinator = &self.coordinators[step.coordinator];
-            let v = json!({"user": user, "group": group, "coordinator": coordinator, "duration_ms": ms});
+            let cpu_ms = self.mix.cpu_ms.unwrap_or(ms);
+            let v = json!({"user": user, "group": group, "coordinator": coordinator, "duration_ms": ms,
+                "memory_bytes": step.memory_bytes, "cpu_ms": cpu_ms});
             self.ctx.invoke(p, "query", v.clone());
             let session = [
                 ("simulate_duration_ms", ms.to_string()),
                 ("simulate_memory_bytes", step.memory_bytes.to_string()),
+                ("simulate_cpu_ms", cpu_ms.to_string()),
             ];
             match self
                 .trino

@@ -36,6 +36,9 @@ pub struct QueryMix {
     pub duration_ms: Range<u64>,
     /// How much memory each reserves, in bytes: one of these.
     pub memory_bytes: Vec<u64>,
+    /// CPU time each uses (`simulate_cpu_ms`); `None`: the default (its
+    /// duration).
+    pub cpu_ms: Option<u64>,
 }
 
 impl QueryMix {
@@ -44,6 +47,16 @@ impl QueryMix {
     /// a pool exactly, so pools fill up and block (no memory free, tasks
     /// waiting).
     pub fn of(workload: Workload) -> QueryMix {
+        if workload == Workload::Limits {
+            // Memory queries long enough to be stamped while they run;
+            // every query burns two cores (see `super::LIMITS_*`).
+            return QueryMix {
+                users: vec![("mona", "mem"), ("carl", "cpu")],
+                duration_ms: 2_000..6_000,
+                memory_bytes: vec![super::LIMITS_QUERY_MEMORY_BYTES],
+                cpu_ms: Some(super::LIMITS_QUERY_CPU_MS),
+            };
+        }
         let long = matches!(workload, Workload::Queue | Workload::Oom);
         let oom = workload == Workload::Oom;
         QueryMix {
@@ -54,6 +67,7 @@ impl QueryMix {
             },
             duration_ms: if long { 800..2000 } else { 100..600 },
             memory_bytes: if oom { vec![250, 500] } else { vec![1000] },
+            cpu_ms: None,
         }
     }
 }
