@@ -5,13 +5,19 @@
 //! counts from the RMs' aggregated view (everyone's running and queued, a
 //! replica at most [`VIEW_STALENESS_MS`] stale).
 //!
-//! Memory and CPU usage are not in the answer: the RMs do not aggregate
-//! them per group yet, and a made-up zero would mislead.
+//! Memory and CPU usage are the leader's last usage stamp as the view
+//! carries it, and `state` follows the same rules as admission (memory
+//! over `softMemoryLimit`, CPU over its limits: not `CAN_RUN`).
 
 use std::collections::BTreeMap;
 
 use common::api::View;
-use common::resource_groups::{GroupSpec, MemoryLimit, SchedulingPolicy};
+use std::time::Duration;
+
+use common::resource_groups::limits::can_run_more;
+use common::resource_groups::{
+    succinct_duration, GroupSpec, MemoryLimit, ResourceUsage, SchedulingPolicy,
+};
 use serde::Serialize;
 
 /// How stale a view this informational answer may come from.
@@ -45,6 +51,10 @@ pub struct GroupInfo {
     pub num_queued_queries: u32,
     pub num_running_queries: u32,
     pub num_eligible_sub_groups: u32,
+    /// Memory of its running queries, as last stamped (`400B`).
+    pub memory_usage: String,
+    /// CPU time charged and not yet regenerated, as last stamped.
+    pub cpu_usage: String,
     /// Our extension: how the group admits (`linearizable`, `eventual`).
     pub consistency: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,14 +74,26 @@ fn policy_name(p: SchedulingPolicy) -> &'static str {
 /// view's counts, with one level of subgroups (those the view knows: the
 /// configured literal ones and every live one).
 pub fn group_info(id: &str, spec: &GroupSpec, view: &View) -> GroupInfo {
-    let counts: BTreeMap<&str, (u32, u32)> = view
+    let counts: BTreeMap<&str, (u32, u32, ResourceUsage)> = view
         .groups
         .iter()
-        .map(|g| (g.id.as_str(), (g.running, g.queued)))
+        .map(|g| {
+            let usage = ResourceUsage {
+                memory_bytes: g.memory_bytes,
+                cpu_ms: g.cpu_ms,
+            };
+            (g.id.as_str(), (g.running, g.queued, usage))
+        })
         .collect();
     let info = |id: &str, spec: &GroupSpec| {
-        let (running, queued) = counts.get(id).copied().unwrap_or_default();
-        let state = if running < spec.hard_concurrency_limit {
+        let (running, queued, usage) = counts.get(id).copied().unwrap_or_default();
+        let can_run = can_run_more(
+            &spec.run_limits(),
+            running,
+            &usage,
+            view.cluster_memory_bytes,
+        );
+        let state = if can_run {
             GroupState::CanRun
         } else if queued < spec.max_queued {
             GroupState::CanQueue
@@ -95,6 +117,8 @@ pub fn group_info(id: &str, spec: &GroupSpec, view: &View) -> GroupInfo {
             num_queued_queries: queued,
             num_running_queries: running,
             num_eligible_sub_groups: 0,
+            memory_usage: format!("{}B", usage.memory_bytes),
+            cpu_usage: succinct_duration(Duration::from_millis(usage.cpu_ms)),
             consistency: match &spec.consistency {
                 common::resource_groups::Consistency::Linearizable => "linearizable".into(),
                 common::resource_groups::Consistency::Eventual { max_staleness_ms } => {
@@ -187,5 +211,24 @@ mod tests {
         assert_eq!(json["maxQueuedQueries"], 5);
         assert_eq!(json["schedulingPolicy"], "FAIR");
         assert_eq!(json["state"], "CAN_QUEUE");
+        assert_eq!(json["memoryUsage"], "0B");
+        assert_eq!(json["cpuUsage"], "0.00ns");
+    }
+
+    /// Over its soft memory limit a group with free slots cannot run.
+    #[test]
+    fn memory_over_the_soft_limit_is_not_can_run() {
+        let rg = common::resource_groups::parse(
+            r#"{"rootGroups":[{"name":"m","hardConcurrencyLimit":5,"maxQueued":5,"softMemoryLimit":"100B"}]}"#,
+            &common::resource_groups::Consistency::Linearizable,
+        )
+        .unwrap();
+        let mut v = view(&[("m", 1, 0)]);
+        v.groups[0].memory_bytes = 150;
+        v.groups[0].cpu_ms = 1_500;
+        let info = group_info("m", &rg.roots[0], &v);
+        assert_eq!(info.state, GroupState::CanQueue);
+        assert_eq!(info.memory_usage, "150B");
+        assert_eq!(info.cpu_usage, "1.50s");
     }
 }

@@ -71,6 +71,11 @@ pub async fn run(
         if started.elapsed() < WARM_UP || !core.may_propose() {
             continue;
         }
+        // The planted bug for `jepsen selftest`: usage never reaches the
+        // log, so memory and CPU limits never bind.
+        if common::failpoints::planted("bug::usage-unstamped") {
+            continue;
+        }
         let stamp = stamp_of(&soft.memory(), leak_timeout.as_millis() as u64);
         if stamp.queries.is_empty() && !memory_in_use(&core) {
             continue;

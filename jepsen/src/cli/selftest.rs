@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `bug::limit-off-by-one` | every group admits one more than configured | semaphore, no faults: `linearizable`, `over_admission_client` |
 //! | `bug::wiped-voter-votes` | a voter that lost its disk is accepted under its old identity | semaphore under `wipe`: `storage_faults_recovered` |
+//! | `bug::usage-unstamped` | the leader never stamps queries' memory and CPU into the log, so group memory and CPU limits never bind | limits workload, no faults: `memory_limit_respected`, `cpu_limit_respected` |
 //! | `bug::worker-ignores-fencing` | workers keep running tasks whose admission was revoked | queue workload (0.8-2 s tasks) with coordinators paused past a 0.6 s lease, at least 20 s: `over_admission_workers` |
 //!
 //! Not planted: acknowledging an append before its fsync. The harness's
@@ -69,6 +70,18 @@ fn plants() -> Vec<Plant> {
             pause_for: Duration::from_secs(4),
             session_lease_ms: 3000,
             min_time_limit: Duration::ZERO,
+        },
+        Plant {
+            bug: "bug::usage-unstamped",
+            // Twelve clients, more than the memory and CPU limits let run:
+            // without stamps every group runs up to its concurrency limit.
+            // A 15 s run showed one memory breach: 20 s holds more.
+            workload: Workload::Limits,
+            faults: vec![],
+            roles: vec![Role::Rm],
+            pause_for: Duration::from_secs(4),
+            session_lease_ms: 3000,
+            min_time_limit: Duration::from_secs(20),
         },
         Plant {
             bug: "bug::worker-ignores-fencing",

@@ -249,16 +249,16 @@ fn groups_json(consistency: &Value, max_queued: u64) -> String {
 /// The limits workload: `mem`'s soft memory limit lets two of its
 /// queries (150 bytes each) hold memory and a third start; `cpu`'s hard CPU
 /// limit of 3 s, regenerated at 1 s per second, lets about one of its
-/// queries (1 s of CPU each) start per second once the first three ran.
+/// queries (2 s of CPU each) start every two seconds once the first ran.
 /// Concurrency limits are wide: memory and CPU are what limit.
 pub const LIMITS_SOFT_MEMORY_BYTES: u64 = 300;
 pub const LIMITS_QUERY_MEMORY_BYTES: u64 = 150;
 pub const LIMITS_HARD_CPU_MS: u64 = 3_000;
 pub const LIMITS_CPU_QUOTA_MS_PER_S: u64 = 1_000;
-pub const LIMITS_QUERY_CPU_MS: u64 = 1_000;
+pub const LIMITS_QUERY_CPU_MS: u64 = 2_000;
 /// Clients the limits workload runs at least: more than either limit lets
 /// run, in each group.
-pub const LIMITS_CLIENTS: u64 = 10;
+pub const LIMITS_CLIENTS: u64 = 12;
 
 pub fn limits_groups_json(consistency: &Value) -> String {
     json!({

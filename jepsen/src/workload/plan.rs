@@ -48,11 +48,11 @@ impl QueryMix {
     /// waiting).
     pub fn of(workload: Workload) -> QueryMix {
         if workload == Workload::Limits {
-            // Memory queries long enough to be stamped while they run;
-            // every query burns two cores (see `super::LIMITS_*`).
+            // Queries long enough to be stamped while they run, using
+            // 2 s of CPU each (see `super::LIMITS_*`).
             return QueryMix {
                 users: vec![("mona", "mem"), ("carl", "cpu")],
-                duration_ms: 2_000..6_000,
+                duration_ms: 3_000..8_000,
                 memory_bytes: vec![super::LIMITS_QUERY_MEMORY_BYTES],
                 cpu_ms: Some(super::LIMITS_QUERY_CPU_MS),
             };
