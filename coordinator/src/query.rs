@@ -656,6 +656,7 @@ async fn run(
         priority,
         payload,
         max_queued_ms,
+        template: specs.iter().map(|s| s.name.clone()).collect(),
     };
     let (token, session) = tokio::select! {
         a = admit(c, q, request, adopted, admitted) => a?,

@@ -179,6 +179,7 @@ impl RmClient {
             priority: 0,
             payload: String::new(),
             max_queued_ms: None,
+            template: Vec::new(),
         };
         self.at(addr).acquire(&request).await
     }

@@ -123,6 +123,17 @@ pub fn resolve_along<'a>(
     spec::resolve_along(roots, group_id, spec_path)
 }
 
+/// Resolves `group_id` along the specs named `names`, root first (the
+/// names or templates of a [`Selected`] group's specs); `None` if they do
+/// not lead there.
+pub fn resolve_named<'a>(
+    roots: &'a [GroupSpec],
+    group_id: &str,
+    names: &[String],
+) -> Option<Vec<&'a GroupSpec>> {
+    spec::resolve_named(roots, group_id, names)
+}
+
 /// `d` as airlift's succinct `Duration` prints it: two decimals in the
 /// largest unit it makes at least one of (`5.00m`, `30.00s`, `1.50h`,
 /// `250.00ms`; zero is `0.00ns`), as Trino's error messages quote limits.

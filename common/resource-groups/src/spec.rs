@@ -223,14 +223,42 @@ pub(super) fn resolve_along<'a>(
     group_id: &str,
     spec_path: &[usize],
 ) -> Option<Vec<&'a GroupSpec>> {
+    resolve_by(roots, group_id, spec_path, |level, index, _| {
+        level.get(*index)
+    })
+}
+
+/// The chain for `group_id` along the specs named `names` (root first, a
+/// spec's name being its literal name or template, e.g. `bi-${toolname}`),
+/// each fitting its segment: how the RMs follow the template the selector
+/// expanded. `None` if the names do not lead there (say, a newer
+/// configuration renamed a spec).
+pub(super) fn resolve_named<'a>(
+    roots: &'a [GroupSpec],
+    group_id: &str,
+    names: &[String],
+) -> Option<Vec<&'a GroupSpec>> {
+    resolve_by(roots, group_id, names, |level, name, segment| {
+        level.iter().find(|s| s.name == *name && s.fits(segment))
+    })
+}
+
+/// The chain for `group_id`, one key per segment: `pick` chooses a spec of
+/// each level by its key, and it must fit the segment.
+fn resolve_by<'a, K>(
+    roots: &'a [GroupSpec],
+    group_id: &str,
+    keys: &[K],
+    pick: impl Fn(&'a [GroupSpec], &K, &str) -> Option<&'a GroupSpec>,
+) -> Option<Vec<&'a GroupSpec>> {
     let segments: Vec<&str> = group_id.split('.').collect();
-    if segments.len() != spec_path.len() {
+    if segments.len() != keys.len() {
         return None;
     }
     let mut chain = Vec::new();
     let mut level = roots;
-    for (segment, index) in segments.into_iter().zip(spec_path) {
-        let spec = level.get(*index).filter(|s| s.fits(segment))?;
+    for (segment, key) in segments.into_iter().zip(keys) {
+        let spec = pick(level, key, segment).filter(|s| s.fits(segment))?;
         chain.push(spec);
         level = &spec.sub_groups;
     }

@@ -46,6 +46,11 @@ pub struct Acquire {
     /// fails if queued longer.
     #[serde(default)]
     pub max_queued_ms: Option<u64>,
+    /// The names (or templates) of the specs the selector expanded, root
+    /// first, e.g. `["global", "bi-${toolname}"]`: a new group is
+    /// configured from them, as in Trino (empty: by the id alone).
+    #[serde(default)]
+    pub template: Vec<String>,
 }
 
 /// `POST /v1/admission/adopt`: a live coordinator takes over a query.

@@ -123,6 +123,10 @@ pub struct GroupState {
     pub wrr_credit: i64,
     /// Name of the child a `fair` parent started from last.
     pub fair_cursor: Option<String>,
+    /// The names (or templates) of the specs it was created from, root
+    /// first: as in Trino, a live group keeps the configuration of the
+    /// template that made it (empty: resolved by its id).
+    pub template: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +169,9 @@ pub struct AcquireRequest {
     pub payload: String,
     /// The session's `query_max_queued_time`, if set.
     pub max_queued_ms: Option<u64>,
+    /// The names (or templates) of the specs the coordinator's selector
+    /// expanded, root first (empty: resolve by the id alone).
+    pub template: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +360,7 @@ impl Admission {
                 reason: RejectReason::NoConfiguration,
             };
         };
-        let Some(specs) = resource_groups::resolve(&config.roots, group) else {
+        let Some(specs) = chain_of(config, self.groups.get(group), group, &req.template) else {
             return Decision::Rejected {
                 reason: RejectReason::NoSuchGroup,
             };
@@ -370,12 +377,13 @@ impl Admission {
             };
         }
         let limits: Vec<Limits> = specs.iter().map(|s| Limits::of(s)).collect();
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let ids = resource_groups::chain_ids(group);
-        for (id, l) in ids.iter().zip(&limits) {
+        for (depth, (id, l)) in ids.iter().zip(&limits).enumerate() {
             let g = self
                 .groups
                 .entry(id.clone())
-                .or_insert_with(|| new_group(l.clone()));
+                .or_insert_with(|| new_group(l.clone(), names[..=depth].to_vec()));
             // A group re-created under a new spec after draining takes the new limits.
             g.draining = false;
             g.limits = l.clone();
@@ -459,7 +467,7 @@ impl Admission {
             None => self
                 .config
                 .as_ref()
-                .and_then(|c| resource_groups::resolve(&c.roots, id))
+                .and_then(|c| chain_of(c, None, id, &[]))
                 .and_then(|chain| chain.last().and_then(|s| s.cpu_limits)),
         }
     }
@@ -477,7 +485,7 @@ impl Admission {
         let mut over = Vec::new();
         if let Some(config) = &self.config {
             for (id, q) in &stamp.queries {
-                let Some(chain) = resource_groups::resolve(&config.roots, &q.group) else {
+                let Some(chain) = chain_of(config, self.groups.get(&q.group), &q.group, &[]) else {
                     continue;
                 };
                 let tightest =
@@ -728,9 +736,10 @@ impl Admission {
             }
         }
         for (id, g) in self.groups.iter_mut() {
-            match resource_groups::resolve(&config.roots, id) {
+            match chain_of(&config, Some(g), id, &[]) {
                 Some(chain) => {
                     g.limits = Limits::of(chain.last().expect("non-empty chain"));
+                    g.template = chain.iter().map(|s| s.name.clone()).collect();
                     g.draining = false;
                 }
                 None => g.draining = true,
@@ -836,8 +845,28 @@ impl Admission {
     }
 }
 
-fn new_group(limits: Limits) -> GroupState {
+/// The specs of group `id`: along the template a live group was created
+/// from, else along the one its acquire names, else by the id alone (a
+/// literal name, then the most literal fitting template).
+fn chain_of<'a>(
+    config: &'a GroupsConfig,
+    live: Option<&GroupState>,
+    id: &str,
+    requested: &[String],
+) -> Option<Vec<&'a GroupSpec>> {
+    let names = match live {
+        Some(g) if !g.template.is_empty() => g.template.as_slice(),
+        _ => requested,
+    };
+    (!names.is_empty())
+        .then(|| resource_groups::resolve_named(&config.roots, id, names))
+        .flatten()
+        .or_else(|| resource_groups::resolve(&config.roots, id))
+}
+
+fn new_group(limits: Limits, template: Vec<String>) -> GroupState {
     GroupState {
+        template,
         limits,
         running: 0,
         queued: 0,

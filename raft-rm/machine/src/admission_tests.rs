@@ -82,6 +82,7 @@ impl Machine {
             priority,
             payload: format!("payload of {q}"),
             max_queued_ms: None,
+            template: Vec::new(),
         })) {
             Response::Admission(d) => d,
             other => panic!("{other:?}"),
@@ -323,6 +324,7 @@ fn queued_queries_wait_as_upstream_unless_a_limit_says_otherwise() {
         priority: 0,
         payload: String::new(),
         max_queued_ms: Some(20_000),
+        template: Vec::new(),
     };
     assert!(matches!(
         m.run(Command::Acquire(limited)),
@@ -848,6 +850,7 @@ fn batchable(op: &Op, sessions: &[u64]) -> Option<Command> {
             priority: 0,
             payload: String::new(),
             max_queued_ms: None,
+            template: Vec::new(),
         }),
         Op::Release { q } => Command::Release {
             query_id: format!("q{q}"),
@@ -1063,6 +1066,59 @@ fn per_query_limits_kill_once_with_trinos_error_names() {
             ("q1".to_string(), "EXCEEDED_CPU_LIMIT".to_string()),
             ("q2".to_string(), "EXCEEDED_GLOBAL_MEMORY_LIMIT".to_string()),
         ]
+    );
+    check_invariants(&m);
+}
+
+/// As in Trino, a group is configured from the template the selector
+/// expanded, and keeps it while it lives; without one, the id alone picks
+/// the most literal fitting template.
+#[test]
+fn a_group_follows_the_template_that_made_it() {
+    let mut m = Machine::new();
+    let text = r#"{"rootGroups":[{"name":"t","hardConcurrencyLimit":10,"maxQueued":10,"subGroups":[
+        {"name":"${USER}","hardConcurrencyLimit":1,"maxQueued":5},
+        {"name":"bi-${tool}","hardConcurrencyLimit":3,"maxQueued":5}]}]}"#;
+    m.run(Command::SetConfig(config(2, text)));
+    let s = m.session("c1");
+    let acquire = |m: &mut Machine, q: &str, template: &[&str]| match m.run(Command::Acquire(
+        AcquireRequest {
+            query_id: q.into(),
+            group: "t.bi-x".into(),
+            coordinator: "c1".into(),
+            session: s,
+            priority: 0,
+            payload: String::new(),
+            max_queued_ms: None,
+            template: template.iter().map(|n| n.to_string()).collect(),
+        },
+    )) {
+        Response::Admission(d) => d,
+        other => panic!("{other:?}"),
+    };
+    // User bi-x through a `${USER}` selector: limit 1, and it stays so.
+    assert!(admitted(&acquire(&mut m, "q1", &["t", "${USER}"])));
+    assert!(matches!(
+        acquire(&mut m, "q2", &["t", "bi-${tool}"]),
+        Decision::Queued { .. }
+    ));
+    assert_eq!(
+        m.state.admission.groups["t.bi-x"]
+            .limits
+            .hard_concurrency_limit,
+        1
+    );
+    m.release("q1");
+    m.release("q2");
+    assert!(!m.state.admission.groups.contains_key("t.bi-x"));
+    // Made by the `bi-${tool}` selector, or by id alone: limit 3.
+    assert!(admitted(&acquire(&mut m, "q3", &[])));
+    assert!(admitted(&acquire(&mut m, "q4", &["t", "bi-${tool}"])));
+    assert_eq!(
+        m.state.admission.groups["t.bi-x"]
+            .limits
+            .hard_concurrency_limit,
+        3
     );
     check_invariants(&m);
 }

@@ -181,6 +181,7 @@ pub fn batchable() -> impl Strategy<Value = Command> {
                         priority,
                         payload: String::new(),
                         max_queued_ms,
+                        template: Vec::new(),
                     })
                 },
             ),
@@ -412,6 +413,7 @@ pub mod hostile {
                         priority,
                         payload: String::new(),
                         max_queued_ms: Some(max_queued),
+                        template: Vec::new(),
                     })
                 }
             ),

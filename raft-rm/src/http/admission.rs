@@ -193,6 +193,7 @@ async fn acquire(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
                 priority: r.priority,
                 payload: r.payload,
                 max_queued_ms: r.max_queued_ms,
+                template: r.template,
             }))
         },
         |_, answer| match answer {

@@ -484,6 +484,7 @@ mod tests {
             priority: 0,
             payload: String::new(),
             max_queued_ms: None,
+            template: Vec::new(),
         })
     }
 
