@@ -24,6 +24,8 @@ pub mod admission;
 pub mod disk;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod etcd_ranked;
 pub mod eventual;
 pub mod heartbeats;
 pub mod oom;
