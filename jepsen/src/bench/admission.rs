@@ -31,21 +31,34 @@ pub struct AdmissionRun {
 
 /// `clients` closed-loop clients, each acquiring a fresh query id on the
 /// leader and releasing it, for `duration`; client `k` in group
-/// `groups[k % groups.len()]`.
+/// `groups[k % groups.len()]`. A queued acquire is given up (an error),
+/// unless `wait_queued`: then the client waits for its promotion, which
+/// the RMs' watch announces, as a coordinator does.
 pub async fn run_admission(
     cluster: &LocalCluster,
     clients: usize,
     duration: Duration,
     tag: &str,
     groups: &[String],
+    wait_queued: bool,
 ) -> Result<AdmissionRun> {
-    let (addr, session, renewal) = bench_session(cluster, &format!("bench-{tag}")).await?;
+    let coordinator = format!("bench-{tag}");
+    let (addr, session, renewal) = bench_session(cluster, &coordinator).await?;
+    let promotions =
+        // The harness's acquires name the coordinator `jepsen`.
+        wait_queued.then(|| Promotions::follow(cluster.client.at(&addr), "jepsen".to_string()));
     let (client, tag) = (cluster.client.clone(), tag.to_string());
     let groups = Arc::new(groups.to_vec());
     let run = closed_loop(clients, duration, move |k, n| {
         let (client, addr, q) = (client.clone(), addr.clone(), format!("b{tag}-{k}-{n}"));
         let group = groups[k % groups.len()].clone();
-        async move { admission_cycle(&client, &addr, &q, &group, session).await }
+        let promotions = promotions.clone();
+        async move {
+            match promotions {
+                None => admission_cycle(&client, &addr, &q, &group, session).await,
+                Some(p) => queued_admission_cycle(&client, &addr, &q, &group, session, &p).await,
+            }
+        }
     })
     .await;
     drop(renewal);
@@ -60,6 +73,117 @@ pub async fn run_admission(
         acquire_latency: summarize(&run.first),
         release_latency: summarize(&run.second),
     })
+}
+
+/// The promotions of one bench session's queued queries, as the RMs'
+/// watch announces them (one long poll for the whole load, as a
+/// coordinator keeps one).
+pub struct Promotions {
+    state: std::sync::Mutex<PromotionState>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct PromotionState {
+    waiting: std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>,
+    /// Promoted before their client started waiting.
+    early: std::collections::HashSet<String>,
+}
+
+impl Drop for Promotions {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+impl Promotions {
+    pub fn follow(rm: common::rm::RmClient, coordinator: String) -> Arc<Promotions> {
+        Arc::new_cyclic(|weak: &std::sync::Weak<Promotions>| {
+            let weak = weak.clone();
+            let follower = tokio::spawn(async move {
+                let mut after = 0;
+                loop {
+                    let Ok(a) = rm.watch(after, Some(&coordinator), 1_000).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let Some(this) = weak.upgrade() else { return };
+                    for e in a.events {
+                        if e.kind == common::wire::WatchEventKind::Promoted {
+                            this.promoted(e.query_id);
+                        }
+                    }
+                    after = a.next_after;
+                }
+            });
+            Promotions {
+                state: Default::default(),
+                follower,
+            }
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PromotionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn promoted(&self, query_id: String) {
+        let mut s = self.lock();
+        match s.waiting.remove(&query_id) {
+            Some(waiter) => {
+                let _ = waiter.send(());
+            }
+            None => {
+                s.early.insert(query_id);
+            }
+        }
+    }
+
+    /// Waits (at most `timeout`) for `query_id`'s promotion.
+    pub async fn wait(&self, query_id: &str, timeout: Duration) -> bool {
+        let rx = {
+            let mut s = self.lock();
+            if s.early.remove(query_id) {
+                return true;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            s.waiting.insert(query_id.to_string(), tx);
+            rx
+        };
+        let promoted = matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())));
+        if !promoted {
+            self.lock().waiting.remove(query_id);
+        }
+        promoted
+    }
+}
+
+/// An admission cycle that waits in the queue: acquire, and if queued,
+/// wait for the promotion; then release.
+async fn queued_admission_cycle(
+    client: &crate::rm_client::RmClient,
+    addr: &str,
+    q: &str,
+    group: &str,
+    session: u64,
+    promotions: &Promotions,
+) -> super::Outcome {
+    use crate::rm_client::AcquireStatus;
+    let acquire = async {
+        let admitted = match client.acquire(addr, q, group, session).await {
+            Ok(a) if a.status == AcquireStatus::Admitted => true,
+            Ok(a) if a.status == AcquireStatus::Queued => {
+                promotions.wait(q, Duration::from_secs(30)).await
+            }
+            _ => false,
+        };
+        if !admitted {
+            let _ = client.release(addr, q).await;
+        }
+        admitted
+    };
+    let release = async { client.release(addr, q).await.is_ok() };
+    super::timed_cycle(acquire, release).await
 }
 
 impl Level for AdmissionRun {
@@ -90,6 +214,7 @@ pub async fn command(template: &ClusterSpec, clients: &[usize], seconds: u64) ->
                 Duration::from_secs(seconds),
                 &i.to_string(),
                 &groups,
+                false,
             )
             .await
         }

@@ -290,6 +290,12 @@ pub const LIMIT: u64 = 64;
 /// The one group every client of the hot load shares.
 pub const HOT_GROUP: &str = "hot";
 
+/// The queueing load's group: fewer slots than clients, so most acquires
+/// wait in the queue and are promoted.
+pub const QUEUE_GROUP: &str = "q8";
+pub const QUEUE_LIMIT: u64 = 8;
+pub const QUEUE_MAX_QUEUED: u64 = 1000;
+
 /// How many groups the spread load covers.
 pub const SPREAD_GROUPS: usize = 100;
 
@@ -304,7 +310,9 @@ pub fn spread_groups() -> Vec<String> {
 /// each with limit [`LIMIT`], flat like the etcd side's counters.
 pub fn bench_groups() -> String {
     let group = |name: &str, limit: u64| serde_json::json!({"name": name, "hardConcurrencyLimit": limit, "maxQueued": 100000});
-    let mut roots = vec![group("bench", 100_000), group(HOT_GROUP, LIMIT)];
+    let queue = serde_json::json!({"name": QUEUE_GROUP, "hardConcurrencyLimit": QUEUE_LIMIT,
+        "maxQueued": QUEUE_MAX_QUEUED});
+    let mut roots = vec![group("bench", 100_000), group(HOT_GROUP, LIMIT), queue];
     roots.extend(spread_groups().iter().map(|g| group(g.as_str(), LIMIT)));
     serde_json::json!({ "rootGroups": roots }).to_string()
 }
