@@ -337,20 +337,20 @@ pub struct Row {
     pub errors: usize,
 }
 
-/// `clients` closed-loop clients against etcd's `leader`, client `k` in
-/// `groups[k % groups.len()]`: acquire a fresh query id (within `limit`),
-/// release it. The counter recipe has no queue: at the limit, an acquire
-/// is refused, unless `wait_full`, when it asks again every
-/// [`FULL_RETRY`] (polling, the counter recipe's only way to wait).
+/// The load's clients, closed-loop, against etcd's `leader`, client `k`
+/// in `groups[k % groups.len()]`: acquire a fresh query id (within the
+/// load's limit), release it. The counter recipe has no queue: at the
+/// limit, an acquire is refused, unless the load queues, when it asks
+/// again every [`FULL_RETRY`] (polling, the counter recipe's only way to
+/// wait).
 pub async fn run_etcd_admission(
     leader: &str,
-    clients: usize,
-    groups: &[String],
+    load: &Load,
     duration: Duration,
     tag: &str,
-    limit: i64,
-    wait_full: bool,
 ) -> Result<(crate::bench::Loop, usize)> {
+    let (clients, groups) = (load.clients, &load.groups);
+    let (limit, wait_full) = (load.limit, load.max_queued > 0);
     let mut held = Vec::new();
     for _ in 0..clients {
         held.push(EtcdClient::connect(leader).await?);
@@ -410,19 +410,18 @@ pub async fn run_etcd_admission(
 /// How often a counter-recipe client at the limit asks again.
 pub const FULL_RETRY: Duration = Duration::from_millis(2);
 
-/// `clients` closed-loop clients against etcd's `leader` with the ranked
-/// recipe, client `k` in `groups[k % groups.len()]`, each with one key per
-/// group under its lease: acquire (waiting in the queue if ranked past
-/// `limit`), release.
+/// The load's clients, closed-loop, against etcd's `leader` with the
+/// ranked recipe, client `k` in `groups[k % groups.len()]`, each with one
+/// key per group under its lease: acquire (waiting in the queue if ranked
+/// past the load's limit), release.
 pub async fn run_etcd_ranked_admission(
     leader: &str,
-    clients: usize,
-    groups: &[String],
+    load: &Load,
     duration: Duration,
     tag: &str,
-    limit: i64,
-    max_queued: i64,
 ) -> Result<crate::bench::Loop> {
+    let (clients, groups) = (load.clients, &load.groups);
+    let (limit, max_queued) = (load.limit, load.max_queued);
     use super::etcd_ranked::{self, Acquired};
     let mut held = Vec::new();
     for _ in 0..clients {
@@ -545,30 +544,12 @@ pub async fn compare(
             etcd => {
                 let (r, conflicts) = match etcd {
                     System::EtcdCas => {
-                        run_etcd_admission(
-                            etcd_leader,
-                            load.clients,
-                            &load.groups,
-                            duration,
-                            &tag,
-                            load.limit,
-                            load.max_queued > 0,
-                        )
-                        .await?
+                        run_etcd_admission(etcd_leader, &load, duration, &tag).await?
                     }
-                    _ => {
-                        let r = run_etcd_ranked_admission(
-                            etcd_leader,
-                            load.clients,
-                            &load.groups,
-                            duration,
-                            &tag,
-                            load.limit,
-                            load.max_queued,
-                        )
-                        .await?;
-                        (r, 0)
-                    }
+                    _ => (
+                        run_etcd_ranked_admission(etcd_leader, &load, duration, &tag).await?,
+                        0,
+                    ),
                 };
                 row(
                     r.seconds,
