@@ -727,6 +727,10 @@ pub fn targets(ratios: &[Ratio]) -> Vec<(String, bool)> {
             met,
         ));
     }
+    if let Some(r) = of("queue-8") {
+        let met = r.admissions_per_sec >= 3.0;
+        out.push(("queue-8: >= 3x admissions/s".to_string(), met));
+    }
     out
 }
 
@@ -819,6 +823,14 @@ mod tests {
         );
         assert!(summary.contains("target hot: >= 4x admissions/s, p99 no worse: met"));
         assert!(summary.contains("target 1-client: >= 1.3x admissions/s, p50 no worse: NOT met"));
+        let queue = [
+            row("queue-8", "raft-rm", 900.0, 100.0),
+            row("queue-8", "etcd-ranked", 300.0, 150.0),
+        ];
+        assert_eq!(
+            targets(&ratios(&queue)),
+            vec![("queue-8: >= 3x admissions/s".to_string(), true)]
+        );
         let mut slow = rows[..6].to_vec();
         slow[0].acquire_latency.as_mut().unwrap().p99_ms = 9.0;
         assert!(!targets(&ratios(&slow))[0].1, "p99 worse than etcd's");
