@@ -641,17 +641,7 @@ impl Eventual {
             if let Ok(v) = rms.with_timeout(per_attempt).view(bound).await {
                 generation += 1;
                 let snapshot = Snapshot {
-                    usage: v
-                        .groups
-                        .iter()
-                        .map(|g| {
-                            let usage = ResourceUsage {
-                                memory_bytes: g.memory_bytes,
-                                cpu_ms: g.cpu_ms,
-                            };
-                            (g.id.clone(), usage)
-                        })
-                        .collect(),
+                    usage: v.groups.iter().map(|g| (g.id.clone(), g.usage())).collect(),
                     cluster_memory_bytes: v.cluster_memory_bytes,
                     groups: v
                         .groups

@@ -77,13 +77,7 @@ pub fn group_info(id: &str, spec: &GroupSpec, view: &View) -> GroupInfo {
     let counts: BTreeMap<&str, (u32, u32, ResourceUsage)> = view
         .groups
         .iter()
-        .map(|g| {
-            let usage = ResourceUsage {
-                memory_bytes: g.memory_bytes,
-                cpu_ms: g.cpu_ms,
-            };
-            (g.id.as_str(), (g.running, g.queued, usage))
-        })
+        .map(|g| (g.id.as_str(), (g.running, g.queued, g.usage())))
         .collect();
     let info = |id: &str, spec: &GroupSpec| {
         let (running, queued, usage) = counts.get(id).copied().unwrap_or_default();

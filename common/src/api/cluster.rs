@@ -163,6 +163,16 @@ pub struct View {
     pub cluster_memory_bytes: u64,
 }
 
+impl GroupView {
+    /// Its memory and CPU, as admission's rules read them.
+    pub fn usage(&self) -> crate::resource_groups::ResourceUsage {
+        crate::resource_groups::ResourceUsage {
+            memory_bytes: self.memory_bytes,
+            cpu_ms: self.cpu_ms,
+        }
+    }
+}
+
 impl View {
     pub fn group(&self, id: &str) -> Option<&GroupView> {
         self.groups.iter().find(|g| g.id == id)

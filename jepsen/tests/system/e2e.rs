@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::kit::max_overlap;
-use crate::kit::stack::{Stack, StackOptions};
+use crate::kit::stack::{group_view, Stack, StackOptions};
 use crate::kit::trino::{run_query, Seen, TrinoClient};
 
 const T: Duration = Duration::from_secs(15);
@@ -264,21 +264,6 @@ async fn a_restarted_coordinators_usage_is_seen_by_the_others() {
         "c2 admitted next to the restarted c1's query (limit 1): {seen:#?}"
     );
     s.shutdown().await;
-}
-
-/// Group `id` as the RMs' linearizable view shows it.
-async fn group_view(s: &Stack, id: &str) -> Value {
-    let view: Value = s
-        .rms
-        .http
-        .get_json(&s.rms.url(1, "/v1/resource-groups"), 3)
-        .await
-        .unwrap();
-    let groups = view["groups"].as_array().cloned().unwrap_or_default();
-    groups
-        .into_iter()
-        .find(|g| g["id"] == id)
-        .unwrap_or_else(|| panic!("no group {id} in {view}"))
 }
 
 /// A coordinator dies with queries running and queued, right after it told

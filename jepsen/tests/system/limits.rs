@@ -5,27 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::kit::stack::{Stack, StackOptions};
+use crate::kit::stack::{group_view, Stack, StackOptions};
 use crate::kit::trino::{run_query, Seen};
 
 const T: Duration = Duration::from_secs(20);
-
-/// Group `id` in the RMs' view.
-async fn group_view(s: &Stack, id: &str) -> Value {
-    let view: Value = s
-        .rms
-        .http
-        .get_json(&s.rms.url(1, "/v1/resource-groups"), 3)
-        .await
-        .unwrap();
-    let groups = view["groups"].as_array().cloned().unwrap_or_default();
-    groups
-        .into_iter()
-        .find(|g| g["id"] == id)
-        .unwrap_or_else(|| panic!("no group {id} in {view}"))
-}
 
 /// Waits until group `id`'s `field` in the RMs' view satisfies `f`.
 async fn wait_usage(s: &Stack, id: &str, field: &str, f: impl Fn(u64) -> bool) {

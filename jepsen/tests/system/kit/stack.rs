@@ -218,3 +218,18 @@ impl Stack {
         self.rms.shutdown().await;
     }
 }
+
+/// Group `id` as the RMs' linearizable view shows it.
+pub async fn group_view(s: &Stack, id: &str) -> Value {
+    let view: Value = s
+        .rms
+        .http
+        .get_json(&s.rms.url(1, "/v1/resource-groups"), 3)
+        .await
+        .unwrap();
+    let groups = view["groups"].as_array().cloned().unwrap_or_default();
+    groups
+        .into_iter()
+        .find(|g| g["id"] == id)
+        .unwrap_or_else(|| panic!("no group {id} in {view}"))
+}
