@@ -15,7 +15,7 @@
 //! query without a source; a resource-estimate range includes both
 //! bounds and a missing estimate does not match.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use resource_groups::{
     parse, resolve, Consistency, QueryContext, ResourceEstimates, ResourceGroups,
@@ -77,10 +77,19 @@ enum Expect {
 }
 use Expect::*;
 
-fn load(file: &str) -> Result<ResourceGroups, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The fixtures of the checkout being tested. Cargo and nextest set
+/// `CARGO_MANIFEST_DIR` when they run a test, so a binary built in another
+/// clone (a shared target dir can reuse it) still reads this clone's files;
+/// the compile-time path is the fallback for running the binary by hand.
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("tests/fixtures")
-        .join(file);
+}
+
+fn load(file: &str) -> Result<ResourceGroups, String> {
+    let path = fixtures_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     parse(&text, &Consistency::Linearizable).map_err(|e| e.to_string())
 }
@@ -667,7 +676,7 @@ fn upstream_shaped_files_that_need_group_fields_load_as_upstream() {
 /// Every fixture is in one of the tables above.
 #[test]
 fn every_fixture_is_covered() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = fixtures_dir();
     let mut missing = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
         let name = entry.expect("dir entry").file_name();
