@@ -51,6 +51,11 @@ pub struct RawConfig {
     /// Entries kept in the log behind a snapshot, for slow followers [default: 1000].
     #[arg(long)]
     pub keep_logs_after_snapshot: Option<u64>,
+    /// Send a leader's new entries to the followers while its own fsync of
+    /// them runs, so the two fsyncs overlap [default: true]. `false` waits
+    /// for the leader's fsync first (openraft 0.9's own order).
+    #[arg(long)]
+    pub early_replication: Option<bool>,
     /// Interval in ms at which the leader stamps its time into the log [default: 200].
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -125,6 +130,7 @@ impl RawConfig {
                 .keep_logs_after_snapshot
                 .or(file.keep_logs_after_snapshot),
             tick_ms: self.tick_ms.or(file.tick_ms),
+            early_replication: self.early_replication.or(file.early_replication),
             resource_groups: self.resource_groups.or(file.resource_groups),
             default_consistency: self.default_consistency.or(file.default_consistency),
             session_lease_ms: self.session_lease_ms.or(file.session_lease_ms),
@@ -216,6 +222,8 @@ pub struct NodeConfig {
     pub secret: Option<SharedSecret>,
     pub timings: Timings,
     pub snapshot_every: u64,
+    /// See [`crate::network::early`].
+    pub early_replication: bool,
     pub keep_logs_after_snapshot: u64,
     pub admission: AdmissionConfig,
     pub killer: crate::killer::KillerConfig,
@@ -443,6 +451,7 @@ impl NodeConfig {
             secret,
             timings,
             snapshot_every,
+            early_replication: raw.early_replication.unwrap_or(true),
             keep_logs_after_snapshot: raw.keep_logs_after_snapshot.unwrap_or(1000),
             join: raw.join,
         })

@@ -30,6 +30,7 @@ pub struct Metrics {
     proposals_abandoned: Counter,
     proposals_refused: Counter,
     usage_stamps: Counter,
+    early_appends: Counter,
     term: Gauge,
     is_leader: Gauge,
     leader_id: Gauge,
@@ -281,6 +282,12 @@ impl Metrics {
             "Usage stamps (running queries' memory and CPU) this RM committed as leader",
             usage_stamps.clone(),
         );
+        let early_appends = Counter::default();
+        registry.register(
+            "early_appends",
+            "AppendEntries this leader sent to a follower while its own fsync of the entries ran (early replication)",
+            early_appends.clone(),
+        );
         let proposals_refused = Counter::default();
         registry.register(
             "proposals_refused",
@@ -334,6 +341,7 @@ impl Metrics {
             proposals_abandoned,
             proposals_refused,
             usage_stamps,
+            early_appends,
             term,
             is_leader,
             leader_id,
@@ -427,6 +435,10 @@ impl Metrics {
 
     pub fn usage_stamped(&self) {
         self.usage_stamps.inc();
+    }
+
+    pub fn early_append_sent(&self) {
+        self.early_appends.inc();
     }
 
     pub fn usage_groups_rejected(&self, groups: usize) {

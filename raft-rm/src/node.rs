@@ -17,7 +17,7 @@ use crate::config::NodeConfig;
 use crate::core::{Core, CoreParts, StartupLog};
 use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::network::{LinkFaults, NetworkFactory};
+use crate::network::{EarlyReplication, LinkFaults, NetworkFactory};
 use crate::store::{self, ClusterIdentity, OpenError};
 use crate::{Node, NodeId, Raft};
 
@@ -108,6 +108,11 @@ pub async fn start_with_listener(
         options.faults.clone(),
         elections.clone(),
     );
+    let early = config.early_replication.then(|| {
+        let early = EarlyReplication::new(config.id, network.clone(), metrics.clone());
+        log_store.set_early_replication(early.clone());
+        early
+    });
     let applied = stores.state_machine.reader();
     let raft = Raft::new(
         config.id,
@@ -118,6 +123,9 @@ pub async fn start_with_listener(
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
+    if let Some(early) = &early {
+        early.attach(raft.metrics());
+    }
 
     let addr = listener.local_addr().map_err(|source| StartError::Listen {
         addr: config.listen,

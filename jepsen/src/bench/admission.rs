@@ -201,27 +201,74 @@ impl Level for AdmissionRun {
 }
 
 /// `jepsen bench admission`: one level per entry of `clients`, `seconds`
-/// each, every client in the wide `bench` group.
-pub async fn command(template: &ClusterSpec, clients: &[usize], seconds: u64) -> Result<()> {
+/// each, every client in the wide `bench` group. With `baseline` (extra
+/// flags for the RMs), a second cluster runs with them, and each level
+/// runs on both, alternating for `rounds` rounds: a lever's effect, side
+/// by side in one run.
+pub async fn command(
+    template: &ClusterSpec,
+    clients: &[usize],
+    seconds: u64,
+    baseline: Option<&[String]>,
+    rounds: usize,
+) -> Result<()> {
     let b = start_cluster(template, "bench-admission", Some(&bench_groups()), &[])?;
-    let runs = sweep(clients.iter().enumerate(), |(i, n)| {
-        let cluster = &b.cluster;
-        async move {
-            let groups = ["bench".to_string()];
-            run_admission(
-                cluster,
-                *n,
-                Duration::from_secs(seconds),
-                &i.to_string(),
-                &groups,
-                false,
-            )
-            .await
+    let Some(baseline_args) = baseline else {
+        let runs = sweep(clients.iter().enumerate(), |(i, n)| {
+            let cluster = &b.cluster;
+            async move { run_level(cluster, *n, seconds, &i.to_string()).await }
+        })
+        .await?;
+        return crate::store::save_results(
+            &b.dir,
+            &serde_json::json!({"bench": "admission", "nodes": template.nodes, "runs": runs}),
+        );
+    };
+    let base = start_cluster(
+        template,
+        "bench-admission-baseline",
+        Some(&bench_groups()),
+        baseline_args,
+    )?;
+    println!("baseline RMs: {}", baseline_args.join(" "));
+    let mut rows = Vec::new();
+    for round in 1..=rounds.max(1) {
+        for (i, n) in clients.iter().enumerate() {
+            for (name, cluster) in [("default", &b.cluster), ("baseline", &base.cluster)] {
+                let tag = format!("{name}-{round}-{i}");
+                let run = run_level(cluster, *n, seconds, &tag).await?;
+                if let Some(line) = run.line() {
+                    println!("round {round} {name:<8} {line}");
+                }
+                rows.push(serde_json::json!({"round": round, "rms": name, "run": run}));
+            }
         }
-    })
-    .await?;
+    }
     crate::store::save_results(
         &b.dir,
-        &serde_json::json!({"bench": "admission", "nodes": template.nodes, "runs": runs}),
+        &serde_json::json!({
+            "bench": "admission",
+            "nodes": template.nodes,
+            "baseline_rm_args": baseline_args,
+            "runs": rows,
+        }),
     )
+}
+
+async fn run_level(
+    cluster: &LocalCluster,
+    clients: usize,
+    seconds: u64,
+    tag: &str,
+) -> Result<AdmissionRun> {
+    let groups = ["bench".to_string()];
+    run_admission(
+        cluster,
+        clients,
+        Duration::from_secs(seconds),
+        tag,
+        &groups,
+        false,
+    )
+    .await
 }

@@ -29,6 +29,14 @@ pub enum Bench {
         clients: Vec<usize>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Also run a second cluster whose RMs get these extra flags
+        /// (space-separated, e.g. "--early-replication false"), each level
+        /// on both, alternating: a setting's effect side by side.
+        #[arg(long, allow_hyphen_values = true)]
+        baseline_rm_args: Option<String>,
+        /// Rounds of the side-by-side comparison.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
     },
     /// Linearizable admission against etcd (a counter per group changed in
     /// a transaction that compares its revision, slots under a lease),
@@ -153,7 +161,20 @@ pub async fn run(what: Bench) -> Result<()> {
             cluster,
             clients,
             seconds,
-        } => bench::admission::command(&template(&cluster), &clients, seconds).await,
+            baseline_rm_args,
+            rounds,
+        } => {
+            let baseline: Option<Vec<String>> =
+                baseline_rm_args.map(|a| a.split_whitespace().map(str::to_string).collect());
+            bench::admission::command(
+                &template(&cluster),
+                &clients,
+                seconds,
+                baseline.as_deref(),
+                rounds,
+            )
+            .await
+        }
         Bench::Queries {
             cluster,
             clients,

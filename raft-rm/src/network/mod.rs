@@ -15,6 +15,7 @@
 //! - the peer's Raft answered with an error -> `RemoteError`;
 //! - anything else (5xx, an undecodable answer) -> `NetworkError`.
 
+pub mod early;
 mod faults;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use early::EarlyReplication;
 pub use faults::LinkFaults;
 
 use crate::store::ClusterIdentity;

@@ -25,6 +25,7 @@ use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::network::EarlyReplication;
 use crate::store::durable::{sled_to_io, DurableDb};
 use crate::store::snapshot::SnapshotStore;
 use crate::{NodeId, TypeConfig};
@@ -43,6 +44,12 @@ pub struct LogStore {
     /// Purges stop at what this store's synced snapshot covers (`None`
     /// only for openraft's storage suite, which purges without snapshots).
     purge_bound: Option<SnapshotStore>,
+    /// Sends a leader's new entries to the followers while they sync
+    /// (`None` in tests of the store alone).
+    early: Option<EarlyReplication>,
+    /// The last entry this store appended, if nothing truncated since:
+    /// the `prev_log_id` of the next batch, without a read.
+    last_appended: Option<LogId<NodeId>>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -61,7 +68,36 @@ impl LogStore {
             log,
             meta,
             purge_bound,
+            early: None,
+            last_appended: None,
         })
+    }
+
+    /// Sends what this store appends as leader to the followers at once
+    /// (see [`crate::network::early`]).
+    pub fn set_early_replication(&mut self, early: EarlyReplication) {
+        self.early = Some(early);
+    }
+
+    /// The id of the entry at `index`, if the log holds it.
+    fn log_id_at(&self, index: u64) -> Result<Option<LogId<NodeId>>, std::io::Error> {
+        match self.log.get(index_key(index)).map_err(sled_to_io)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(Self::decode_entry(&bytes)?.log_id)),
+        }
+    }
+
+    /// The `prev_log_id` of a batch starting at `first`: `None` is a batch
+    /// at the log's very start; an error or an entry not held (purged) is
+    /// no early replication for this batch.
+    fn prev_of(&self, first: u64) -> Option<Option<LogId<NodeId>>> {
+        if first == 0 {
+            return Some(None);
+        }
+        match self.last_appended {
+            Some(last) if last.index + 1 == first => Some(Some(last)),
+            _ => self.log_id_at(first - 1).ok().flatten().map(Some),
+        }
     }
 
     /// See [`crate::store::Stores::with_unbounded_purges`].
@@ -215,9 +251,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = common::codec::encode(&entry)
+        for entry in &entries {
+            let bytes = common::codec::encode(entry)
                 .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
@@ -230,11 +267,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // now, so the next batch can be written while this one syncs.
         self.db
             .sync_then(Box::new(move |result| callback.log_io_completed(result)));
+        // With the sync under way, a leader sends the batch to its
+        // followers, so their fsyncs overlap its own.
+        if let (Some(early), Some(first)) = (&self.early, entries.first()) {
+            if early.leads(&entries) {
+                if let Some(prev) = self.prev_of(first.log_id.index) {
+                    early.offer(prev, &entries);
+                }
+            }
+        }
+        self.last_appended = entries.last().map(|e| e.log_id);
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let write = |e: std::io::Error| StorageIOError::write_logs(&e);
+        self.last_appended = None;
         let mut batch = sled::Batch::default();
         for item in self.log.range(index_key(log_id.index)..) {
             let (k, _) = item.map_err(|e| write(sled_to_io(e)))?;

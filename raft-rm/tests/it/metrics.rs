@@ -348,3 +348,48 @@ async fn jmx_export_groups_are_exported_alike_by_the_leader_and_a_follower() {
     }
     c.shutdown().await;
 }
+
+const EARLY: &str = "raft_rm_early_appends_total";
+
+/// Early replication: the leader sends each new entry to its followers
+/// while its own fsync runs (`raft_rm_early_appends_total` counts them);
+/// every write still commits and every node applies the same log. With
+/// `--early-replication false` nothing is sent early, and writes commit
+/// the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_replication_sends_entries_during_the_leaders_fsync() {
+    for early in [true, false] {
+        let settings = Settings {
+            extra: raft_rm::config::RawConfig {
+                early_replication: Some(early),
+                ..Default::default()
+            },
+            ..Settings::default()
+        };
+        let c = TestCluster::start(3, settings).await;
+        let leader = c.wait_leader(&[1, 2, 3], T).await;
+        let before = sample(&c, leader, EARLY).await;
+        let mut last = 0;
+        for seq in 1..=30 {
+            last = c.canary(leader, "early", seq).await.unwrap().index;
+        }
+        c.wait_applied(&[1, 2, 3], last, T).await;
+        let sent = sample(&c, leader, EARLY).await - before;
+        if early {
+            // One lone write at a time: each entry goes early to at least
+            // one follower (at most one early request is in flight per
+            // follower, so a slow answer can skip one).
+            assert!(sent >= 30.0, "early appends for 30 lone writes: {sent}");
+        } else {
+            assert_eq!(sent, 0.0, "early replication is off");
+        }
+        for id in [1, 2, 3].into_iter().filter(|id| *id != leader) {
+            assert_eq!(
+                sample(&c, id, EARLY).await,
+                0.0,
+                "a follower sends nothing early"
+            );
+        }
+        c.shutdown().await;
+    }
+}
