@@ -13,12 +13,17 @@ use crate::auth::{SharedSecret, AUTHORIZATION};
 pub const CONTENT_BINCODE: &str = "application/x-bincode";
 pub const CONTENT_JSON: &str = "application/json";
 
-#[derive(Debug, thiserror::Error)]
+/// Clone: one failed batch request is every one of its operations' answer
+/// (see `rm::RmClient::batching`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
     /// Connect failure, reset, or timeout: nothing is known about whether
     /// the peer acted on the request.
     #[error("{url}: unreachable: {source}")]
-    Unreachable { url: String, source: reqwest::Error },
+    Unreachable {
+        url: String,
+        source: std::sync::Arc<reqwest::Error>,
+    },
     /// The peer answered with a non-success status.
     #[error("{url}: HTTP {status}: {body}")]
     Status {
@@ -99,7 +104,7 @@ impl HttpClient {
     async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<Vec<u8>, HttpError> {
         let unreachable = |source| HttpError::Unreachable {
             url: url.to_string(),
-            source,
+            source: std::sync::Arc::new(source),
         };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();

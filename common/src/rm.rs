@@ -29,6 +29,8 @@ use crate::api::{
 use crate::http::{HttpClient, HttpError};
 use crate::wire::{Announcement, HeartbeatAnswer, WatchAnswer, WorkerHeartbeat};
 
+pub mod batch;
+
 /// Longest one call to one RM may take by default. The RMs answer a write
 /// within their commit timeout or say 504; past this the next RM is tried.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -78,6 +80,8 @@ pub struct RmClient {
     /// leader an RM named.
     preferred: Arc<AtomicUsize>,
     policy: RetryPolicy,
+    /// Where acquires and releases go when batching ([`RmClient::batching`]).
+    batcher: Option<Arc<batch::Batcher>>,
 }
 
 impl RmClient {
@@ -90,6 +94,7 @@ impl RmClient {
             http: http.with_timeout(CALL_TIMEOUT),
             preferred: Arc::new(AtomicUsize::new(0)),
             policy: RetryPolicy::FAILOVER,
+            batcher: None,
         }
     }
 
@@ -101,6 +106,7 @@ impl RmClient {
             long: self.long.clone(),
             preferred: Arc::new(AtomicUsize::new(0)),
             policy: RetryPolicy::ONCE,
+            batcher: None,
         }
     }
 
@@ -245,8 +251,27 @@ impl RmClient {
         }
     }
 
-    /// `POST /v1/admission/acquire`.
+    /// The same client, sending its acquires and releases in batches: the
+    /// calls made while a batch is on its way gather, and go out together
+    /// as the next `POST /v1/admission/batch` (see [`batch`]). Each call
+    /// still gets its own answer, under the same retry policy. Spawns the
+    /// batching task: call it inside the runtime.
+    pub fn batching(&self) -> RmClient {
+        let unbatched = RmClient {
+            batcher: None,
+            ..self.clone()
+        };
+        RmClient {
+            batcher: Some(Arc::new(batch::Batcher::start(unbatched))),
+            ..self.clone()
+        }
+    }
+
+    /// `POST /v1/admission/acquire` (or a batch's share of one).
     pub async fn acquire(&self, request: &crate::api::Acquire) -> Result<AcquireAnswer, HttpError> {
+        if let Some(b) = &self.batcher {
+            return b.acquire(request.clone()).await;
+        }
         self.post("/v1/admission/acquire", request).await
     }
 
@@ -255,11 +280,14 @@ impl RmClient {
         self.post("/v1/admission/adopt", request).await
     }
 
-    /// `POST /v1/admission/release`.
+    /// `POST /v1/admission/release` (or a batch's share of one).
     pub async fn release(&self, query_id: &str) -> Result<ReleaseAnswer, HttpError> {
         let body = Release {
             query_id: query_id.to_string(),
         };
+        if let Some(b) = &self.batcher {
+            return b.release(body).await;
+        }
         self.post("/v1/admission/release", &body).await
     }
 

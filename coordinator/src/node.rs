@@ -30,10 +30,14 @@ pub async fn start(
         .external_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let rms = Arc::new(RmClient::new(
-        config.rms.clone(),
-        HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
-    ));
+    // Acquires and releases of concurrent queries go out in batches.
+    let rms = Arc::new(
+        RmClient::new(
+            config.rms.clone(),
+            HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
+        )
+        .batching(),
+    );
     let mut tasks = Supervisor::default();
     let stop_rx = tasks.stopping();
     let session = SessionKeeper::start((*rms).clone(), KeeperSpec::coordinator(&config.id), |_| {});

@@ -171,17 +171,9 @@ impl RmClient {
         group: &str,
         session: u64,
     ) -> Result<AcquireAnswer, HttpError> {
-        let request = common::api::Acquire {
-            query_id: query_id.to_string(),
-            group: group.to_string(),
-            coordinator: "jepsen".into(),
-            session,
-            priority: 0,
-            payload: String::new(),
-            max_queued_ms: None,
-            template: Vec::new(),
-        };
-        self.at(addr).acquire(&request).await
+        self.at(addr)
+            .acquire(&acquire_request(query_id, group, session))
+            .await
     }
 
     /// Releases `query_id`: released, cancelled (it was queued) or
@@ -226,6 +218,20 @@ pub fn agreed(healths: &[Option<Health>]) -> Option<u64> {
         }
     }
     seen
+}
+
+/// The harness's acquire of `query_id` in `group` (coordinator `jepsen`).
+pub fn acquire_request(query_id: &str, group: &str, session: u64) -> common::api::Acquire {
+    common::api::Acquire {
+        query_id: query_id.to_string(),
+        group: group.to_string(),
+        coordinator: "jepsen".into(),
+        session,
+        priority: 0,
+        payload: String::new(),
+        max_queued_ms: None,
+        template: Vec::new(),
+    }
 }
 
 #[cfg(test)]

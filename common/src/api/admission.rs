@@ -87,6 +87,44 @@ pub struct ReleaseAnswer {
     pub outcome: ReleaseOutcome,
 }
 
+/// `POST /v1/admission/batch`: a coordinator's acquires and releases in
+/// one request, each decided as if sent alone (they may share log
+/// entries, as concurrent single requests do). At most
+/// [`MAX_BATCH_OPS`] operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionBatch {
+    pub ops: Vec<AdmissionOp>,
+}
+
+/// Operations in one [`AdmissionBatch`], at most.
+pub const MAX_BATCH_OPS: usize = 1024;
+
+/// One operation of an [`AdmissionBatch`]: `{"acquire": {...}}` or
+/// `{"release": {...}}`, with the single routes' bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionOp {
+    Acquire(Acquire),
+    Release(Release),
+}
+
+/// The answers to an [`AdmissionBatch`], one per operation, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionBatchAnswer {
+    pub answers: Vec<AdmissionOpAnswer>,
+}
+
+/// What one operation's single route would have answered: its body, or
+/// its error status and error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionOpAnswer {
+    Acquire(AcquireAnswer),
+    Release(ReleaseAnswer),
+    Error { status: u16, body: String },
+}
+
 /// One group's count in a [`UsageReport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -33,7 +33,9 @@ pub struct AdmissionRun {
 /// leader and releasing it, for `duration`; client `k` in group
 /// `groups[k % groups.len()]`. A queued acquire is given up (an error),
 /// unless `wait_queued`: then the client waits for its promotion, which
-/// the RMs' watch announces, as a coordinator does.
+/// the RMs' watch announces, as a coordinator does. With `batched`, the
+/// clients share one batching RM client, as a coordinator's queries do
+/// (`common::rm::RmClient::batching`); otherwise each call is a request.
 pub async fn run_admission(
     cluster: &LocalCluster,
     clients: usize,
@@ -41,22 +43,25 @@ pub async fn run_admission(
     tag: &str,
     groups: &[String],
     wait_queued: bool,
+    batched: bool,
 ) -> Result<AdmissionRun> {
     let coordinator = format!("bench-{tag}");
     let (addr, session, renewal) = bench_session(cluster, &coordinator).await?;
     let promotions =
         // The harness's acquires name the coordinator `jepsen`.
         wait_queued.then(|| Promotions::follow(cluster.client.at(&addr), "jepsen".to_string()));
-    let (client, tag) = (cluster.client.clone(), tag.to_string());
+    let rm = cluster.client.at(&addr);
+    let rm = if batched { rm.batching() } else { rm };
+    let tag = tag.to_string();
     let groups = Arc::new(groups.to_vec());
     let run = closed_loop(clients, duration, move |k, n| {
-        let (client, addr, q) = (client.clone(), addr.clone(), format!("b{tag}-{k}-{n}"));
+        let (rm, q) = (rm.clone(), format!("b{tag}-{k}-{n}"));
         let group = groups[k % groups.len()].clone();
         let promotions = promotions.clone();
         async move {
             match promotions {
-                None => admission_cycle(&client, &addr, &q, &group, session).await,
-                Some(p) => queued_admission_cycle(&client, &addr, &q, &group, session, &p).await,
+                None => admission_cycle(&rm, &q, &group, session).await,
+                Some(p) => queued_admission_cycle(&rm, &q, &group, session, &p).await,
             }
         }
     })
@@ -161,8 +166,7 @@ impl Promotions {
 /// An admission cycle that waits in the queue: acquire, and if queued,
 /// wait for the promotion; then release.
 async fn queued_admission_cycle(
-    client: &crate::rm_client::RmClient,
-    addr: &str,
+    rm: &common::rm::RmClient,
     q: &str,
     group: &str,
     session: u64,
@@ -170,7 +174,8 @@ async fn queued_admission_cycle(
 ) -> super::Outcome {
     use crate::rm_client::AcquireStatus;
     let acquire = async {
-        let admitted = match client.acquire(addr, q, group, session).await {
+        let request = crate::rm_client::acquire_request(q, group, session);
+        let admitted = match rm.acquire(&request).await {
             Ok(a) if a.status == AcquireStatus::Admitted => true,
             Ok(a) if a.status == AcquireStatus::Queued => {
                 promotions.wait(q, Duration::from_secs(30)).await
@@ -178,11 +183,11 @@ async fn queued_admission_cycle(
             _ => false,
         };
         if !admitted {
-            let _ = client.release(addr, q).await;
+            let _ = rm.release(q).await;
         }
         admitted
     };
-    let release = async { client.release(addr, q).await.is_ok() };
+    let release = async { rm.release(q).await.is_ok() };
     super::timed_cycle(acquire, release).await
 }
 
@@ -200,47 +205,70 @@ impl Level for AdmissionRun {
     }
 }
 
+/// The second cluster of a side-by-side `bench admission`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Baseline {
+    /// Extra flags for its RMs.
+    pub rm_args: Vec<String>,
+    /// Its clients batch their calls.
+    pub batched: bool,
+}
+
 /// `jepsen bench admission`: one level per entry of `clients`, `seconds`
-/// each, every client in the wide `bench` group. With `baseline` (extra
-/// flags for the RMs), a second cluster runs with them, and each level
-/// runs on both, alternating for `rounds` rounds: a lever's effect, side
-/// by side in one run.
+/// each, every client in the wide `bench` group, the clients batching
+/// their calls if `batched`. With a `baseline`, a second cluster runs as
+/// it says, and each level runs on both, alternating for `rounds` rounds:
+/// a lever's effect, side by side in one run.
 pub async fn command(
     template: &ClusterSpec,
     clients: &[usize],
     seconds: u64,
-    baseline: Option<&[String]>,
+    batched: bool,
+    baseline: Option<Baseline>,
     rounds: usize,
 ) -> Result<()> {
     let b = start_cluster(template, "bench-admission", Some(&bench_groups()), &[])?;
-    let Some(baseline_args) = baseline else {
+    let Some(baseline) = baseline else {
         let runs = sweep(clients.iter().enumerate(), |(i, n)| {
             let cluster = &b.cluster;
-            async move { run_level(cluster, *n, seconds, &i.to_string()).await }
+            async move { run_level(cluster, *n, seconds, &i.to_string(), batched).await }
         })
         .await?;
         return crate::store::save_results(
             &b.dir,
-            &serde_json::json!({"bench": "admission", "nodes": template.nodes, "runs": runs}),
+            &serde_json::json!({"bench": "admission", "nodes": template.nodes, "batched": batched, "runs": runs}),
         );
     };
     let base = start_cluster(
         template,
         "bench-admission-baseline",
         Some(&bench_groups()),
-        baseline_args,
+        &baseline.rm_args,
     )?;
-    println!("baseline RMs: {}", baseline_args.join(" "));
+    println!(
+        "default: clients {}; baseline: RMs with [{}], clients {}",
+        if batched { "batching" } else { "unbatched" },
+        baseline.rm_args.join(" "),
+        if baseline.batched {
+            "batching"
+        } else {
+            "unbatched"
+        },
+    );
     let mut rows = Vec::new();
     for round in 1..=rounds.max(1) {
         for (i, n) in clients.iter().enumerate() {
-            for (name, cluster) in [("default", &b.cluster), ("baseline", &base.cluster)] {
+            let sides = [
+                ("default", &b.cluster, batched),
+                ("baseline", &base.cluster, baseline.batched),
+            ];
+            for (name, cluster, batched) in sides {
                 let tag = format!("{name}-{round}-{i}");
-                let run = run_level(cluster, *n, seconds, &tag).await?;
+                let run = run_level(cluster, *n, seconds, &tag, batched).await?;
                 if let Some(line) = run.line() {
                     println!("round {round} {name:<8} {line}");
                 }
-                rows.push(serde_json::json!({"round": round, "rms": name, "run": run}));
+                rows.push(serde_json::json!({"round": round, "side": name, "run": run}));
             }
         }
     }
@@ -249,7 +277,8 @@ pub async fn command(
         &serde_json::json!({
             "bench": "admission",
             "nodes": template.nodes,
-            "baseline_rm_args": baseline_args,
+            "batched": batched,
+            "baseline": baseline,
             "runs": rows,
         }),
     )
@@ -260,6 +289,7 @@ async fn run_level(
     clients: usize,
     seconds: u64,
     tag: &str,
+    batched: bool,
 ) -> Result<AdmissionRun> {
     let groups = ["bench".to_string()];
     run_admission(
@@ -269,6 +299,7 @@ async fn run_level(
         tag,
         &groups,
         false,
+        batched,
     )
     .await
 }

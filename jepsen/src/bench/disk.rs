@@ -269,10 +269,10 @@ pub async fn run(c: &LocalCluster, spec: Spec) -> Result<Report> {
         })
     };
     let op = {
-        let (client, addr) = (c.client.clone(), addr.clone());
+        let rm = c.client.at(&addr);
         move |_, n| {
-            let (client, addr) = (client.clone(), addr.clone());
-            async move { admission_cycle(&client, &addr, &format!("d{n}"), "bench", session).await }
+            let rm = rm.clone();
+            async move { admission_cycle(&rm, &format!("d{n}"), "bench", session).await }
         }
     };
     let run = counted_loop(spec.clients, spec.cycles, done, op).await;

@@ -530,8 +530,16 @@ pub async fn compare(
         Ok(match system {
             System::RaftRm => {
                 let queued = load.max_queued > 0;
-                let r =
-                    run_admission(ours, load.clients, duration, &tag, &load.groups, queued).await?;
+                let r = run_admission(
+                    ours,
+                    load.clients,
+                    duration,
+                    &tag,
+                    &load.groups,
+                    queued,
+                    true,
+                )
+                .await?;
                 row(
                     r.seconds,
                     r.acquires,

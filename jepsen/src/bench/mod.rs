@@ -43,7 +43,6 @@ use anyhow::{Context, Result};
 use common::session::{KeeperSpec, SessionKeeper};
 
 use crate::cluster::{ClusterSpec, LocalCluster};
-use crate::rm_client::RmClient;
 use crate::stats::Summary;
 
 /// A bench's run: its directory (`store/bench-NAME/<stamp>`), the
@@ -345,24 +344,26 @@ pub async fn bench_session(
     Ok((addr, session, keeper))
 }
 
-/// One admission cycle of query `q` in `group` on `addr`, timed: acquire,
-/// and release once admitted (see [`timed_cycle`]).
+/// One admission cycle of query `q` in `group` through `rm` (a client
+/// pinned to one RM, batching or not), timed: acquire, and release once
+/// admitted (see [`timed_cycle`]).
 pub async fn admission_cycle(
-    client: &RmClient,
-    addr: &str,
+    rm: &common::rm::RmClient,
     q: &str,
     group: &str,
     session: u64,
 ) -> Outcome {
     let acquire = async {
-        let a = client.acquire(addr, q, group, session).await;
+        let a = rm
+            .acquire(&crate::rm_client::acquire_request(q, group, session))
+            .await;
         let admitted = matches!(a, Ok(a) if a.status == crate::rm_client::AcquireStatus::Admitted);
         if !admitted {
             // Gives up a queued query, so that it takes no slot later.
-            let _ = client.release(addr, q).await;
+            let _ = rm.release(q).await;
         }
         admitted
     };
-    let release = async { client.release(addr, q).await.is_ok() };
+    let release = async { rm.release(q).await.is_ok() };
     timed_cycle(acquire, release).await
 }

@@ -29,11 +29,19 @@ pub enum Bench {
         clients: Vec<usize>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Each client call is its own request (by default the clients
+        /// share one batching RM client, as a coordinator's queries do).
+        #[arg(long)]
+        unbatched: bool,
         /// Also run a second cluster whose RMs get these extra flags
         /// (space-separated, e.g. "--early-replication false"), each level
         /// on both, alternating: a setting's effect side by side.
         #[arg(long, allow_hyphen_values = true)]
         baseline_rm_args: Option<String>,
+        /// Also run a second cluster (with --baseline-rm-args, if given)
+        /// whose clients do not batch.
+        #[arg(long)]
+        baseline_unbatched: bool,
         /// Rounds of the side-by-side comparison.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
@@ -161,16 +169,26 @@ pub async fn run(what: Bench) -> Result<()> {
             cluster,
             clients,
             seconds,
+            unbatched,
             baseline_rm_args,
+            baseline_unbatched,
             rounds,
         } => {
-            let baseline: Option<Vec<String>> =
-                baseline_rm_args.map(|a| a.split_whitespace().map(str::to_string).collect());
+            let baseline = (baseline_rm_args.is_some() || baseline_unbatched).then(|| {
+                bench::admission::Baseline {
+                    rm_args: baseline_rm_args
+                        .iter()
+                        .flat_map(|a| a.split_whitespace().map(str::to_string))
+                        .collect(),
+                    batched: !(unbatched || baseline_unbatched),
+                }
+            });
             bench::admission::command(
                 &template(&cluster),
                 &clients,
                 seconds,
-                baseline.as_deref(),
+                !unbatched,
+                baseline,
                 rounds,
             )
             .await

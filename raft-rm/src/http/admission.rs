@@ -7,6 +7,9 @@
 //! - `POST /v1/admission/acquire {"query_id","group","coordinator","session","priority"?,"payload"?}`
 //!   -> `{"status","reason","fencing_token","position"}`
 //! - `POST /v1/admission/release {"query_id"}` -> `{"outcome"}`
+//! - `POST /v1/admission/batch {"ops":[{"acquire":{..}}|{"release":{..}}]}`
+//!   -> `{"answers":[{"acquire":{..}}|{"release":{..}}|{"error":{"status","body"}}]}`:
+//!   each operation decided and answered as its single route would, in order
 //! - `POST /v1/admission/adopt {"query_id","coordinator","session"}`
 //! - `POST /v1/usage {"coordinator","seq","groups":{"id":{"running","queued"}}}`
 //!   -> `{"applied","rejected_groups"}`: groups with an invalid id are
@@ -22,8 +25,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use common::api::{
-    self, Acquire, Adopt, RegisterSession, Release, RenewSession, SessionAnswer, UsageAnswer,
-    UsageReport,
+    self, Acquire, AdmissionBatch, AdmissionBatchAnswer, AdmissionOp, AdmissionOpAnswer, Adopt,
+    RegisterSession, Release, RenewSession, SessionAnswer, UsageAnswer, UsageReport, MAX_BATCH_OPS,
 };
 
 use super::error::json_body;
@@ -37,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sessions/renew", post(renew))
         .route("/v1/admission/acquire", post(acquire))
         .route("/v1/admission/release", post(release))
+        .route("/v1/admission/batch", post(batch))
         .route("/v1/admission/adopt", post(adopt))
         .route("/v1/usage", post(usage))
 }
@@ -150,7 +154,7 @@ pub(crate) fn wire_reason(reason: &RejectReason) -> common::api::RejectReason {
 /// The answer to an acquire or adopt. A cluster that has not applied its
 /// resource-group configuration yet is starting, not refusing: that is a
 /// retryable 503, never a final "rejected" (nothing was recorded).
-fn admission_answer(d: &Decision) -> Result<Response, ApiError> {
+fn admission_decision(d: &Decision) -> Result<AcquireAnswer, ApiError> {
     match d {
         Decision::Rejected {
             reason: RejectReason::NoConfiguration,
@@ -158,7 +162,7 @@ fn admission_answer(d: &Decision) -> Result<Response, ApiError> {
             "no resource-group configuration is applied yet (the cluster is starting); retry"
                 .into(),
         )),
-        d => Ok(Json(answer_of(d)).into_response()),
+        d => Ok(answer_of(d)),
     }
 }
 
@@ -170,38 +174,65 @@ pub fn answer_of(d: &Decision) -> AcquireAnswer {
     }
 }
 
+fn acquire_command(r: Acquire) -> Result<Command, ApiError> {
+    check_name("query_id", &r.query_id)?;
+    check_name("coordinator", &r.coordinator)?;
+    check_name("group", &r.group)?;
+    if r.payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "payload: at most {MAX_PAYLOAD_BYTES} bytes"
+        )));
+    }
+    Ok(Command::Acquire(crate::machine::AcquireRequest {
+        query_id: r.query_id,
+        group: r.group,
+        coordinator: r.coordinator,
+        session: r.session,
+        priority: r.priority,
+        payload: r.payload,
+        max_queued_ms: r.max_queued_ms,
+        template: r.template,
+    }))
+}
+
+fn acquire_answer(answer: Answer) -> Result<AcquireAnswer, ApiError> {
+    match answer {
+        Answer::Admission(d) => admission_decision(&d),
+        other => Err(unexpected(other)),
+    }
+}
+
 async fn acquire(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     write(
         state,
         headers,
         "/v1/admission/acquire",
         body,
-        |r: Acquire| {
-            check_name("query_id", &r.query_id)?;
-            check_name("coordinator", &r.coordinator)?;
-            check_name("group", &r.group)?;
-            if r.payload.len() > MAX_PAYLOAD_BYTES {
-                return Err(ApiError::BadRequest(format!(
-                    "payload: at most {MAX_PAYLOAD_BYTES} bytes"
-                )));
-            }
-            Ok(Command::Acquire(crate::machine::AcquireRequest {
-                query_id: r.query_id,
-                group: r.group,
-                coordinator: r.coordinator,
-                session: r.session,
-                priority: r.priority,
-                payload: r.payload,
-                max_queued_ms: r.max_queued_ms,
-                template: r.template,
-            }))
-        },
-        |_, answer| match answer {
-            Answer::Admission(d) => admission_answer(&d),
-            other => Err(unexpected(other)),
-        },
+        acquire_command,
+        |_, answer| acquire_answer(answer).map(|a| Json(a).into_response()),
     )
     .await
+}
+
+fn release_command(r: Release) -> Result<Command, ApiError> {
+    check_name("query_id", &r.query_id)?;
+    Ok(Command::Release {
+        query_id: r.query_id,
+    })
+}
+
+fn release_answer(answer: Answer) -> Result<api::ReleaseAnswer, ApiError> {
+    match answer {
+        Answer::Release(outcome) => {
+            let outcome = match outcome {
+                ReleaseOutcome::Released => api::ReleaseOutcome::Released,
+                ReleaseOutcome::Cancelled => api::ReleaseOutcome::Cancelled,
+                ReleaseOutcome::Unknown => api::ReleaseOutcome::Unknown,
+            };
+            Ok(api::ReleaseAnswer { outcome })
+        }
+        other => Err(unexpected(other)),
+    }
 }
 
 async fn release(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -210,23 +241,71 @@ async fn release(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         headers,
         "/v1/admission/release",
         body,
-        |r: Release| {
-            check_name("query_id", &r.query_id)?;
-            Ok(Command::Release {
-                query_id: r.query_id,
-            })
-        },
-        |_, answer| match answer {
-            Answer::Release(outcome) => {
-                let outcome = match outcome {
-                    ReleaseOutcome::Released => api::ReleaseOutcome::Released,
-                    ReleaseOutcome::Cancelled => api::ReleaseOutcome::Cancelled,
-                    ReleaseOutcome::Unknown => api::ReleaseOutcome::Unknown,
-                };
-                Ok(Json(api::ReleaseAnswer { outcome }).into_response())
-            }
-            other => Err(unexpected(other)),
-        },
+        release_command,
+        |_, answer| release_answer(answer).map(|a| Json(a).into_response()),
+    )
+    .await
+}
+
+/// One operation of a batch, proposed as its single route would.
+async fn batch_op(state: &AppState, op: AdmissionOp) -> Result<AdmissionOpAnswer, ApiError> {
+    match op {
+        AdmissionOp::Acquire(r) => {
+            let (_, answer) = state.core.propose(acquire_command(r)?).await?;
+            acquire_answer(answer).map(AdmissionOpAnswer::Acquire)
+        }
+        AdmissionOp::Release(r) => {
+            let (_, answer) = state.core.propose(release_command(r)?).await?;
+            release_answer(answer).map(AdmissionOpAnswer::Release)
+        }
+    }
+}
+
+/// The status and body an error answers on a single route.
+async fn error_answer(e: ApiError) -> AdmissionOpAnswer {
+    let response = e.into_response();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    AdmissionOpAnswer::Error { status, body }
+}
+
+/// Every operation is submitted at once, so they share the leader's next
+/// entries (group commit) instead of one entry each. A node that is not
+/// the leader relays the whole batch (its operations all answer
+/// "not the leader"); operations are idempotent, so a batch relayed or
+/// retried after a leader change decides each one as a retry would.
+async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let batch: AdmissionBatch = json_body(&body)?;
+        if batch.ops.len() > MAX_BATCH_OPS {
+            return Err(ApiError::BadRequest(format!(
+                "ops: at most {MAX_BATCH_OPS} operations"
+            )));
+        }
+        let results =
+            futures_util::future::join_all(batch.ops.into_iter().map(|op| batch_op(&state, op)))
+                .await;
+        let mut answers = Vec::with_capacity(results.len());
+        for result in results {
+            answers.push(match result {
+                Ok(answer) => answer,
+                Err(e @ ApiError::NotLeader { .. }) => return Err(e),
+                Err(e) => error_answer(e).await,
+            });
+        }
+        Ok(Json(AdmissionBatchAnswer { answers }))
+    }
+    .await;
+    or_forward(
+        &state,
+        &headers,
+        Method::POST,
+        "/v1/admission/batch",
+        body.to_vec(),
+        result,
     )
     .await
 }

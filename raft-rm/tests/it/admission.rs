@@ -42,6 +42,31 @@ async fn register(c: &TestCluster, leader: u64) -> u64 {
     answer.session
 }
 
+/// Coordinator `co`'s acquire of `q` in the `hot` group.
+fn hot_acquire(q: &str, session: u64) -> common::api::Acquire {
+    common::api::Acquire {
+        query_id: q.into(),
+        group: "hot".into(),
+        coordinator: "co".into(),
+        session,
+        priority: 0,
+        payload: String::new(),
+        max_queued_ms: None,
+        template: Vec::new(),
+    }
+}
+
+/// The `hot` group's (running, queued), read linearizably from `leader`.
+async fn hot_counts(c: &TestCluster, leader: u64) -> (u32, u32) {
+    let view: View = c
+        .http
+        .get_json(&c.url(leader, "/v1/resource-groups?max_staleness_ms=0"), 3)
+        .await
+        .unwrap();
+    let hot = view.groups.iter().find(|g| g.id == "hot").unwrap();
+    (hot.running, hot.queued)
+}
+
 /// A 3-node cluster whose initial resource-group configuration is committed.
 async fn start(dir: &Path) -> TestCluster {
     let c = TestCluster::start(
@@ -516,12 +541,7 @@ async fn a_burst_of_acquires_shares_entries_and_each_gets_its_own_answer() {
     assert!(outcomes
         .iter()
         .all(|o| o["outcome"] == "released" || o["outcome"] == "cancelled"));
-    let view: View = http
-        .get_json(&c.url(leader, "/v1/resource-groups?max_staleness_ms=0"), 3)
-        .await
-        .unwrap();
-    let hot = view.groups.iter().find(|g| g.id == "hot").unwrap();
-    assert_eq!((hot.running, hot.queued), (0, 0));
+    assert_eq!(hot_counts(&c, leader).await, (0, 0));
     c.shutdown().await;
 }
 
@@ -648,5 +668,149 @@ async fn the_view_gives_each_reports_age_by_the_log_time_it_was_applied() {
         .await
         .unwrap();
     assert!(age(&renewed).is_some_and(|a| a < 1_000), "{renewed}");
+    c.shutdown().await;
+}
+
+/// `POST /v1/admission/batch`, sent to a follower (which relays it whole):
+/// each operation is answered as its single route would, in order; a bad
+/// operation gets its own 400 and the others still run; too many
+/// operations are refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_operation_as_its_single_route_would() {
+    use common::api::{
+        AdmissionBatch, AdmissionBatchAnswer, AdmissionOp, AdmissionOpAnswer, Release,
+        ReleaseOutcome, MAX_BATCH_OPS,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let session = register(&c, leader).await;
+    let acquire = |q: &str| AdmissionOp::Acquire(hot_acquire(q, session));
+    let release = |q: &str| AdmissionOp::Release(Release { query_id: q.into() });
+    let mut ops: Vec<AdmissionOp> = (0..LIMIT + 2).map(|k| acquire(&format!("q{k}"))).collect();
+    ops.push(acquire("")); // an invalid query id
+    ops.push(release("q0"));
+    ops.push(release("never-acquired"));
+    let url = c.url(follower, "/v1/admission/batch");
+    let answer: AdmissionBatchAnswer = c
+        .http
+        .post_json(&url, &AdmissionBatch { ops: ops.clone() })
+        .await
+        .unwrap();
+    assert_eq!(answer.answers.len(), ops.len());
+    let (mut admitted, mut queued) = (0, 0);
+    for a in &answer.answers[..LIMIT + 2] {
+        match a {
+            AdmissionOpAnswer::Acquire(a) => match a.decision().unwrap() {
+                Decision::Admitted { .. } => admitted += 1,
+                Decision::Queued { .. } => queued += 1,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("an acquire answered {other:?}"),
+        }
+    }
+    assert_eq!((admitted, queued), (LIMIT, 2));
+    match &answer.answers[LIMIT + 2] {
+        AdmissionOpAnswer::Error { status: 400, body } => {
+            assert!(body.contains("query_id"), "{body}")
+        }
+        other => panic!("an invalid acquire answered {other:?}"),
+    }
+    // q0 ran or queued in this same batch; either way the release frees it.
+    match &answer.answers[LIMIT + 3] {
+        AdmissionOpAnswer::Release(r) => assert!(
+            matches!(
+                r.outcome,
+                ReleaseOutcome::Released | ReleaseOutcome::Cancelled
+            ),
+            "{r:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        answer.answers[LIMIT + 4],
+        AdmissionOpAnswer::Release(common::api::ReleaseAnswer {
+            outcome: ReleaseOutcome::Unknown
+        })
+    );
+
+    let too_many = AdmissionBatch {
+        ops: (0..=MAX_BATCH_OPS).map(|_| release("x")).collect(),
+    };
+    let e = c
+        .http
+        .post_json::<_, Value>(&url, &too_many)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    c.shutdown().await;
+}
+
+/// The batching RM client a coordinator uses: 64 concurrent acquires go
+/// out in a few batches and each gets its own answer (exactly the limit
+/// admitted, every queued one its own place), an invalid one fails alone
+/// with its single route's 400, and releases drain the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batching_client_gives_each_call_its_own_answer() {
+    const BURST: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader(&[1, 2, 3], T).await;
+    let session = register(&c, leader).await;
+    let addrs: Vec<String> = [1, 2, 3]
+        .iter()
+        .map(|id| c.url(*id, "")[7..].to_string())
+        .collect();
+    let rm = common::rm::RmClient::new(addrs, c.http.clone()).batching();
+    let request = |q: String| hot_acquire(&q, session);
+    let before = c.applied(leader).unwrap();
+    let calls: Vec<_> = (0..=BURST)
+        .map(|k| {
+            let (rm, r) = (
+                rm.clone(),
+                request(if k == BURST {
+                    String::new()
+                } else {
+                    format!("c{k}")
+                }),
+            );
+            tokio::spawn(async move { rm.acquire(&r).await })
+        })
+        .collect();
+    let mut tokens = BTreeSet::new();
+    let mut positions = BTreeSet::new();
+    for (k, call) in calls.into_iter().enumerate() {
+        match call.await.unwrap() {
+            Ok(a) if k < BURST => match a.decision().unwrap() {
+                Decision::Admitted { fencing_token } => assert!(tokens.insert(fencing_token)),
+                Decision::Queued { position } => assert!(positions.insert(position)),
+                other => panic!("{other:?}"),
+            },
+            Err(e) if k == BURST => assert_eq!(e.status(), Some(400), "{e}"),
+            other => panic!("call {k}: {other:?}"),
+        }
+    }
+    assert_eq!(tokens.len(), LIMIT);
+    assert_eq!(
+        positions,
+        (1..=(BURST - LIMIT) as u32).collect::<BTreeSet<_>>()
+    );
+    let entries = c.applied(leader).unwrap() - before;
+    assert!(
+        entries < BURST as u64 / 2,
+        "{BURST} acquires took {entries} entries"
+    );
+
+    let releases: Vec<_> = (0..BURST)
+        .map(|k| {
+            let rm = rm.clone();
+            tokio::spawn(async move { rm.release(&format!("c{k}")).await })
+        })
+        .collect();
+    for r in releases {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(hot_counts(&c, leader).await, (0, 0));
     c.shutdown().await;
 }
