@@ -15,7 +15,7 @@ use openraft::error::{InitializeError, RaftError};
 
 use crate::config::NodeConfig;
 use crate::core::{Core, CoreParts, StartupLog};
-use crate::http::AppState;
+use crate::http::{AppState, AppStateInner};
 use crate::metrics::Metrics;
 use crate::network::{EarlyReplication, LinkFaults, NetworkFactory};
 use crate::store::{self, ClusterIdentity, OpenError};
@@ -150,7 +150,7 @@ pub async fn start_with_listener(
     for task in core_tasks {
         tasks.adopt("core", task);
     }
-    let state = AppState {
+    let state = AppState::new(AppStateInner {
         core: core.clone(),
         identity: stores.identity.clone(),
         http: http.clone(),
@@ -158,7 +158,7 @@ pub async fn start_with_listener(
         secret: config.secret.clone(),
         soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
         killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
-    };
+    });
 
     tasks.serve(listener, crate::http::router(state.clone()));
     tasks.spawn(

@@ -48,8 +48,26 @@ pub const API_BODY_LIMIT: usize = crate::core::MAX_ENTRY_BYTES;
 
 /// What every handler can reach: the node core, and what only the HTTP
 /// side needs.
+/// What every handler gets: a handle, cloned per request (axum clones the
+/// state for each extractor and middleware), so one reference count
+/// instead of a copy of every field (the secret was a `String`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub core: Core,
     pub identity: ClusterIdentity,
     /// For relaying requests to the leader.
