@@ -243,7 +243,7 @@ impl Metrics {
         let auth_failures = Counter::default();
         registry.register(
             "fsync_latency_seconds",
-            "Time of one durability point (sled flush + fdatasync)",
+            "Time of one durability point: fdatasync of the log segments written, and sled flush + fdatasync when sled was written",
             fsync_seconds.clone(),
         );
         registry.register(

@@ -85,8 +85,19 @@ struct SyncQueue {
 
 #[derive(Default)]
 struct QueueState {
-    waiting: Vec<SyncDone>,
+    waiting: Vec<(Need, SyncDone)>,
     stopping: bool,
+}
+
+/// What one durability request needs synced.
+#[derive(Default)]
+struct Need {
+    /// sled (flush, blobs, its data file): every write to a sled tree.
+    sled: bool,
+    /// Files written outside sled (the Raft log's segments), fdatasynced.
+    files: Vec<Arc<File>>,
+    /// Directories whose entries changed (a segment created or removed).
+    dirs: Vec<Arc<File>>,
 }
 
 impl Drop for Syncer {
@@ -151,9 +162,52 @@ impl DurableDb {
     /// Calls `done` after a sync that covers every write issued before this
     /// call. Returns at once.
     pub fn sync_then(&self, done: SyncDone) {
+        self.request(
+            Need {
+                sled: true,
+                ..Need::default()
+            },
+            done,
+        );
+    }
+
+    /// Calls `done` after an fdatasync of each of `files` and an fsync of
+    /// each of `dirs`, begun after this call, without syncing sled: for
+    /// files written outside sled (the log's segments). Shares the syncer,
+    /// its group commit and its poisoning with sled's syncs.
+    pub fn sync_files_then(&self, files: Vec<Arc<File>>, dirs: Vec<Arc<File>>, done: SyncDone) {
+        self.request(
+            Need {
+                sled: false,
+                files,
+                dirs,
+            },
+            done,
+        );
+    }
+
+    /// Async form of [`Self::sync_files_then`].
+    pub async fn sync_files(
+        &self,
+        files: Vec<Arc<File>>,
+        dirs: Vec<Arc<File>>,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sync_files_then(
+            files,
+            dirs,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .map_err(|_| std::io::Error::other("sync thread stopped"))?
+    }
+
+    fn request(&self, need: Need, done: SyncDone) {
         let queue = &self.syncer.queue;
         let mut state = queue.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.waiting.push(done);
+        state.waiting.push((need, done));
         queue.wake.notify_one();
     }
 
@@ -195,13 +249,41 @@ struct SyncWorker {
 impl SyncWorker {
     /// sled flush, then blobs and their directory, then the data file:
     /// the data file may only point at blobs that are already durable.
-    fn sync_once(&mut self) -> std::io::Result<()> {
-        self.db.flush().map_err(sled_to_io)?;
-        self.sync_new_blobs()?;
+    /// Files before directories: a directory entry may only name a file
+    /// whose contents are already durable.
+    fn sync_once(&mut self, batch: &[(Need, SyncDone)]) -> std::io::Result<()> {
         fail::fail_point!("durable::before-fdatasync", |_| Err(std::io::Error::other(
             "injected fsync failure (failpoint durable::before-fdatasync)"
         )));
-        self.data_file.sync_data()
+        let mut synced: Vec<*const File> = Vec::new();
+        let mut once = |f: &Arc<File>, all: bool| -> std::io::Result<()> {
+            let p = Arc::as_ptr(f);
+            if synced.contains(&p) {
+                return Ok(());
+            }
+            synced.push(p);
+            if all {
+                f.sync_all()
+            } else {
+                f.sync_data()
+            }
+        };
+        for (need, _) in batch {
+            for f in &need.files {
+                once(f, false)?;
+            }
+        }
+        for (need, _) in batch {
+            for d in &need.dirs {
+                once(d, true)?;
+            }
+        }
+        if batch.iter().any(|(need, _)| need.sled) {
+            self.db.flush().map_err(sled_to_io)?;
+            self.sync_new_blobs()?;
+            self.data_file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// True the first time it is asked after a failure.
@@ -261,7 +343,7 @@ impl SyncWorker {
                 ))),
                 None => {
                     let start = Instant::now();
-                    let result = self.sync_once();
+                    let result = self.sync_once(&batch);
                     self.metrics.observe_fsync(start.elapsed(), batch.len());
                     if let Err(e) = &result {
                         tracing::error!(error = %e, waiting = batch.len(), "fsync failed");
@@ -270,7 +352,7 @@ impl SyncWorker {
                     result
                 }
             };
-            for done in batch {
+            for (_, done) in batch {
                 done(match &result {
                     Ok(()) => Ok(()),
                     Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),

@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::network::EarlyReplication;
 use crate::store::durable::{sled_to_io, DurableDb};
 use crate::store::snapshot::SnapshotStore;
+use crate::store::wal::Wal;
 use crate::{NodeId, TypeConfig};
 
 const VOTE_KEY: &str = "vote";
@@ -39,7 +40,8 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: DurableDb,
-    log: sled::Tree,
+    /// The entries (see [`crate::store::wal`]).
+    log: Wal,
     meta: sled::Tree,
     /// Purges stop at what this store's synced snapshot covers (`None`
     /// only for openraft's storage suite, which purges without snapshots).
@@ -52,17 +54,55 @@ pub struct LogStore {
     last_appended: Option<LogId<NodeId>>,
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
+/// Entries moved per batch from a sled log into the segment files.
+const MIGRATE_BATCH: usize = 1000;
 
 impl LogStore {
+    /// Opens the log in `wal_dir`, with the vote and ids in `meta`. A data
+    /// dir whose entries are still in sled's `log` tree (written before
+    /// the segment files) has them moved: the segment files are rebuilt
+    /// from the tree and synced, and only then is the tree emptied, so a
+    /// crash in between repeats the move.
     pub fn open(
         db: DurableDb,
         meta: sled::Tree,
         purge_bound: Option<SnapshotStore>,
+        wal_dir: &std::path::Path,
     ) -> std::io::Result<Self> {
-        let log = db.tree("log")?;
+        let purged: Option<LogId<NodeId>> = Self::meta_value(&meta, LAST_PURGED_KEY)?;
+        let legacy = db.tree("log")?;
+        let log = if legacy.is_empty() {
+            Wal::open(wal_dir, purged.map(|p| p.index))?
+        } else {
+            let log = Wal::open(wal_dir, None)?;
+            let dirs = log.clear()?;
+            let mut files = Vec::new();
+            let mut batch = Vec::with_capacity(MIGRATE_BATCH);
+            for item in legacy.iter() {
+                let (_, v) = item.map_err(sled_to_io)?;
+                let entry = Self::decode_entry(&v)?;
+                if purged.is_some_and(|p| entry.log_id.index <= p.index) {
+                    continue;
+                }
+                batch.push(entry);
+                if batch.len() == MIGRATE_BATCH {
+                    files.extend(log.append(&batch)?.0);
+                    batch.clear();
+                }
+            }
+            let (written, mut new_dirs) = log.append(&batch)?;
+            files.extend(written);
+            new_dirs.extend(dirs);
+            files.dedup_by(|a, b| std::sync::Arc::ptr_eq(a, b));
+            Self::sync_blocking(&db, files, new_dirs)?;
+            tracing::info!(
+                entries = legacy.len(),
+                "moved the log from sled into segment files"
+            );
+            legacy.clear().map_err(sled_to_io)?;
+            db.sync()?;
+            log
+        };
         Ok(Self {
             db,
             log,
@@ -73,18 +113,39 @@ impl LogStore {
         })
     }
 
+    fn sync_blocking(
+        db: &DurableDb,
+        files: Vec<std::sync::Arc<std::fs::File>>,
+        dirs: Vec<std::sync::Arc<std::fs::File>>,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.sync_files_then(
+            files,
+            dirs,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .map_err(|_| std::io::Error::other("sync thread stopped"))?
+    }
+
+    fn meta_value<T: DeserializeOwned>(
+        meta: &sled::Tree,
+        key: &str,
+    ) -> Result<Option<T>, std::io::Error> {
+        match meta.get(key).map_err(sled_to_io)? {
+            None => Ok(None),
+            Some(v) => common::codec::decode(&v)
+                .map(Some)
+                .map_err(std::io::Error::other),
+        }
+    }
+
     /// Sends what this store appends as leader to the followers at once
     /// (see [`crate::network::early`]).
     pub fn set_early_replication(&mut self, early: EarlyReplication) {
         self.early = Some(early);
-    }
-
-    /// The id of the entry at `index`, if the log holds it.
-    fn log_id_at(&self, index: u64) -> Result<Option<LogId<NodeId>>, std::io::Error> {
-        match self.log.get(index_key(index)).map_err(sled_to_io)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(Self::decode_entry(&bytes)?.log_id)),
-        }
     }
 
     /// The `prev_log_id` of a batch starting at `first`: `None` is a batch
@@ -96,7 +157,7 @@ impl LogStore {
         }
         match self.last_appended {
             Some(last) if last.index + 1 == first => Some(Some(last)),
-            _ => self.log_id_at(first - 1).ok().flatten().map(Some),
+            _ => self.log.log_id_at(first - 1).map(Some),
         }
     }
 
@@ -107,12 +168,7 @@ impl LogStore {
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, std::io::Error> {
-        match self.meta.get(key).map_err(sled_to_io)? {
-            None => Ok(None),
-            Some(v) => common::codec::decode(&v)
-                .map(Some)
-                .map_err(std::io::Error::other),
-        }
+        Self::meta_value(&self.meta, key)
     }
 
     fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), std::io::Error> {
@@ -175,16 +231,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(i) => *i,
+            Bound::Excluded(0) => return Ok(Vec::new()),
+            Bound::Excluded(i) => i - 1,
+            Bound::Unbounded => u64::MAX,
         };
-        let mut entries = Vec::new();
-        for item in self.log.range((Bound::Included(index_key(start)), end)) {
-            let (_, v) = item.map_err(|e| StorageIOError::read_logs(&sled_to_io(e)))?;
-            entries.push(Self::decode_entry(&v).map_err(|e| StorageIOError::read_logs(&e))?);
+        if start > end {
+            return Ok(Vec::new());
         }
-        Ok(entries)
+        self.log
+            .read(start, end)
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -195,18 +252,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged_log_id: Option<LogId<NodeId>> = self
             .get_meta(LAST_PURGED_KEY)
             .map_err(|e| StorageIOError::read_logs(&e))?;
-        let last = self
-            .log
-            .last()
-            .map_err(|e| StorageIOError::read_logs(&sled_to_io(e)))?;
-        let last_log_id = match last {
-            Some((_, v)) => Some(
-                Self::decode_entry(&v)
-                    .map_err(|e| StorageIOError::read_logs(&e))?
-                    .log_id,
-            ),
-            None => last_purged_log_id,
-        };
+        let last_log_id = self.log.last_log_id().or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -233,7 +279,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         // Not synced on its own: a committed id lost in a crash is learned
-        // again from the leader; the next append's sync persists it anyway.
+        // again from the leader (and sled's next sync, of a vote, a purge
+        // or a snapshot, or its own background flush, persists it).
         self.put_meta(COMMITTED_KEY, &committed)
             .map_err(|e| StorageIOError::write(&e))?;
         Ok(())
@@ -252,21 +299,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let mut batch = sled::Batch::default();
-        for entry in &entries {
-            let bytes = common::codec::encode(entry)
-                .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            batch.insert(&index_key(entry.log_id.index), bytes);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&sled_to_io(e)))?;
+        let (files, dirs) = self
+            .log
+            .append(&entries)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         fail::fail_point!("log::after-append-before-fsync");
         // The callback is the acknowledgement: the syncer calls it only
         // after an fsync that covers this batch. `append` itself returns
         // now, so the next batch can be written while this one syncs.
-        self.db
-            .sync_then(Box::new(move |result| callback.log_io_completed(result)));
+        self.db.sync_files_then(
+            files,
+            dirs,
+            Box::new(move |result| callback.log_io_completed(result)),
+        );
         // With the sync under way, a leader sends the batch to its
         // followers, so their fsyncs overlap its own.
         if let (Some(early), Some(first)) = (&self.early, entries.first()) {
@@ -283,15 +328,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let write = |e: std::io::Error| StorageIOError::write_logs(&e);
         self.last_appended = None;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(index_key(log_id.index)..) {
-            let (k, _) = item.map_err(|e| write(sled_to_io(e)))?;
-            batch.remove(k);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| write(sled_to_io(e)))?;
-        self.db.sync_async().await.map_err(write)?;
+        let (files, dirs) = self.log.truncate(log_id.index).map_err(write)?;
+        self.db.sync_files(files, dirs).await.map_err(write)?;
         Ok(())
     }
 
@@ -304,14 +342,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.put_meta(LAST_PURGED_KEY, &log_id).map_err(write)?;
         self.db.sync_async().await.map_err(write)?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=index_key(log_id.index)) {
-            let (k, _) = item.map_err(|e| write(sled_to_io(e)))?;
-            batch.remove(k);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| write(sled_to_io(e)))?;
+        self.log.purge(log_id.index).map_err(write)?;
         fail::fail_point!("log::after-purge");
         Ok(())
     }
@@ -345,17 +376,16 @@ mod tests {
             db.clone(),
             db.tree("meta").unwrap(),
             Some(snapshots.clone()),
+            &dir.path().join("wal"),
         )
         .unwrap();
-        for i in 1..=10 {
-            let entry: Entry<TypeConfig> = Entry {
+        let entries: Vec<Entry<TypeConfig>> = (1..=10)
+            .map(|i| Entry {
                 log_id: log_id(i),
                 payload: EntryPayload::Blank,
-            };
-            log.log
-                .insert(index_key(i), common::codec::encode(&entry).unwrap())
-                .unwrap();
-        }
+            })
+            .collect();
+        log.log.append(&entries).unwrap();
         let meta = |i| SnapshotMeta {
             last_log_id: Some(log_id(i)),
             last_membership: StoredMembership::default(),
@@ -379,5 +409,58 @@ mod tests {
             reader.get_log_state().await.unwrap().last_purged_log_id,
             Some(log_id(8))
         );
+    }
+
+    /// A data dir written when the log was a sled tree: opening it moves
+    /// the entries above the purged id into segment files and empties the
+    /// tree; the log reads the same.
+    #[tokio::test]
+    async fn a_log_in_sled_moves_into_segment_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let open_db = || {
+            DurableDb::open(
+                &dir.path().join("sled"),
+                std::sync::Arc::new(crate::metrics::Metrics::new()),
+                std::sync::Arc::new(|_| {}),
+            )
+            .unwrap()
+        };
+        {
+            let db = open_db();
+            let legacy = db.tree("log").unwrap();
+            for i in 1..=20u64 {
+                let entry: Entry<TypeConfig> = Entry {
+                    log_id: log_id(i),
+                    payload: EntryPayload::Blank,
+                };
+                legacy
+                    .insert(i.to_be_bytes(), common::codec::encode(&entry).unwrap())
+                    .unwrap();
+            }
+            let meta = db.tree("meta").unwrap();
+            meta.insert(LAST_PURGED_KEY, common::codec::encode(&log_id(5)).unwrap())
+                .unwrap();
+            db.sync().unwrap();
+        }
+        for _ in 0..2 {
+            let db = open_db();
+            let mut log = LogStore::open(
+                db.clone(),
+                db.tree("meta").unwrap(),
+                None,
+                &dir.path().join("wal"),
+            )
+            .unwrap();
+            assert!(
+                db.tree("log").unwrap().is_empty(),
+                "the sled tree is emptied"
+            );
+            let kept = log.try_get_log_entries(0..=100).await.unwrap();
+            let indexes: Vec<u64> = kept.iter().map(|e| e.log_id.index).collect();
+            assert_eq!(indexes, (6..=20).collect::<Vec<_>>());
+            let state = log.get_log_state().await.unwrap();
+            assert_eq!(state.last_log_id, Some(log_id(20)));
+            assert_eq!(state.last_purged_log_id, Some(log_id(5)));
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod log;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -81,8 +82,13 @@ pub fn open(dir: &Path, node_id: NodeId, metrics: Arc<Metrics>) -> Result<Stores
             io(source)
         }
     })?;
-    let log =
-        LogStore::open(db.clone(), meta, Some(state_machine.snapshots().clone())).map_err(io)?;
+    let log = LogStore::open(
+        db.clone(),
+        meta,
+        Some(state_machine.snapshots().clone()),
+        &dir.join("wal"),
+    )
+    .map_err(io)?;
     Ok(Stores {
         log,
         state_machine,
