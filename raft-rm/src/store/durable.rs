@@ -100,6 +100,23 @@ struct Need {
     dirs: Vec<Arc<File>>,
 }
 
+impl Need {
+    fn sled() -> Need {
+        Need {
+            sled: true,
+            ..Need::default()
+        }
+    }
+
+    fn files(files: Vec<Arc<File>>, dirs: Vec<Arc<File>>) -> Need {
+        Need {
+            sled: false,
+            files,
+            dirs,
+        }
+    }
+}
+
 impl Drop for Syncer {
     fn drop(&mut self) {
         {
@@ -162,13 +179,7 @@ impl DurableDb {
     /// Calls `done` after a sync that covers every write issued before this
     /// call. Returns at once.
     pub fn sync_then(&self, done: SyncDone) {
-        self.request(
-            Need {
-                sled: true,
-                ..Need::default()
-            },
-            done,
-        );
+        self.request(Need::sled(), done);
     }
 
     /// Calls `done` after an fdatasync of each of `files` and an fsync of
@@ -176,14 +187,7 @@ impl DurableDb {
     /// files written outside sled (the log's segments). Shares the syncer,
     /// its group commit and its poisoning with sled's syncs.
     pub fn sync_files_then(&self, files: Vec<Arc<File>>, dirs: Vec<Arc<File>>, done: SyncDone) {
-        self.request(
-            Need {
-                sled: false,
-                files,
-                dirs,
-            },
-            done,
-        );
+        self.request(Need::files(files, dirs), done);
     }
 
     /// Async form of [`Self::sync_files_then`].
@@ -192,16 +196,16 @@ impl DurableDb {
         files: Vec<Arc<File>>,
         dirs: Vec<Arc<File>>,
     ) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.sync_files_then(
-            files,
-            dirs,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.await
-            .map_err(|_| std::io::Error::other("sync thread stopped"))?
+        self.wait(Need::files(files, dirs)).await
+    }
+
+    /// Blocking form of [`Self::sync_files`], for code outside the runtime.
+    pub fn sync_files_blocking(
+        &self,
+        files: Vec<Arc<File>>,
+        dirs: Vec<Arc<File>>,
+    ) -> std::io::Result<()> {
+        self.wait_blocking(Need::files(files, dirs))
     }
 
     fn request(&self, need: Need, done: SyncDone) {
@@ -213,20 +217,34 @@ impl DurableDb {
 
     /// Waits for a sync that covers every write issued before this call.
     pub async fn sync_async(&self) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.sync_then(Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        rx.await
-            .map_err(|_| std::io::Error::other("sync thread stopped"))?
+        self.wait(Need::sled()).await
     }
 
     /// Blocking form of [`Self::sync_async`], for code outside the runtime.
     pub fn sync(&self) -> std::io::Result<()> {
+        self.wait_blocking(Need::sled())
+    }
+
+    async fn wait(&self, need: Need) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.request(
+            need,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .map_err(|_| std::io::Error::other("sync thread stopped"))?
+    }
+
+    fn wait_blocking(&self, need: Need) -> std::io::Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.sync_then(Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
+        self.request(
+            need,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
         rx.recv()
             .map_err(|_| std::io::Error::other("sync thread stopped"))?
     }

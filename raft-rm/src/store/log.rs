@@ -94,7 +94,7 @@ impl LogStore {
             files.extend(written);
             new_dirs.extend(dirs);
             files.dedup_by(|a, b| std::sync::Arc::ptr_eq(a, b));
-            Self::sync_blocking(&db, files, new_dirs)?;
+            db.sync_files_blocking(files, new_dirs)?;
             tracing::info!(
                 entries = legacy.len(),
                 "moved the log from sled into segment files"
@@ -111,23 +111,6 @@ impl LogStore {
             early: None,
             last_appended: None,
         })
-    }
-
-    fn sync_blocking(
-        db: &DurableDb,
-        files: Vec<std::sync::Arc<std::fs::File>>,
-        dirs: Vec<std::sync::Arc<std::fs::File>>,
-    ) -> std::io::Result<()> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        db.sync_files_then(
-            files,
-            dirs,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.recv()
-            .map_err(|_| std::io::Error::other("sync thread stopped"))?
     }
 
     fn meta_value<T: DeserializeOwned>(
