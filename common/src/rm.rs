@@ -254,8 +254,9 @@ impl RmClient {
     /// The same client, sending its acquires and releases in batches: the
     /// calls made while a batch is on its way gather, and go out together
     /// as the next `POST /v1/admission/batch` (see [`batch`]). Each call
-    /// still gets its own answer, under the same retry policy. Spawns the
-    /// batching task: call it inside the runtime.
+    /// still gets its own answer, under the same retry policy. Batches
+    /// that carry other callers' calls are sent from spawned tasks: use it
+    /// inside the runtime.
     pub fn batching(&self) -> RmClient {
         let unbatched = RmClient {
             batcher: None,
