@@ -30,6 +30,9 @@
 //! - At most one early request is in flight per follower: under load the
 //!   entries are batched anyway, and a follower that is behind gets them
 //!   from openraft's replication, so the extra traffic stays bounded.
+//! - Only a quorum's worth of followers gets them early (one of two in a
+//!   three-node group), the most caught up: that is all a commit waits
+//!   for, and it halves the extra requests.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -84,9 +87,10 @@ impl EarlyReplication {
     }
 
     /// Called by the log store with a batch it has just written (not yet
-    /// synced) and the id of the entry before it. Sends the batch to every
-    /// other voter without an early request in flight, if this node is the
-    /// leader whose term the entries carry; otherwise does nothing.
+    /// synced) and the id of the entry before it. Sends the batch to the
+    /// most caught-up followers a quorum needs, each unless an early
+    /// request to it is in flight, if this node is the leader whose term
+    /// the entries carry; otherwise does nothing.
     pub fn offer(&self, prev_log_id: Option<LogId<NodeId>>, entries: &[Entry<TypeConfig>]) {
         let Some(request) = self.request(prev_log_id, entries) else {
             return;
@@ -154,10 +158,27 @@ impl EarlyReplication {
         }
         let metrics = self.inner.metrics.get()?.borrow();
         let membership = metrics.membership_config.membership();
-        let targets: Vec<(NodeId, Node)> = membership
+        let voters = membership.voter_ids().count();
+        let mut followers: Vec<(Option<LogId<NodeId>>, NodeId)> = membership
             .voter_ids()
             .filter(|id| *id != self.inner.id)
-            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+            .map(|id| {
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten());
+                (matched, id)
+            })
+            .collect();
+        // Only as many followers as a quorum needs besides the leader
+        // (one of two, two of four), the most caught up first: the others
+        // get the entries from openraft's replication, and each early
+        // request is work for both ends.
+        followers.sort_by(|a, b| b.cmp(a));
+        followers.truncate(voters / 2);
+        let targets: Vec<(NodeId, Node)> = followers
+            .into_iter()
+            .filter_map(|(_, id)| membership.get_node(&id).map(|n| (id, n.clone())))
             .collect();
         if targets.is_empty() {
             return None;

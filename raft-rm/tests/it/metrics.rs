@@ -376,10 +376,10 @@ async fn early_replication_sends_entries_during_the_leaders_fsync() {
         c.wait_applied(&[1, 2, 3], last, T).await;
         let sent = sample(&c, leader, EARLY).await - before;
         if early {
-            // One lone write at a time: each entry goes early to at least
-            // one follower (at most one early request is in flight per
-            // follower, so a slow answer can skip one).
-            assert!(sent >= 30.0, "early appends for 30 lone writes: {sent}");
+            // One lone write at a time: each entry goes early to one
+            // follower (a quorum's worth), unless the early request of
+            // the one before is still on its way (at most one in flight).
+            assert!(sent >= 20.0, "early appends for 30 lone writes: {sent}");
         } else {
             assert_eq!(sent, 0.0, "early replication is off");
         }
