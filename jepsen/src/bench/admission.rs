@@ -27,6 +27,10 @@ pub struct AdmissionRun {
     /// Latency of the acquire alone (linearizable: one commit).
     pub acquire_latency: Option<Summary>,
     pub release_latency: Option<Summary>,
+    /// The RM processes' CPU over the run, summed, in cores.
+    pub rm_cores: f64,
+    /// `rm_cores` per 1,000 admissions/s (each an acquire and a release).
+    pub rm_cores_per_1k: f64,
 }
 
 /// `clients` closed-loop clients, each acquiring a fresh query id on the
@@ -54,6 +58,7 @@ pub async fn run_admission(
     let rm = if batched { rm.batching() } else { rm };
     let tag = tag.to_string();
     let groups = Arc::new(groups.to_vec());
+    let mut cpu = super::RmCpu::start(cluster);
     let run = closed_loop(clients, duration, move |k, n| {
         let (rm, q) = (rm.clone(), format!("b{tag}-{k}-{n}"));
         let group = groups[k % groups.len()].clone();
@@ -66,15 +71,23 @@ pub async fn run_admission(
         }
     })
     .await;
+    let rm_cores = cpu.cores();
     drop(renewal);
     let run = run?;
+    let acquires_per_sec = run.first.len() as f64 / run.seconds;
     Ok(AdmissionRun {
+        rm_cores,
+        rm_cores_per_1k: if acquires_per_sec > 0.0 {
+            rm_cores / acquires_per_sec * 1000.0
+        } else {
+            0.0
+        },
         clients,
         seconds: run.seconds,
         acquires: run.first.len(),
         cycles: run.second.len(),
         errors: run.errors,
-        acquires_per_sec: run.first.len() as f64 / run.seconds,
+        acquires_per_sec,
         acquire_latency: summarize(&run.first),
         release_latency: summarize(&run.second),
     })
@@ -201,7 +214,10 @@ impl Level for AdmissionRun {
             self.cycles,
             self.errors,
         );
-        Some(format!("{line} (acquire latency)"))
+        Some(format!(
+            "{line} (acquire latency); RMs {:.2} cores, {:.2} per 1k admissions/s",
+            self.rm_cores, self.rm_cores_per_1k
+        ))
     }
 }
 

@@ -31,6 +31,7 @@ pub mod heartbeats;
 pub mod oom;
 pub mod queries;
 pub mod scale;
+pub mod views;
 pub mod writes;
 
 use std::future::Future;
@@ -342,6 +343,29 @@ pub async fn bench_session(
     let keeper = SessionKeeper::start(cluster.client.at(&addr), spec, |_| {});
     let session = keeper.registered(Duration::from_secs(15)).await?;
     Ok((addr, session, keeper))
+}
+
+/// The CPU of a cluster's RM processes, summed, in cores, between
+/// readings (all three share the machine with the load generator).
+pub struct RmCpu(Vec<common::cpu::CpuMeter>);
+
+impl RmCpu {
+    /// Starts measuring every RM of `cluster` that has a process now.
+    pub fn start(cluster: &LocalCluster) -> RmCpu {
+        let meters = cluster
+            .targets()
+            .iter()
+            .filter(|t| matches!(t, crate::cluster::Target::Rm(_)))
+            .filter_map(|t| cluster.pid(t))
+            .map(|pid| common::cpu::CpuMeter::new(Some(pid as u32)))
+            .collect();
+        RmCpu(meters)
+    }
+
+    /// Cores the RMs used since the last reading (or the start).
+    pub fn cores(&mut self) -> f64 {
+        self.0.iter_mut().map(|m| m.cores_since_last()).sum()
+    }
 }
 
 /// One admission cycle of query `q` in `group` through `rm` (a client

@@ -137,6 +137,22 @@ pub enum Bench {
     /// Heartbeat ingestion: simulated workers heartbeating one RM (the
     /// leader), at the most it acks and at an offered rate; heartbeats/s,
     /// latency, and the RM's and this generator's CPU.
+    /// Eventual mode's view refresh against the number of coordinators:
+    /// simulated coordinators each reading the view from any RM and
+    /// reporting their usage `--hz` times a second.
+    Views {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Simulated coordinator counts, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        coordinators: Vec<usize>,
+        /// Refreshes per second of each coordinator.
+        #[arg(long, default_value_t = 10.0)]
+        hz: f64,
+        /// Seconds per level.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     Heartbeats {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -241,6 +257,12 @@ pub async fn run(what: Bench) -> Result<()> {
             };
             bench::disk::command(&template(&cluster), spec).await
         }
+        Bench::Views {
+            cluster,
+            coordinators,
+            hz,
+            seconds,
+        } => bench::views::command(&template(&cluster), &coordinators, hz, seconds).await,
         Bench::Heartbeats {
             cluster,
             workers,
