@@ -112,14 +112,16 @@ pub async fn run(args: AdminArgs) -> i32 {
             http.post_json(&format!("{base}/v1/admin/remove"), &NodeRef { node_id })
                 .await
         }
-        AdminAction::Replace { node_id, addr } => replace(&http, &base, node_id, &addr)
-            .await
-            .and_then(|report| {
-                serde_json::to_value(report).map_err(|e| HttpError::Decode {
-                    url: base.clone(),
-                    message: e.to_string(),
+        AdminAction::Replace { node_id, addr } => {
+            replace_through_elections(&http, &base, node_id, &addr)
+                .await
+                .and_then(|report| {
+                    serde_json::to_value(report).map_err(|e| HttpError::Decode {
+                        url: base.clone(),
+                        message: e.to_string(),
+                    })
                 })
-            }),
+        }
         AdminAction::StepDown { to } => {
             http.post_json(&format!("{base}/v1/admin/step-down"), &StepDown { to })
                 .await
@@ -158,6 +160,32 @@ pub struct Replaced {
     pub removed: Option<MembershipChanged>,
     pub added: Option<MembershipChanged>,
     pub promoted: MembershipChanged,
+}
+
+/// How long `replace` keeps retrying refusals that did nothing (503: no
+/// leader known during an election, the leader overloaded or handing
+/// over). A lost disk is often the leader's, and the operator runs
+/// `replace` while the others are still electing.
+const REPLACE_RETRIES_FOR: Duration = Duration::from_secs(30);
+
+/// [`replace`], run again after each 503 until [`REPLACE_RETRIES_FOR`]
+/// has passed: it resumes where it stopped, so a retry repeats nothing.
+pub async fn replace_through_elections(
+    http: &HttpClient,
+    base: &str,
+    node_id: NodeId,
+    addr: &str,
+) -> Result<Replaced, HttpError> {
+    let deadline = tokio::time::Instant::now() + REPLACE_RETRIES_FOR;
+    loop {
+        match replace(http, base, node_id, addr).await {
+            Err(e) if e.status() == Some(503) && tokio::time::Instant::now() < deadline => {
+                eprintln!("raft-rm admin: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Replaces member `node_id` by the node now running at `addr` (its data dir
