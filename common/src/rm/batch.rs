@@ -18,10 +18,8 @@
 //! route, as that call would have been. Retrying is safe because acquire
 //! and release are idempotent by query id.
 
-use std::sync::Arc;
-
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -77,14 +75,14 @@ impl Batcher {
     pub async fn acquire(&self, request: Acquire) -> Result<AcquireAnswer, HttpError> {
         match self.call(AdmissionOp::Acquire(request)).await? {
             AdmissionOpAnswer::Acquire(a) => Ok(a),
-            other => Err(mismatch(other)),
+            other => Err(as_error(other)),
         }
     }
 
     pub async fn release(&self, request: Release) -> Result<ReleaseAnswer, HttpError> {
         match self.call(AdmissionOp::Release(request)).await? {
             AdmissionOpAnswer::Release(a) => Ok(a),
-            other => Err(mismatch(other)),
+            other => Err(as_error(other)),
         }
     }
 
@@ -93,21 +91,13 @@ impl Batcher {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.queue).push(Call { id, op, answer });
         // Queued first, then a slot tried: a sender that frees its slot
-        // after this try looks at the queue after this push (see `pump`).
-        if let Some((slot, batch)) = take(&self.queue, &self.slots) {
+        // after this try looks at the queue after this push (see `Slot`).
+        if let Some((slot, batch)) = take(&self.client, &self.queue, &self.slots) {
             if batch.len() == 1 && batch[0].id == id {
                 // Only our own call: sent from this task.
-                send(&self.client, batch).await;
-                drop(slot);
-                pump(self.client.clone(), self.queue.clone(), self.slots.clone());
+                slot.send(batch).await;
             } else {
-                let (client, queue, slots) =
-                    (self.client.clone(), self.queue.clone(), self.slots.clone());
-                tokio::spawn(async move {
-                    send(&client, batch).await;
-                    drop(slot);
-                    pump(client, queue, slots);
-                });
+                tokio::spawn(slot.send(batch));
             }
         }
         answered.await.map_err(|_| HttpError::Decode {
@@ -121,35 +111,62 @@ fn lock(queue: &Mutex<Vec<Call>>) -> std::sync::MutexGuard<'_, Vec<Call>> {
     queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One of the [`IN_FLIGHT`] places for a batch on its way. Freeing it
+/// (however its sender ends, a caller giving up included) sends what
+/// queued meanwhile, from a task: the callers waiting for it found no
+/// free place.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    client: RmClient,
+    queue: Arc<Mutex<Vec<Call>>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Slot {
+    async fn send(self, batch: Vec<Call>) {
+        send(&self.client, batch).await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        // Outside a runtime (it is going away) the queued calls are
+        // dropped with it, and their callers told so.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if let Some((slot, batch)) = take(&self.client, &self.queue, &self.slots) {
+            runtime.spawn(slot.send(batch));
+        }
+    }
+}
+
 /// A free slot and what is queued (at most [`MAX_BATCH_OPS`]), if both.
 fn take(
-    queue: &Mutex<Vec<Call>>,
+    client: &RmClient,
+    queue: &Arc<Mutex<Vec<Call>>>,
     slots: &Arc<Semaphore>,
-) -> Option<(OwnedSemaphorePermit, Vec<Call>)> {
+) -> Option<(Slot, Vec<Call>)> {
     let mut q = lock(queue);
     if q.is_empty() {
         return None;
     }
-    let slot = slots.clone().try_acquire_owned().ok()?;
+    let permit = slots.clone().try_acquire_owned().ok()?;
     let n = q.len().min(MAX_BATCH_OPS);
-    Some((slot, q.drain(..n).collect()))
+    let batch = q.drain(..n).collect();
+    let slot = Slot {
+        permit: Some(permit),
+        client: client.clone(),
+        queue: queue.clone(),
+        slots: slots.clone(),
+    };
+    Some((slot, batch))
 }
 
-/// After a slot was freed: sends what queued meanwhile, from a task (the
-/// callers waiting for it found no slot).
-fn pump(client: RmClient, queue: Arc<Mutex<Vec<Call>>>, slots: Arc<Semaphore>) {
-    if let Some((slot, batch)) = take(&queue, &slots) {
-        tokio::spawn(async move {
-            send(&client, batch).await;
-            drop(slot);
-            pump(client, queue, slots);
-        });
-    }
-}
-
-/// An answer of the wrong kind, or an operation's error, as the error its
-/// single route would have given.
-fn mismatch(answer: AdmissionOpAnswer) -> HttpError {
+/// An operation's error as the error its single route would have given,
+/// or an answer of the wrong kind as a decoding error.
+fn as_error(answer: AdmissionOpAnswer) -> HttpError {
     match answer {
         AdmissionOpAnswer::Error { status, body } => HttpError::Status {
             url: BATCH_PATH.into(),
@@ -179,7 +196,7 @@ async fn send(client: &RmClient, batch: Vec<Call>) {
         Ok(a) if a.answers.len() == answers.len() => {
             for ((op, answer), to) in body.ops.iter().zip(a.answers).zip(answers) {
                 let answer = match answer {
-                    AdmissionOpAnswer::Error { .. } if retryable(&mismatch(answer.clone())) => {
+                    AdmissionOpAnswer::Error { .. } if retryable(&as_error(answer.clone())) => {
                         single(client, op).await
                     }
                     answer => Ok(answer),

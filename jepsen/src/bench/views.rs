@@ -132,7 +132,15 @@ pub async fn command(
 ) -> Result<()> {
     anyhow::ensure!(hz > 0.0 && hz <= 100.0, "--hz must be in (0, 100]");
     let b = start_cluster(template, "bench-views", Some(&super::bench_groups()), &[])?;
-    super::bench_session(&b.cluster, "bench-views").await?;
+    // The view holds the groups once the configuration is applied.
+    let leader = super::leader_addr(&b.cluster).await?;
+    anyhow::ensure!(
+        b.cluster
+            .client
+            .wait_config(&leader, Duration::from_secs(15))
+            .await,
+        "the cluster has no resource-group configuration after 15 s"
+    );
     let mut runs = Vec::new();
     for &n in coordinators {
         let r = run_level(&b.cluster, n.max(1), hz, seconds).await?;

@@ -129,34 +129,24 @@ impl EarlyReplication {
         }
     }
 
-    /// True when this node is the leader whose term `entries` carry: only
-    /// then is an offer of them sent anywhere.
-    pub fn leads(&self, entries: &[Entry<TypeConfig>]) -> bool {
-        let Some(metrics) = self.inner.metrics.get() else {
-            return false;
-        };
-        let metrics = metrics.borrow();
-        let vote = metrics.vote;
-        metrics.state == ServerState::Leader
-            && vote.is_committed()
-            && vote.leader_id().voted_for() == Some(self.inner.id)
-            && entries
-                .iter()
-                .all(|e| e.log_id.leader_id == *vote.leader_id())
-    }
-
     fn request(
         &self,
         prev_log_id: Option<LogId<NodeId>>,
         entries: &[Entry<TypeConfig>],
     ) -> Option<EarlyRequest> {
         let first = entries.first()?;
-        if !self.leads(entries)
-            || prev_log_id.map(|p| p.index + 1).unwrap_or(0) != first.log_id.index
-        {
+        let metrics = self.inner.metrics.get()?.borrow();
+        // Only the leader whose term the entries carry sends them.
+        let vote = metrics.vote;
+        let leads = metrics.state == ServerState::Leader
+            && vote.is_committed()
+            && vote.leader_id().voted_for() == Some(self.inner.id)
+            && entries
+                .iter()
+                .all(|e| e.log_id.leader_id == *vote.leader_id());
+        if !leads || prev_log_id.map(|p| p.index + 1).unwrap_or(0) != first.log_id.index {
             return None;
         }
-        let metrics = self.inner.metrics.get()?.borrow();
         let membership = metrics.membership_config.membership();
         let voters = membership.voter_ids().count();
         let mut followers: Vec<(Option<LogId<NodeId>>, NodeId)> = membership
@@ -184,7 +174,7 @@ impl EarlyReplication {
             return None;
         }
         let rpc = AppendEntriesRequest {
-            // The vote `leads` found, whose term the entries carry.
+            // The vote checked above, whose term the entries carry.
             vote: Vote::new_committed(first.log_id.leader_id.term, self.inner.id),
             prev_log_id,
             entries: entries.to_vec(),

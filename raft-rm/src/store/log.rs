@@ -49,9 +49,6 @@ pub struct LogStore {
     /// Sends a leader's new entries to the followers while they sync
     /// (`None` in tests of the store alone).
     early: Option<EarlyReplication>,
-    /// The last entry this store appended, if nothing truncated since:
-    /// the `prev_log_id` of the next batch, without a read.
-    last_appended: Option<LogId<NodeId>>,
 }
 
 /// Entries moved per batch from a sled log into the segment files.
@@ -74,9 +71,15 @@ impl LogStore {
         let log = if legacy.is_empty() {
             Wal::open(wal_dir, purged.map(|p| p.index))?
         } else {
+            // Segments of an earlier, unfinished move are dropped unread:
+            // the tree is still the whole log.
+            match std::fs::remove_dir_all(wal_dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let log = Wal::open(wal_dir, None)?;
-            let dirs = log.clear()?;
             let mut files = Vec::new();
+            let mut dirs = Vec::new();
             let mut batch = Vec::with_capacity(MIGRATE_BATCH);
             for item in legacy.iter() {
                 let (_, v) = item.map_err(sled_to_io)?;
@@ -86,15 +89,17 @@ impl LogStore {
                 }
                 batch.push(entry);
                 if batch.len() == MIGRATE_BATCH {
-                    files.extend(log.append(&batch)?.0);
+                    let (written, changed) = log.append(&batch)?;
+                    files.extend(written);
+                    dirs.extend(changed);
                     batch.clear();
                 }
             }
-            let (written, mut new_dirs) = log.append(&batch)?;
+            let (written, changed) = log.append(&batch)?;
             files.extend(written);
-            new_dirs.extend(dirs);
-            files.dedup_by(|a, b| std::sync::Arc::ptr_eq(a, b));
-            db.sync_files_blocking(files, new_dirs)?;
+            dirs.extend(changed);
+            // The syncer syncs each file once however often it is named.
+            db.sync_files_blocking(files, dirs)?;
             tracing::info!(
                 entries = legacy.len(),
                 "moved the log from sled into segment files"
@@ -109,7 +114,6 @@ impl LogStore {
             meta,
             purge_bound,
             early: None,
-            last_appended: None,
         })
     }
 
@@ -131,15 +135,12 @@ impl LogStore {
         self.early = Some(early);
     }
 
-    /// The `prev_log_id` of a batch starting at `first`: `None` is a batch
-    /// at the log's very start; an error or an entry not held (purged) is
-    /// no early replication for this batch.
+    /// The `prev_log_id` of a batch starting at `first`: `Some(None)` for
+    /// a batch at the log's very start, `None` when the entry before is not
+    /// held (purged: no early replication for this batch).
     fn prev_of(&self, first: u64) -> Option<Option<LogId<NodeId>>> {
-        if first == 0 {
-            return Some(None);
-        }
-        match self.last_appended {
-            Some(last) if last.index + 1 == first => Some(Some(last)),
+        match first {
+            0 => Some(None),
             _ => self.log.log_id_at(first - 1).map(Some),
         }
     }
@@ -298,19 +299,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // With the sync under way, a leader sends the batch to its
         // followers, so their fsyncs overlap its own.
         if let (Some(early), Some(first)) = (&self.early, entries.first()) {
-            if early.leads(&entries) {
-                if let Some(prev) = self.prev_of(first.log_id.index) {
-                    early.offer(prev, &entries);
-                }
+            if let Some(prev) = self.prev_of(first.log_id.index) {
+                early.offer(prev, &entries);
             }
         }
-        self.last_appended = entries.last().map(|e| e.log_id);
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let write = |e: std::io::Error| StorageIOError::write_logs(&e);
-        self.last_appended = None;
         let (files, dirs) = self.log.truncate(log_id.index).map_err(write)?;
         self.db.sync_files(files, dirs).await.map_err(write)?;
         Ok(())

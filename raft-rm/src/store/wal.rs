@@ -85,9 +85,10 @@ fn segment_name(first: u64) -> String {
     format!("{first:020}.seg")
 }
 
-/// What a segment's bytes hold: its valid records, and where they end.
+/// What a segment's bytes hold: its valid records (offset, length, id),
+/// and where they end.
 struct Scan {
-    records: Vec<(u64, u32, Entry<TypeConfig>)>,
+    records: Vec<(u64, u32, LogId<NodeId>)>,
     valid_len: u64,
     /// A record was cut short or failed its checksum at `valid_len`.
     torn: bool,
@@ -114,7 +115,7 @@ fn scan(bytes: &[u8]) -> Scan {
         let Ok(entry) = common::codec::decode::<Entry<TypeConfig>>(payload) else {
             break true;
         };
-        records.push(((at + HEADER) as u64, len as u32, entry));
+        records.push(((at + HEADER) as u64, len as u32, entry.log_id));
         at += HEADER + len;
     };
     Scan {
@@ -131,6 +132,12 @@ impl Wal {
     pub fn open(path: &Path, last_purged: Option<u64>) -> Result<Wal> {
         std::fs::create_dir_all(path)?;
         let dir = Arc::new(File::open(path)?);
+        // The directory's own entry must be durable before any segment in
+        // it can be (a new data dir, or a log moved out of sled).
+        dir.sync_all()?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
         let mut firsts = Vec::new();
         for item in std::fs::read_dir(path)? {
             let name = item?.file_name();
@@ -150,6 +157,7 @@ impl Wal {
             entries: BTreeMap::new(),
         };
         let mut ended_at: Option<(u64, u64)> = None;
+        let mut removed_any = false;
         for first in firsts.iter().copied() {
             let seg_path = path.join(segment_name(first));
             let bytes = std::fs::read(&seg_path)?;
@@ -160,12 +168,15 @@ impl Wal {
                         "log segment {seg} is damaged at byte {at} but segment {first} after it holds entries: acknowledged entries may be lost; refusing to open (restore this node's data dir from a replica)"
                     )));
                 }
-                // Written after the cut and never acknowledged.
+                // Written after the cut and never acknowledged. The removal
+                // is made durable below: back after a crash, it would
+                // follow a cut log with a gap.
                 std::fs::remove_file(&seg_path)?;
+                removed_any = true;
                 continue;
             }
-            for (i, (offset, len, entry)) in scan.records.iter().enumerate() {
-                let index = entry.log_id.index;
+            for (i, &(offset, len, log_id)) in scan.records.iter().enumerate() {
+                let index = log_id.index;
                 if i == 0 && index != first {
                     return Err(corrupt(format!(
                         "log segment {first} starts with entry {index}"
@@ -189,9 +200,9 @@ impl Wal {
                     index,
                     Pos {
                         segment: first,
-                        offset: *offset,
-                        len: *len,
-                        log_id: entry.log_id,
+                        offset,
+                        len,
+                        log_id,
                     },
                 );
             }
@@ -217,6 +228,9 @@ impl Wal {
                     len: scan.valid_len,
                 },
             );
+        }
+        if removed_any {
+            state.dir.sync_all()?;
         }
         let wal = Wal {
             state: Arc::new(Mutex::new(state)),
@@ -245,9 +259,9 @@ impl Wal {
         self.lock().entries.get(&index).map(|p| p.log_id)
     }
 
-    /// Writes `entries` (consecutive, following the last entry held, or
-    /// starting the log) and answers the files a sync must cover: the
-    /// segments written and, if a segment was created, the directory.
+    /// Writes `entries` (indexes increasing, after the last entry held)
+    /// and answers what a sync must cover: the segment written and, if a
+    /// segment was created or removed, the directory.
     pub fn append(&self, entries: &[Entry<TypeConfig>]) -> Result<ToSync> {
         let Some(first) = entries.first() else {
             return Ok((Vec::new(), Vec::new()));
@@ -261,25 +275,23 @@ impl Wal {
                 )));
             }
         }
-        let mut dirs = Vec::new();
         // An empty last segment named for another index (left by a
-        // truncate or a purge) is replaced: a segment's name is its first
-        // entry's index.
+        // truncate) is replaced: a segment's name is its first entry's
+        // index.
+        let mut dir_changed = false;
         if let Some((&key, s)) = state.segments.iter().next_back() {
             if s.len == 0 && key != first.log_id.index {
                 let s = state.segments.remove(&key).expect("the segment");
                 std::fs::remove_file(&s.path)?;
-                dirs.push(state.dir.clone());
+                dir_changed = true;
             }
         }
         let needs_new = match state.segments.values().next_back() {
             None => true,
             Some(s) => s.len >= SEGMENT_BYTES,
         };
-        if needs_new && dirs.is_empty() {
-            dirs.push(state.dir.clone());
-        }
         if needs_new {
+            dir_changed = true;
             let seg_path = state.path.join(segment_name(first.log_id.index));
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -326,6 +338,11 @@ impl Wal {
                 },
             );
         }
+        let dirs = if dir_changed {
+            vec![state.dir.clone()]
+        } else {
+            Vec::new()
+        };
         Ok((vec![file], dirs))
     }
 
@@ -361,16 +378,19 @@ impl Wal {
         let Some(pos) = state.entries.range(index..).next().map(|(_, p)| *p) else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let mut dirs = Vec::new();
         let later: Vec<u64> = state
             .segments
             .range(pos.segment + 1..)
             .map(|(k, _)| *k)
             .collect();
+        let dirs = if later.is_empty() {
+            Vec::new()
+        } else {
+            vec![state.dir.clone()]
+        };
         for key in later {
             if let Some(s) = state.segments.remove(&key) {
                 std::fs::remove_file(&s.path)?;
-                dirs.push(state.dir.clone());
             }
         }
         let cut = pos.offset - HEADER as u64;
@@ -382,7 +402,6 @@ impl Wal {
         segment.len = cut;
         let file = segment.file.clone();
         state.entries.split_off(&index);
-        dirs.truncate(1);
         Ok((vec![file], dirs))
     }
 
@@ -410,16 +429,6 @@ impl Wal {
             }
         }
         Ok(())
-    }
-
-    /// Removes every segment (a log rebuilt from another source).
-    pub fn clear(&self) -> Result<Vec<Arc<File>>> {
-        let mut state = self.lock();
-        for (_, s) in std::mem::take(&mut state.segments) {
-            std::fs::remove_file(&s.path)?;
-        }
-        state.entries.clear();
-        Ok(vec![state.dir.clone()])
     }
 }
 
