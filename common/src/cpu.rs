@@ -1,6 +1,6 @@
-//! CPU time of a process, from `/proc/<pid>/stat` (Linux): what a worker
-//! reports in its heartbeats, and what the benchmarks charge to the
-//! processes they measure.
+//! CPU time and resident memory of a process, from `/proc` (Linux): what
+//! a worker reports of its query processes, and what the benchmarks charge
+//! to the processes they measure.
 
 use std::time::Instant;
 
@@ -25,6 +25,20 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// `VmRSS` (resident now) and `VmHWM` (the most resident at once) of
+/// process `pid`, in KiB, from `/proc/<pid>/status`.
+pub fn resident_kb(pid: u32) -> Option<(u64, u64)> {
+    parse_resident_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn parse_resident_kb(status: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
@@ -92,5 +106,14 @@ mod tests {
         std::hint::black_box(x);
         assert!(cpu_ticks(None).unwrap() >= before);
         assert!(cpu_ticks(Some(std::process::id())).is_some());
+    }
+
+    #[test]
+    fn reads_resident_memory() {
+        let status = "Name:\traft-rm\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n";
+        assert_eq!(parse_resident_kb(status), Some((102400, 204800)));
+        assert_eq!(parse_resident_kb("Name: x\n"), None);
+        let (rss, peak) = resident_kb(std::process::id()).unwrap();
+        assert!(rss > 0 && peak >= rss);
     }
 }

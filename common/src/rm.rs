@@ -312,6 +312,11 @@ impl RmClient {
     }
 
     /// `GET /v1/resource-groups?max_staleness_ms=BOUND` (0: linearizable).
+    /// Every queued and running query in the ledger.
+    pub async fn ledger(&self) -> Result<Vec<QueryEntry>, HttpError> {
+        self.get("/v1/admission/queries").await
+    }
+
     pub async fn view(&self, max_staleness_ms: u64) -> Result<View, HttpError> {
         self.get(&format!(
             "/v1/resource-groups?max_staleness_ms={max_staleness_ms}"

@@ -1,10 +1,11 @@
-//! Running a simulated task: pick the live worker with the least memory
-//! reserved (from an RM's memory view), create the task there, follow it
-//! to its end, cancel it on request.
+//! Running a task: pick the live worker with the least memory held (from
+//! an RM's memory view: declared reservations and measured query
+//! processes), create the task there, follow it to its end, read a
+//! query's result page by page, cancel it on request.
 
 use std::time::Duration;
 
-use common::api::{TaskInfo, TaskSpec, TaskState};
+use common::api::{ResultPage, TaskInfo, TaskSpec, TaskState};
 use common::http::HttpClient;
 use common::rm::RmClient;
 
@@ -13,7 +14,7 @@ use crate::protocol::{ErrorKind, QueryError};
 /// How a task ended, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskEnd {
-    Finished { peak_memory_bytes: u64 },
+    Finished { peak_memory_bytes: u64, cpu_ms: u64 },
     Failed(QueryError),
 }
 
@@ -90,12 +91,7 @@ const CREATE_ATTEMPTS: u32 = 12;
 const CREATE_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Polls the task until it ends.
-pub async fn follow_task(
-    http: &HttpClient,
-    addr: &str,
-    task_id: &str,
-    memory_bytes: u64,
-) -> TaskEnd {
+pub async fn follow_task(http: &HttpClient, addr: &str, task_id: &str) -> TaskEnd {
     let url = format!("http://{addr}/v1/tasks/{task_id}");
     let mut failures = 0;
     loop {
@@ -106,8 +102,13 @@ pub async fn follow_task(
                 match t.state {
                     TaskState::Finished => {
                         return TaskEnd::Finished {
-                            peak_memory_bytes: memory_bytes,
+                            peak_memory_bytes: t.peak_memory_bytes,
+                            cpu_ms: t.cpu_ms,
                         }
+                    }
+                    TaskState::Failed => {
+                        let kind = ErrorKind::from_name(t.error_name.as_deref().unwrap_or(""));
+                        return TaskEnd::Failed(QueryError::new(kind, reason).at(t.error_location));
                     }
                     TaskState::Killed => {
                         let kind = ErrorKind::of_kill(t.error_name.as_deref().unwrap_or(""));
@@ -142,6 +143,26 @@ pub async fn follow_task(
     }
 }
 
+/// Page `page` of a finished query task's result.
+pub async fn result_page(
+    http: &HttpClient,
+    addr: &str,
+    task_id: &str,
+    page: u32,
+) -> Result<ResultPage, QueryError> {
+    http.get_json(
+        &format!("http://{addr}/v1/tasks/{task_id}/results/{page}"),
+        3,
+    )
+    .await
+    .map_err(|e| {
+        QueryError::new(
+            ErrorKind::GenericInternalError,
+            format!("cannot read the result from the worker: {e}"),
+        )
+    })
+}
+
 pub async fn cancel_task(http: &HttpClient, addr: &str, task_id: &str) {
     if let Err(e) = http
         .delete(&format!("http://{addr}/v1/tasks/{task_id}"))
@@ -169,8 +190,9 @@ mod tests {
                 let n = hits.fetch_add(1, Ordering::Relaxed) as usize;
                 let status = statuses[n.min(statuses.len() - 1)];
                 let body = if status == 200 {
-                    r#"{"task_id":"q","query_id":"q","fencing_token":7,"duration_ms":1,
-                        "memory_bytes":1,"state":"blocked","started_ms":null,
+                    r#"{"task_id":"q","query_id":"q","fencing_token":7,
+                        "work":{"kind":"simulated","duration_ms":1,"memory_bytes":1},
+                        "state":"blocked","started_ms":null,
                         "finished_ms":null,"reason":null,"error_name":null}"#
                 } else {
                     r#"{"error":"no"}"#
@@ -196,10 +218,12 @@ mod tests {
             task_id: "q".into(),
             query_id: "q".into(),
             fencing_token: 7,
-            duration_ms: 1,
-            memory_bytes: 1,
-            cpu_ms: 1,
             resource_group: "g".into(),
+            work: common::api::TaskWork::Simulated {
+                duration_ms: 1,
+                memory_bytes: 1,
+                cpu_ms: 1,
+            },
         };
         create_task(&http, &busy, &spec).await.unwrap();
         assert_eq!(hits.load(Ordering::Relaxed), 3);

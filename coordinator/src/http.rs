@@ -57,7 +57,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn results(state: &AppState, q: &Query, s: &Inner, token: u64) -> QueryResults {
+/// The answer to poll `token` (0: the submission), with the next result
+/// page if one is ready.
+fn results(
+    state: &AppState,
+    q: &Query,
+    s: &Inner,
+    token: u64,
+    data: Option<Vec<Vec<serde_json::Value>>>,
+) -> QueryResults {
     let now = Instant::now();
     let elapsed = s.ended.unwrap_or(now).duration_since(q.created);
     let queued = s
@@ -73,22 +81,21 @@ fn results(state: &AppState, q: &Query, s: &Inner, token: u64) -> QueryResults {
             token + 1
         ))
     };
+    // Clients follow `nextUri` until there is none: not while pages wait.
+    let ended = matches!(s.state, QueryState::Finished | QueryState::Failed);
     let next_uri = match s.state {
         QueryState::Queued => next("queued"),
-        QueryState::Running | QueryState::Finishing => next("executing"),
-        QueryState::Finished | QueryState::Failed => None,
+        _ if !ended || !s.pages.is_empty() => next("executing"),
+        _ => None,
     };
     QueryResults {
         id: q.id.clone(),
         info_uri: format!("{base}/v1/query/{}", q.id),
         next_uri,
+        // Clients append the `data` of every response: each page goes out
+        // once (again only to a repeated poll token).
         columns: s.columns.clone(),
-        // Clients append the `data` of every response, so rows go out once:
-        // in the final answer, which has no `nextUri` to follow.
-        data: s
-            .rows
-            .clone()
-            .filter(|r| !r.is_empty() && s.state == QueryState::Finished),
+        data,
         stats: StatementStats {
             state: s.state,
             queued: s.state == QueryState::Queued,
@@ -98,7 +105,7 @@ fn results(state: &AppState, q: &Query, s: &Inner, token: u64) -> QueryResults {
             queued_splits: 0,
             running_splits: 0,
             completed_splits: 0,
-            cpu_time_millis: 0,
+            cpu_time_millis: s.cpu_ms,
             wall_time_millis: elapsed.as_millis() as u64,
             queued_time_millis: queued.as_millis() as u64,
             elapsed_time_millis: elapsed.as_millis() as u64,
@@ -157,10 +164,10 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         started: None,
         ended: None,
         columns: None,
-        rows: None,
+        pages: Default::default(),
         ..q.snapshot()
     };
-    let r = results(&state, &q, &first, 0);
+    let r = results(&state, &q, &first, 0, None);
     q.mark_reported(r.stats.state);
     Json(r).into_response()
 }
@@ -222,7 +229,9 @@ async fn poll(
     tokio::pin!(changed);
     changed.as_mut().enable();
     let now = q.snapshot();
-    let news = now.reported != Some(now.state);
+    let news = now.reported != Some(now.state)
+        || !now.pages.is_empty()
+        || now.sent.as_ref().is_some_and(|(t, _)| *t == token);
     if !news
         && matches!(
             now.state,
@@ -235,9 +244,23 @@ async fn poll(
     // After a pause or a partition, this may run before the session keeper
     // has noticed the lease ran out: never answer "running" then.
     state.coordinator.fence(&q).await;
-    let r = results(&state, &q, &q.snapshot(), token);
+    let data = q.take_page(token);
+    let s = q.snapshot();
+    let r = results(&state, &q, &s, token, data);
     q.mark_reported(r.stats.state);
-    Json(r).into_response()
+    let mut response = Json(r).into_response();
+    if let (Some((catalog, schema)), QueryState::Finished) = (&s.set_path, s.state) {
+        // Trino's way to change the client's path (`USE`).
+        for (name, value) in [
+            ("x-trino-set-catalog", catalog),
+            ("x-trino-set-schema", schema),
+        ] {
+            if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+    }
+    response
 }
 
 async fn cancel(

@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`protocol`]: the client protocol's wire types (`QueryResults`, stats,
 //!   errors with Trino's names and codes) and request headers.
-//! - [`statement`]: what a statement asks for (`SELECT 1`, a simulated task,
-//!   or a clean "not supported").
+//! - [`statement`]: what a statement asks for (a query for a worker, `USE`,
+//!   `SELECT 1`, a simulated task), or why it cannot run.
 //! - [`query`]: one driver per query: selection, admission, execution,
 //!   release; cancellation and abandonment.
 //! - [`session`]: the coordinator's link to its session, which
@@ -18,7 +18,8 @@
 //!   the RMs' log; [`group_state`]: `GET /v1/resourceGroupState/{id}`.
 //! - [`user_groups`]: users' groups for `userGroup` selectors (Trino's
 //!   file group provider format).
-//! - [`dispatch`]: worker choice and task control.
+//! - [`dispatch`]: worker choice, task control, result pages.
+//! - [`system`]: the rows of `system.runtime.nodes` and `.queries`.
 //! - [`http`]: the client protocol's endpoints; [`config`], [`node`].
 
 pub mod config;
@@ -33,4 +34,5 @@ pub mod protocol;
 pub mod query;
 pub mod session;
 pub mod statement;
+pub mod system;
 pub mod user_groups;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub use common::api::{Column, ErrorLocation};
 use common::resource_groups::ResourceEstimates;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     SyntaxError,
+    /// A user error Trino has no more precise code for here.
+    GenericUserError,
+    DivisionByZero,
+    CatalogNotFound,
+    SchemaNotFound,
+    TableNotFound,
+    ColumnNotFound,
+    MissingCatalogName,
+    MissingSchemaName,
+    TypeMismatch,
     /// The client stopped polling.
     AbandonedQuery,
     UserCanceled,
@@ -44,7 +55,16 @@ impl ErrorKind {
     /// (errorName, errorCode, errorType) as Trino reports them.
     pub fn trino(self) -> (&'static str, i32, &'static str) {
         match self {
+            ErrorKind::GenericUserError => ("GENERIC_USER_ERROR", 0, "USER_ERROR"),
             ErrorKind::SyntaxError => ("SYNTAX_ERROR", 1, "USER_ERROR"),
+            ErrorKind::DivisionByZero => ("DIVISION_BY_ZERO", 8, "USER_ERROR"),
+            ErrorKind::CatalogNotFound => ("CATALOG_NOT_FOUND", 44, "USER_ERROR"),
+            ErrorKind::SchemaNotFound => ("SCHEMA_NOT_FOUND", 45, "USER_ERROR"),
+            ErrorKind::TableNotFound => ("TABLE_NOT_FOUND", 46, "USER_ERROR"),
+            ErrorKind::ColumnNotFound => ("COLUMN_NOT_FOUND", 47, "USER_ERROR"),
+            ErrorKind::MissingCatalogName => ("MISSING_CATALOG_NAME", 56, "USER_ERROR"),
+            ErrorKind::MissingSchemaName => ("MISSING_SCHEMA_NAME", 57, "USER_ERROR"),
+            ErrorKind::TypeMismatch => ("TYPE_MISMATCH", 58, "USER_ERROR"),
             ErrorKind::AbandonedQuery => ("ABANDONED_QUERY", 2, "USER_ERROR"),
             ErrorKind::UserCanceled => ("USER_CANCELED", 3, "USER_ERROR"),
             ErrorKind::NotSupported => ("NOT_SUPPORTED", 13, "USER_ERROR"),
@@ -73,6 +93,32 @@ impl ErrorKind {
         }
     }
 
+    /// The kind a worker names (a query's failure), by its Trino name;
+    /// an unknown name is an internal error.
+    pub fn from_name(name: &str) -> ErrorKind {
+        const ALL: &[ErrorKind] = &[
+            ErrorKind::SyntaxError,
+            ErrorKind::GenericUserError,
+            ErrorKind::DivisionByZero,
+            ErrorKind::CatalogNotFound,
+            ErrorKind::SchemaNotFound,
+            ErrorKind::TableNotFound,
+            ErrorKind::ColumnNotFound,
+            ErrorKind::MissingCatalogName,
+            ErrorKind::MissingSchemaName,
+            ErrorKind::TypeMismatch,
+            ErrorKind::NotSupported,
+            ErrorKind::ClusterOutOfMemory,
+            ErrorKind::ExceededGlobalMemoryLimit,
+            ErrorKind::ExceededLocalMemoryLimit,
+            ErrorKind::ExceededCpuLimit,
+        ];
+        ALL.iter()
+            .copied()
+            .find(|k| k.trino().0 == name)
+            .unwrap_or(ErrorKind::GenericInternalError)
+    }
+
     /// The kind of a kill (for memory or a per-query limit), by the error
     /// name the RMs give it.
     pub fn of_kill(error_name: &str) -> ErrorKind {
@@ -92,6 +138,9 @@ pub struct QueryError {
     pub error_code: i32,
     pub error_name: String,
     pub error_type: String,
+    /// Where in the statement (a syntax error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_location: Option<ErrorLocation>,
 }
 
 impl QueryError {
@@ -102,36 +151,23 @@ impl QueryError {
             error_code: code,
             error_name: name.into(),
             error_type: kind.into(),
+            error_location: None,
         }
+    }
+
+    pub fn at(mut self, location: Option<ErrorLocation>) -> QueryError {
+        self.error_location = location;
+        self
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Column {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
-    pub type_signature: TypeSignature,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TypeSignature {
-    pub raw_type: String,
-    pub arguments: Vec<serde_json::Value>,
-}
-
-impl Column {
-    pub fn simple(name: &str, type_name: &str) -> Column {
-        Column {
-            name: name.into(),
-            type_name: type_name.into(),
-            type_signature: TypeSignature {
-                raw_type: type_name.into(),
-                arguments: Vec::new(),
-            },
-        }
+impl From<trino_sql::SqlError> for QueryError {
+    fn from(e: trino_sql::SqlError) -> QueryError {
+        let location = e.line.zip(e.column).map(|(l, c)| ErrorLocation {
+            line_number: l,
+            column_number: c,
+        });
+        QueryError::new(ErrorKind::from_name(e.kind.name()), e.message).at(location)
     }
 }
 
@@ -201,6 +237,9 @@ pub struct ClientInfo {
     pub resource_estimates: ResourceEstimates,
     /// `X-Trino-Session: a=1, b=2`.
     pub session: BTreeMap<String, String>,
+    /// `X-Trino-Catalog`, `X-Trino-Schema`: where unqualified tables are.
+    pub catalog: Option<String>,
+    pub schema: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -264,6 +303,8 @@ pub fn client_info<'a>(get: impl Fn(&str) -> Vec<&'a str>) -> Result<ClientInfo,
         client_tags: all("client-tags"),
         resource_estimates,
         session,
+        catalog: one("catalog"),
+        schema: one("schema"),
     })
 }
 

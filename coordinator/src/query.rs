@@ -13,13 +13,14 @@
 //! revoked, and the workers stop its task (fencing). Whatever happens after
 //! admission, the admission is released.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{
-    Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason, TaskSpec,
+    Acquire, AcquireAnswer, Adopt, Decision, LedgerStatus, QueryEntry, RejectReason, SqlWork,
+    TaskSpec, TaskWork, TrinoType,
 };
 use common::http::HttpClient;
 use common::resource_groups::{
@@ -80,6 +81,12 @@ pub struct Query {
     /// Part of every `nextUri`, so ids alone cannot be used to poll or cancel.
     pub slug: String,
     pub created: Instant,
+    /// The same moment by the wall clock, in ms since the epoch.
+    pub created_ms: u64,
+    /// The statement and who sent it, as `system.runtime.queries` shows.
+    pub sql: String,
+    pub user: String,
+    pub source: Option<String>,
     inner: Mutex<Inner>,
     pub changed: Notify,
     cancel: watch::Sender<Option<QueryError>>,
@@ -95,8 +102,15 @@ pub struct Inner {
     pub started: Option<Instant>,
     pub ended: Option<Instant>,
     pub columns: Option<Vec<Column>>,
-    pub rows: Option<Vec<Vec<Value>>>,
+    /// Result pages not yet sent, in order.
+    pub pages: VecDeque<Vec<Vec<Value>>>,
+    /// The last page sent, with the poll token it answered: a client that
+    /// asks again with that token (its answer was lost) gets it again.
+    pub sent: Option<(u64, Vec<Vec<Value>>)>,
+    /// `USE`: the client's new catalog and schema.
+    pub set_path: Option<(String, String)>,
     pub peak_memory_bytes: u64,
+    pub cpu_ms: u64,
     pub worker: Option<String>,
     pub last_poll: Instant,
     /// The state the client was last told: a poll answers at once when
@@ -113,13 +127,22 @@ pub struct Inner {
 }
 
 impl Query {
-    fn new(id: String, slug: String) -> (Query, watch::Receiver<Option<QueryError>>) {
+    fn new(
+        id: String,
+        slug: String,
+        sql: &str,
+        client: &ClientInfo,
+    ) -> (Query, watch::Receiver<Option<QueryError>>) {
         let (cancel, cancelled) = watch::channel(None);
         let now = Instant::now();
         let query = Query {
             id,
             slug,
             created: now,
+            created_ms: common::clock::Clock::now_ms(&common::clock::SystemClock::default()),
+            sql: sql.to_string(),
+            user: client.user.clone(),
+            source: client.source.clone(),
             inner: Mutex::new(Inner {
                 state: QueryState::Queued,
                 group: None,
@@ -127,8 +150,11 @@ impl Query {
                 started: None,
                 ended: None,
                 columns: None,
-                rows: None,
+                pages: VecDeque::new(),
+                sent: None,
+                set_path: None,
                 peak_memory_bytes: 0,
+                cpu_ms: 0,
                 worker: None,
                 last_poll: now,
                 reported: None,
@@ -144,7 +170,7 @@ impl Query {
 
     /// A query that has already failed with `error`, with no driver.
     fn ended(id: String, slug: String, error: QueryError) -> Query {
-        let (query, _) = Query::new(id, slug);
+        let (query, _) = Query::new(id, slug, "", &ClientInfo::default());
         query.update(|i| {
             i.state = QueryState::Failed;
             i.error = Some(error);
@@ -161,6 +187,25 @@ impl Query {
     fn update(&self, f: impl FnOnce(&mut Inner)) {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
         self.changed.notify_waiters();
+    }
+
+    /// The page that answers poll `token`: the next one, or again the one
+    /// that answered `token` before.
+    pub fn take_page(&self, token: u64) -> Option<Vec<Vec<Value>>> {
+        let page = {
+            let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((t, page)) = &i.sent {
+                if *t == token {
+                    return Some(page.clone());
+                }
+            }
+            let page = i.pages.pop_front()?;
+            i.sent = Some((token, page.clone()));
+            page
+        };
+        // The driver may be waiting for room.
+        self.changed.notify_waiters();
+        Some(page)
     }
 
     pub fn mark_reported(&self, state: QueryState) {
@@ -295,7 +340,7 @@ impl Coordinator {
         client: ClientInfo,
         adopted: bool,
     ) -> Result<Arc<Query>, Overloaded> {
-        let (query, cancelled) = Query::new(id.clone(), slug);
+        let (query, cancelled) = Query::new(id.clone(), slug, &sql, &client);
         let q = Arc::new(query);
         {
             let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
@@ -386,6 +431,8 @@ impl Coordinator {
             client_tags: payload.client_tags,
             resource_estimates: payload.resource_estimates,
             session: payload.session,
+            catalog: payload.catalog,
+            schema: payload.schema,
         };
         if entry.status == LedgerStatus::Running {
             let q = self
@@ -490,18 +537,22 @@ impl Coordinator {
 
 /// What the RMs keep with a queued query, for whoever adopts it.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Payload {
-    sql: String,
-    user: String,
+pub(crate) struct Payload {
+    pub(crate) sql: String,
+    pub(crate) user: String,
     #[serde(default)]
     original_user: Option<String>,
-    source: Option<String>,
+    pub(crate) source: Option<String>,
     client_tags: Vec<String>,
     /// Kept so that an adopting coordinator selects the same group.
     #[serde(default)]
     resource_estimates: ResourceEstimates,
     session: BTreeMap<String, String>,
     slug: String,
+    #[serde(default)]
+    catalog: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
 }
 
 async fn drive(
@@ -572,7 +623,11 @@ async fn run(
             return Err(why);
         }
     }
-    let stmt = statement::classify(sql, &client.session)?;
+    let path = trino_sql::SessionPath {
+        catalog: client.catalog.clone(),
+        schema: client.schema.clone(),
+    };
+    let stmt = statement::classify(sql, &client.session, &path)?;
     let priority = statement::priority(&client.session)?;
     let limits = statement::time_limits(&client.session)?;
     let ctx = QueryContext {
@@ -639,7 +694,7 @@ async fn run(
         });
         let over = over_time(q, &specs, &limits);
         return tokio::select! {
-            r = execute(c, q, stmt, 0) => r,
+            r = execute(c, q, stmt, 0, sql, client) => r,
             why = wait_cancel(cancelled) => { stop_task(c, q).await; Err(why) }
             why = over => { stop_task(c, q).await; Err(why) }
         };
@@ -681,7 +736,7 @@ async fn run(
     };
     let over = over_time(q, &specs, &limits);
     tokio::select! {
-        r = execute(c, q, stmt, token) => r,
+        r = execute(c, q, stmt, token, sql, client) => r,
         why = wait_cancel(cancelled) => { stop_task(c, q).await; Err(why) }
         why = lost => { stop_task(c, q).await; Err(why) }
         why = over => { stop_task(c, q).await; Err(why) }
@@ -763,6 +818,8 @@ fn payload_of(q: &Query, sql: &str, client: &ClientInfo) -> String {
         resource_estimates: client.resource_estimates,
         session: client.session.clone(),
         slug: q.slug.clone(),
+        catalog: client.catalog.clone(),
+        schema: client.schema.clone(),
     })
     .unwrap_or_default()
 }
@@ -906,17 +963,38 @@ async fn admit(
     }
 }
 
+/// Result pages a query holds for its client at most: the driver reads
+/// the next from the worker only once the client has taken one.
+const PAGES_BUFFERED: usize = 2;
+
 async fn execute(
     c: &Coordinator,
     q: &Query,
     stmt: Statement,
     token: u64,
+    sql: &str,
+    client: &ClientInfo,
 ) -> Result<(), QueryError> {
+    let group = q.snapshot().group.unwrap_or_default();
+    let task = |work| TaskSpec {
+        task_id: q.id.clone(),
+        query_id: q.id.clone(),
+        fencing_token: token,
+        resource_group: group.clone(),
+        work,
+    };
     match stmt {
         Statement::SelectOne => {
             q.update(|i| {
-                i.columns = Some(vec![Column::simple("_col0", "integer")]);
-                i.rows = Some(vec![vec![json!(1)]]);
+                i.columns = Some(vec![Column::new("_col0", &TrinoType::Integer)]);
+                i.pages.push_back(vec![vec![json!(1)]]);
+            });
+            Ok(())
+        }
+        Statement::Use { catalog, schema } => {
+            q.update(|i| {
+                i.columns = Some(Vec::new());
+                i.set_path = Some((catalog, schema));
             });
             Ok(())
         }
@@ -925,28 +1003,81 @@ async fn execute(
             memory_bytes,
             cpu_ms,
         } => {
-            let place = dispatch::choose_worker(&c.rms, memory_bytes).await?;
-            q.update(|i| i.worker = Some(place.addr.clone()));
-            let spec = TaskSpec {
-                task_id: q.id.clone(),
-                query_id: q.id.clone(),
-                fencing_token: token,
+            let spec = task(TaskWork::Simulated {
                 duration_ms,
                 memory_bytes,
                 cpu_ms,
-                resource_group: q.snapshot().group.unwrap_or_default(),
+            });
+            run_task(c, q, &spec, memory_bytes).await?;
+            q.update(|i| i.columns = Some(Vec::new()));
+            Ok(())
+        }
+        Statement::Query { reads_runtime } => {
+            let system_tables = if reads_runtime {
+                crate::system::runtime_tables(c).await?
+            } else {
+                Vec::new()
             };
-            dispatch::create_task(&c.http, &place.addr, &spec).await?;
-            match dispatch::follow_task(&c.http, &place.addr, &q.id, memory_bytes).await {
-                TaskEnd::Finished { peak_memory_bytes } => {
-                    q.update(|i| {
-                        i.peak_memory_bytes = peak_memory_bytes;
-                        i.columns = Some(Vec::new());
-                    });
-                    Ok(())
-                }
-                TaskEnd::Failed(e) => Err(e),
+            let spec = task(TaskWork::Sql(SqlWork {
+                sql: sql.to_string(),
+                catalog: client.catalog.clone(),
+                schema: client.schema.clone(),
+                system_tables,
+            }));
+            let addr = run_task(c, q, &spec, 0).await?;
+            let streamed = stream_result(c, q, &addr).await;
+            // Its pages are of no further use on the worker.
+            stop_task(c, q).await;
+            streamed
+        }
+    }
+}
+
+/// Places the task on a worker and follows it to its end; answers the
+/// worker's address.
+async fn run_task(
+    c: &Coordinator,
+    q: &Query,
+    spec: &TaskSpec,
+    memory_bytes: u64,
+) -> Result<String, QueryError> {
+    let place = dispatch::choose_worker(&c.rms, memory_bytes).await?;
+    q.update(|i| i.worker = Some(place.addr.clone()));
+    dispatch::create_task(&c.http, &place.addr, spec).await?;
+    match dispatch::follow_task(&c.http, &place.addr, &q.id).await {
+        TaskEnd::Finished {
+            peak_memory_bytes,
+            cpu_ms,
+        } => {
+            q.update(|i| {
+                i.peak_memory_bytes = peak_memory_bytes;
+                i.cpu_ms = cpu_ms;
+            });
+            Ok(place.addr)
+        }
+        TaskEnd::Failed(e) => Err(e),
+    }
+}
+
+/// Reads the result from the worker page by page, each once the client
+/// has room for it.
+async fn stream_result(c: &Coordinator, q: &Query, addr: &str) -> Result<(), QueryError> {
+    let mut page = 0;
+    loop {
+        let p = dispatch::result_page(&c.http, addr, &q.id, page).await?;
+        q.wait_until(Duration::MAX, |i| i.pages.len() < PAGES_BUFFERED)
+            .await;
+        q.update(|i| {
+            if i.columns.is_none() {
+                i.columns = Some(p.columns);
             }
+            if !p.rows.is_empty() {
+                i.pages.push_back(p.rows);
+            }
+        });
+        match p.next_page {
+            Some(next) => page = next,
+            None => return Ok(()),
         }
     }
 }

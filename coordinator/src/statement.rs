@@ -1,7 +1,9 @@
-//! What a statement asks of the engine. There is no SQL engine yet: the
-//! coordinator answers `SELECT 1`, runs a simulated task for any statement
-//! that carries both simulation session properties, and fails everything
-//! else cleanly with `NOT_SUPPORTED` (never a hang).
+//! What a statement asks of the engine. A statement that carries both
+//! simulation session properties runs a simulated task (the harness's
+//! deterministic load); `SELECT 1` is answered here; `USE` sets the
+//! client's path; every other statement is analyzed (`trino-sql`: a syntax
+//! error or an unsupported statement fails before admission, as in Trino)
+//! and runs on a worker.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,10 +29,22 @@ pub enum Statement {
         memory_bytes: u64,
         cpu_ms: u64,
     },
+    /// `USE catalog.schema`: the client's new path.
+    Use { catalog: String, schema: String },
+    /// A query (metadata statements included) for a worker.
+    Query {
+        /// It reads `system.runtime` tables, whose rows only coordinators
+        /// and RMs know: they go with the task.
+        reads_runtime: bool,
+    },
 }
 
-/// Classifies `sql` given the session properties.
-pub fn classify(sql: &str, session: &BTreeMap<String, String>) -> Result<Statement, QueryError> {
+/// Classifies `sql` given the session properties and the client's path.
+pub fn classify(
+    sql: &str,
+    session: &BTreeMap<String, String>,
+    path: &trino_sql::SessionPath,
+) -> Result<Statement, QueryError> {
     let number = |name: &str| -> Result<Option<u64>, QueryError> {
         session
             .get(name)
@@ -66,19 +80,18 @@ pub fn classify(sql: &str, session: &BTreeMap<String, String>) -> Result<Stateme
         .split_whitespace()
         .map(str::to_ascii_lowercase)
         .collect();
-    if normalized.is_empty() {
-        return Err(QueryError::new(ErrorKind::SyntaxError, "empty statement"));
-    }
     if normalized == ["select", "1"] {
         return Ok(Statement::SelectOne);
     }
-    Err(QueryError::new(
-        ErrorKind::NotSupported,
-        format!(
-            "this engine runs only SELECT 1 and simulated queries (session properties {SIMULATE_DURATION} and {SIMULATE_MEMORY}); got: {}",
-            sql.chars().take(200).collect::<String>()
-        ),
-    ))
+    Ok(match trino_sql::analyze(sql, path)? {
+        trino_sql::Analyzed::Use { catalog, schema } => Statement::Use { catalog, schema },
+        trino_sql::Analyzed::Query(q) => Statement::Query {
+            reads_runtime: q
+                .tables
+                .values()
+                .any(|t| t.catalog == "system" && t.schema == "runtime"),
+        },
+    })
 }
 
 /// The statement's Trino query type, as resource-group selectors'
@@ -183,6 +196,17 @@ pub fn priority(session: &BTreeMap<String, String>) -> Result<i32, QueryError> {
 mod tests {
     use super::*;
 
+    fn classify(sql: &str, session: &BTreeMap<String, String>) -> Result<Statement, QueryError> {
+        super::classify(
+            sql,
+            session,
+            &trino_sql::SessionPath {
+                catalog: Some("tpch".into()),
+                schema: Some("tiny".into()),
+            },
+        )
+    }
+
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -229,10 +253,40 @@ mod tests {
     }
 
     #[test]
-    fn everything_else_fails_with_trinos_error_names() {
+    fn queries_go_to_workers_and_bad_statements_fail_with_trinos_error_names() {
+        assert_eq!(
+            classify("SELECT 2", &props(&[])),
+            Ok(Statement::Query {
+                reads_runtime: false
+            })
+        );
+        assert_eq!(
+            classify("select * from system.runtime.queries", &props(&[])),
+            Ok(Statement::Query {
+                reads_runtime: true
+            })
+        );
+        assert_eq!(
+            classify("USE sf1", &props(&[])),
+            Ok(Statement::Use {
+                catalog: "tpch".into(),
+                schema: "sf1".into()
+            })
+        );
         let name = |r: Result<Statement, QueryError>| r.unwrap_err().error_name;
-        assert_eq!(name(classify("SELECT 2", &props(&[]))), "NOT_SUPPORTED");
+        assert_eq!(
+            name(classify("INSERT INTO t VALUES (1)", &props(&[]))),
+            "NOT_SUPPORTED"
+        );
         assert_eq!(name(classify("  ;", &props(&[]))), "SYNTAX_ERROR");
+        let e = classify("SELECT * MORF t", &props(&[])).unwrap_err();
+        assert_eq!(
+            (
+                e.error_name.as_str(),
+                e.error_location.map(|l| l.column_number)
+            ),
+            ("SYNTAX_ERROR", Some(10))
+        );
         assert_eq!(
             name(classify(
                 "x",

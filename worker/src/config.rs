@@ -44,6 +44,16 @@ pub struct WorkerArgs {
     /// such tasks stop [default: half the RMs' session lease].
     #[arg(long)]
     pub fencing_bound_ms: Option<u64>,
+    /// The `files` catalog: one schema per subdirectory, one table per
+    /// `.parquet` or `.csv` file (CSV with a header row). Without it, the
+    /// worker has no `files` catalog.
+    #[arg(long)]
+    pub catalog_dir: Option<PathBuf>,
+    /// Where generated `tpch` tables are cached (shared safely by workers
+    /// on one machine) [default: $XDG_CACHE_HOME/raft-rm/tpch, else
+    /// ~/.cache/raft-rm/tpch].
+    #[arg(long)]
+    pub tpch_cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +68,8 @@ pub struct WorkerConfig {
     pub data_dir: Option<PathBuf>,
     /// `None`: derived from the RMs' session lease at start.
     pub fencing_bound: Option<Duration>,
+    /// How queries run (see [`crate::query`]).
+    pub queries: crate::query::QuerySettings,
 }
 
 impl WorkerArgs {
@@ -79,6 +91,23 @@ impl WorkerArgs {
             }
         }
         let secret = common::cli::internal_secret(self.shared_secret_file.as_deref(), listen)?;
+        if let Some(dir) = &self.catalog_dir {
+            if !dir.is_dir() {
+                return Err(format!("catalog-dir: {} is not a directory", dir.display()));
+            }
+        }
+        let tpch_cache = match self.tpch_cache_dir {
+            Some(d) => d,
+            None => default_cache_dir().join("tpch"),
+        };
+        // Each worker's own: emptied at start.
+        let spool = match &self.data_dir {
+            Some(d) => d.join("spool"),
+            None => std::env::temp_dir().join(format!("raft-rm-worker-{}-spool", self.id)),
+        };
+        let runner = std::env::current_exe().map_err(|e| {
+            format!("cannot find this program's path (to start query processes): {e}")
+        })?;
         Ok(WorkerConfig {
             id: self.id,
             advertise: self.advertise.unwrap_or_else(|| listen.to_string()),
@@ -89,6 +118,24 @@ impl WorkerArgs {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             data_dir: self.data_dir,
             fencing_bound: self.fencing_bound_ms.map(Duration::from_millis),
+            queries: crate::query::QuerySettings {
+                runner,
+                catalogs: engine::CatalogConfig {
+                    tpch_cache,
+                    files_dir: self.catalog_dir,
+                },
+                spool,
+            },
         })
     }
+}
+
+/// `$XDG_CACHE_HOME/raft-rm`, else `~/.cache/raft-rm`, else a temporary
+/// directory's.
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("raft-rm")
 }

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `POST /v1/tasks` (a [`TaskSpec`]) | secret | start a task (idempotent per `task_id`); a task under a fencing token only if the RMs' ledger holds it (409 if not, 503 if no RM can say) |
 //! | `GET /v1/tasks`, `GET /v1/tasks/{id}` | secret | task state |
-//! | `DELETE /v1/tasks/{id}` | secret | cancel |
+//! | `DELETE /v1/tasks/{id}` | secret | cancel; for a finished query, release its result |
+//! | `GET /v1/tasks/{id}/results/{page}` | secret | a finished query's result, page by page ([`common::api::ResultPage`]) |
 //! | `POST /v1/tasks/{id}/kill {"reason"}` | secret | kill (the low-memory killer) |
 //! | `GET /v1/info`, `/v1/health`, `/metrics` | open | |
 
@@ -42,7 +43,10 @@ pub fn router(state: WorkerState) -> Router {
         .route("/v1/tasks", post(create).get(list))
         .route("/v1/tasks/{id}", get(get_task).delete(cancel))
         .route("/v1/tasks/{id}/kill", post(kill))
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .route("/v1/tasks/{id}/results/{page}", get(result_page))
+        // A query task carries its statement, and may carry the rows of
+        // `system.runtime` tables.
+        .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             common::auth::SecretGuard::new(state.secret.clone()),
             common::auth::require_secret,
@@ -98,7 +102,8 @@ fn task_error(e: TaskError) -> Response {
     let status = match e {
         TaskError::NotFound(_) => StatusCode::NOT_FOUND,
         TaskError::Conflict(_) | TaskError::Revoked { .. } => StatusCode::CONFLICT,
-        TaskError::TooLarge { .. } => StatusCode::BAD_REQUEST,
+        TaskError::TooLarge { .. } | TaskError::NoQueries => StatusCode::BAD_REQUEST,
+        TaskError::NoResult(..) => StatusCode::CONFLICT,
     };
     error(status, e)
 }
@@ -130,6 +135,16 @@ async fn create(State(state): State<WorkerState>, body: Bytes) -> Response {
     }
 }
 
+async fn result_page(
+    State(state): State<WorkerState>,
+    Path((id, page)): Path<(String, u32)>,
+) -> Response {
+    match state.tasks.result_page(&id, page) {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => task_error(e),
+    }
+}
+
 async fn list(State(state): State<WorkerState>) -> Response {
     Json(state.tasks.list()).into_response()
 }
@@ -157,9 +172,8 @@ async fn kill(State(state): State<WorkerState>, Path(id): Path<String>, body: By
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
     let why = TaskStop {
-        state: TaskState::Killed,
-        reason: k.reason,
         error_name: k.error_name,
+        ..TaskStop::new(TaskState::Killed, k.reason)
     };
     match state.tasks.stop(&id, why) {
         Ok(info) => Json(info).into_response(),

@@ -7,6 +7,8 @@
 //! - [`tasks`]: task lifecycle (blocked, running, finished, cancelled,
 //!   killed, revoked); simulated tasks hold their reservation for their
 //!   duration.
+//! - [`query`]: a query's own process, its measured memory and CPU, and
+//!   `worker run-query` (the process's side).
 //! - [`report`]: announcements and heartbeats to every RM.
 //! - [`fencing`]: watches the RMs for revoked admissions and stops the tasks
 //!   that run on them, and every token-carrying task once no fresh RM has
@@ -21,6 +23,7 @@ pub mod fencing;
 pub mod http;
 pub mod node;
 pub mod pool;
+pub mod query;
 pub mod report;
 pub mod revoked;
 pub mod tasks;

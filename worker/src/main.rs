@@ -15,7 +15,11 @@ struct Cli {
     args: WorkerArgs,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    // A query's own process (see worker::query); not for people to run.
+    if std::env::args().nth(1).as_deref() == Some(worker::query::RUN_QUERY) {
+        return worker::query::main();
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.use_stderr() => common::cli::usage_error("worker", e),

@@ -48,6 +48,11 @@ pub async fn start(
             Tasks::new(pool, clock)
         }
     };
+    // Results of a previous run are of no use: no coordinator can ask
+    // for them.
+    let _ = std::fs::remove_dir_all(&config.queries.spool);
+    std::fs::create_dir_all(&config.queries.spool)?;
+    tasks.run_queries(config.queries.clone());
     // The fencing watch shortens this to fit its bound.
     let rms = RmClient::new(
         config.rms.clone(),

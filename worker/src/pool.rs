@@ -1,6 +1,10 @@
 //! The general memory pool. Reservations are granted first come, first
 //! served: a request waits while an earlier one waits, even if it would
 //! fit, so a large task is not starved by a stream of small ones.
+//!
+//! Memory is held two ways: reserved up front (a simulated task declares
+//! it), or measured (a query's process, whose resident memory is sampled
+//! as it runs). Both count against the pool and are reported per query.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,6 +16,8 @@ use tokio::sync::Notify;
 struct State {
     reserved: u64,
     per_query: BTreeMap<String, u64>,
+    /// Resident memory of query processes, by task (sampled).
+    measured: BTreeMap<String, Measured>,
     /// Tickets of waiting reservations, in arrival order.
     waiting: VecDeque<u64>,
     next_ticket: u64,
@@ -21,6 +27,17 @@ pub struct Pool {
     total: u64,
     state: Mutex<State>,
     changed: Notify,
+}
+
+struct Measured {
+    query_id: String,
+    bytes: u64,
+}
+
+impl State {
+    fn measured_total(&self) -> u64 {
+        self.measured.values().map(|m| m.bytes).sum()
+    }
 }
 
 /// Memory held for a query; released when dropped.
@@ -95,7 +112,8 @@ impl Pool {
             notified.as_mut().enable();
             {
                 let mut s = self.lock();
-                if s.waiting.front() == Some(&ticket.id) && s.reserved + bytes <= self.total {
+                let held = s.reserved + s.measured_total();
+                if s.waiting.front() == Some(&ticket.id) && held + bytes <= self.total {
                     s.reserved += bytes;
                     *s.per_query.entry(query_id.to_string()).or_default() += bytes;
                     s.waiting.pop_front();
@@ -114,13 +132,42 @@ impl Pool {
         }
     }
 
+    /// Records what `task_id`'s process holds now.
+    pub fn set_measured(&self, task_id: &str, query_id: &str, bytes: u64) {
+        let mut s = self.lock();
+        let shrank = s.measured.get(task_id).is_some_and(|m| bytes < m.bytes);
+        s.measured.insert(
+            task_id.to_string(),
+            Measured {
+                query_id: query_id.to_string(),
+                bytes,
+            },
+        );
+        drop(s);
+        if shrank {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// `task_id`'s process has ended: its memory is free.
+    pub fn clear_measured(&self, task_id: &str) {
+        let removed = self.lock().measured.remove(task_id).is_some();
+        if removed {
+            self.changed.notify_waiters();
+        }
+    }
+
     pub fn snapshot(&self) -> MemoryPool {
         let s = self.lock();
+        let mut queries = s.per_query.clone();
+        for m in s.measured.values() {
+            *queries.entry(m.query_id.clone()).or_default() += m.bytes;
+        }
         MemoryPool {
             total_bytes: self.total,
-            reserved_bytes: s.reserved,
+            reserved_bytes: s.reserved + s.measured_total(),
             blocked_tasks: s.waiting.len() as u32,
-            queries: s.per_query.clone(),
+            queries,
         }
     }
 }
@@ -163,6 +210,35 @@ mod tests {
             (100, 0, 70, 30)
         );
         drop((big, small));
+        assert_eq!(
+            pool.snapshot(),
+            MemoryPool {
+                total_bytes: 100,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn measured_memory_counts_and_its_release_lets_waiters_in() {
+        let pool = Pool::new(100);
+        pool.set_measured("t1", "q1", 90);
+        let p2 = pool.clone();
+        let waiter = tokio::spawn(async move { p2.reserve("q2", 20).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let s = pool.snapshot();
+        assert_eq!(
+            (s.reserved_bytes, s.blocked_tasks, s.queries["q1"]),
+            (90, 1, 90)
+        );
+        pool.set_measured("t1", "q1", 70);
+        let r = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pool.snapshot().reserved_bytes, 90);
+        pool.clear_measured("t1");
+        drop(r);
         assert_eq!(
             pool.snapshot(),
             MemoryPool {

@@ -1,18 +1,25 @@
 //! Tasks. A simulated task reserves its memory (waiting while the pool is
-//! full), holds it for its duration, then finishes. A task stops early when
-//! cancelled (the coordinator), killed (the low-memory killer) or revoked
-//! (the RMs revoked its query's admission: fencing).
+//! full), holds it for its duration, then finishes. A query task waits
+//! while the pool is full, then runs its statement in a process of its own
+//! ([`crate::query`]), whose measured memory counts against the pool until
+//! it ends; its result stays in a spool until the coordinator has read it.
+//! A task stops early when cancelled (the coordinator), killed (the
+//! low-memory killer) or revoked (the RMs revoked its query's admission:
+//! fencing).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-pub use common::api::{TaskInfo, TaskSpec, TaskState};
+use common::api::{ErrorLocation, ResultPage, SqlWork};
+pub use common::api::{TaskInfo, TaskSpec, TaskState, TaskWork};
 use common::clock::SharedClock;
 use common::wire::QueryResources;
 use tokio::sync::oneshot;
 
 use crate::pool::Pool;
+use crate::query::{QueryProcess, QuerySettings, SAMPLE_EVERY};
 use crate::revoked::RevokedFile;
 
 /// Error names of the tasks fencing stops (the task's `error_name`).
@@ -36,6 +43,7 @@ pub struct TaskStop {
     pub state: TaskState,
     pub reason: String,
     pub error_name: Option<String>,
+    pub location: Option<ErrorLocation>,
 }
 
 impl TaskStop {
@@ -44,6 +52,23 @@ impl TaskStop {
             state,
             reason: reason.into(),
             error_name: None,
+            location: None,
+        }
+    }
+
+    fn named(state: TaskState, reason: impl Into<String>, error_name: &str) -> TaskStop {
+        TaskStop {
+            error_name: Some(error_name.to_string()),
+            ..TaskStop::new(state, reason)
+        }
+    }
+
+    fn failed(e: engine::EngineError) -> TaskStop {
+        TaskStop {
+            state: TaskState::Failed,
+            reason: e.message,
+            error_name: Some(e.name),
+            location: e.location,
         }
     }
 }
@@ -58,12 +83,21 @@ pub enum TaskError {
     Revoked { query: String, token: u64 },
     #[error("no task {0}")]
     NotFound(String),
+    #[error("task {0} has no result to read: {1}")]
+    NoResult(String, String),
+    #[error("this worker runs no queries (it has no query settings)")]
+    NoQueries,
 }
 
 struct Task {
     info: TaskInfo,
     stop: Option<oneshot::Sender<TaskStop>>,
+    /// A finished query's result, until the coordinator has read it.
+    result: Option<(PathBuf, engine::Summary)>,
 }
+
+/// How long a finished query's result is kept unread.
+pub const RESULT_KEPT_MS: u64 = 15 * 60 * 1000;
 
 /// How long an ended task's CPU is still reported (several RM stamps).
 pub const ENDED_REPORTED_MS: u64 = 10_000;
@@ -74,6 +108,8 @@ pub struct Tasks {
     state: Mutex<TasksState>,
     /// Where the revoked set is persisted (none: memory only).
     revoked_file: Option<RevokedFile>,
+    /// How queries run; a worker without them runs simulated tasks only.
+    queries: OnceLock<QuerySettings>,
 }
 
 #[derive(Default)]
@@ -94,7 +130,13 @@ impl Tasks {
             clock,
             state: Mutex::default(),
             revoked_file: None,
+            queries: OnceLock::new(),
         })
+    }
+
+    /// Lets this worker run queries, as `settings` say (once).
+    pub fn run_queries(&self, settings: QuerySettings) {
+        let _ = self.queries.set(settings);
     }
 
     /// Tasks whose revoked set starts as `revoked` and is saved to `file`
@@ -113,6 +155,7 @@ impl Tasks {
                 ..TasksState::default()
             }),
             revoked_file: Some(file),
+            queries: OnceLock::new(),
         })
     }
 
@@ -126,11 +169,15 @@ impl Tasks {
 
     /// Whether the task could ever fit this worker's pool.
     pub fn check_fits(&self, spec: &TaskSpec) -> Result<(), TaskError> {
-        if spec.memory_bytes > self.pool.total_bytes() {
+        let wanted = spec.work.declared_memory_bytes();
+        if wanted > self.pool.total_bytes() {
             return Err(TaskError::TooLarge {
-                wanted: spec.memory_bytes,
+                wanted,
                 total: self.pool.total_bytes(),
             });
+        }
+        if matches!(spec.work, TaskWork::Sql(_)) && self.queries.get().is_none() {
+            return Err(TaskError::NoQueries);
         }
         Ok(())
     }
@@ -162,12 +209,16 @@ impl Tasks {
             finished_ms: None,
             reason: None,
             error_name: None,
+            error_location: None,
+            peak_memory_bytes: 0,
+            cpu_ms: 0,
         };
         s.tasks.insert(
             spec.task_id.clone(),
             Task {
                 info: info.clone(),
                 stop: Some(stop),
+                result: None,
             },
         );
         drop(s);
@@ -176,20 +227,124 @@ impl Tasks {
     }
 
     async fn run(self: Arc<Self>, spec: TaskSpec, mut stopped: oneshot::Receiver<TaskStop>) {
+        let declared = spec.work.declared_memory_bytes();
         let reservation = tokio::select! {
-            r = self.pool.reserve(&spec.query_id, spec.memory_bytes) => r,
+            r = self.pool.reserve(&spec.query_id, declared) => r,
             end = &mut stopped => return self.finish(&spec.task_id, end.ok()),
         };
         self.update(&spec.task_id, |i| {
             i.state = TaskState::Running;
             i.started_ms = Some(self.clock.now_ms());
+            i.peak_memory_bytes = declared;
         });
-        let end = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(spec.duration_ms)) => None,
-            end = &mut stopped => end.ok(),
+        let end = match &spec.work {
+            TaskWork::Simulated { duration_ms, .. } => tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(*duration_ms)) => None,
+                end = &mut stopped => end.ok(),
+            },
+            TaskWork::Sql(work) => self.run_query(&spec, work, &mut stopped).await,
         };
         drop(reservation);
         self.finish(&spec.task_id, end);
+    }
+
+    /// Runs a query task's process to its end; `None`: it finished, and
+    /// its result is ready to read.
+    async fn run_query(
+        &self,
+        spec: &TaskSpec,
+        work: &SqlWork,
+        stopped: &mut oneshot::Receiver<TaskStop>,
+    ) -> Option<TaskStop> {
+        let settings = self.queries.get()?;
+        let task = spec.task_id.as_str();
+        let mut process = match QueryProcess::start(settings, task, work).await {
+            Ok(p) => p,
+            Err(e) => return Some(TaskStop::failed(e)),
+        };
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        let stop = loop {
+            tokio::select! {
+                ended = process.wait() => {
+                    self.pool.clear_measured(task);
+                    self.record_usage(task, crate::query::final_usage(&process.spool));
+                    break match ended {
+                        Ok(summary) => {
+                            if let Some(t) = self.lock().tasks.get_mut(task) {
+                                t.result = Some((process.spool.clone(), summary));
+                            }
+                            return None;
+                        }
+                        Err(e) => TaskStop::failed(e),
+                    };
+                }
+                why = &mut *stopped => {
+                    let why = why.unwrap_or_else(|_| TaskStop::new(TaskState::Cancelled, "worker shutting down"));
+                    let took = process.kill().await;
+                    self.pool.clear_measured(task);
+                    tracing::info!(task, pid = process.pid(), exit_ms = took.as_millis() as u64, state = ?why.state, "query process stopped");
+                    break why;
+                }
+                _ = tick.tick() => {
+                    let Some(usage) = process.sample() else { continue };
+                    self.pool.set_measured(task, &spec.query_id, usage.resident_bytes);
+                    self.record_usage(task, Some(usage));
+                    // A query may never hold more than the whole pool: the
+                    // RMs' per-node limit is checked on heartbeats, this at
+                    // once.
+                    if usage.resident_bytes > self.pool.total_bytes() {
+                        let took = process.kill().await;
+                        self.pool.clear_measured(task);
+                        tracing::warn!(task, exit_ms = took.as_millis() as u64, "query process over the whole pool; killed");
+                        break TaskStop::named(
+                            TaskState::Killed,
+                            format!(
+                                "Query exceeded per-node memory limit of {} bytes (this worker's pool) [Allocated: {} bytes]",
+                                self.pool.total_bytes(),
+                                usage.resident_bytes
+                            ),
+                            "EXCEEDED_LOCAL_MEMORY_LIMIT",
+                        );
+                    }
+                }
+            }
+        };
+        let _ = std::fs::remove_dir_all(&process.spool);
+        Some(stop)
+    }
+
+    fn record_usage(&self, task_id: &str, usage: Option<crate::query::Usage>) {
+        if let Some(u) = usage {
+            self.update(task_id, |i| {
+                i.peak_memory_bytes = i.peak_memory_bytes.max(u.peak_bytes).max(u.resident_bytes);
+                i.cpu_ms = i.cpu_ms.max(u.cpu_ms);
+            });
+        }
+    }
+
+    /// Page `page` of a finished query task's result.
+    pub fn result_page(&self, task_id: &str, page: u32) -> Result<ResultPage, TaskError> {
+        let (spool, summary) = {
+            let s = self.lock();
+            let t = s
+                .tasks
+                .get(task_id)
+                .ok_or_else(|| TaskError::NotFound(task_id.to_string()))?;
+            match &t.result {
+                Some(r) => r.clone(),
+                None => {
+                    return Err(TaskError::NoResult(
+                        task_id.to_string(),
+                        format!(
+                            "it is {:?}, or its result was already released",
+                            t.info.state
+                        ),
+                    ))
+                }
+            }
+        };
+        engine::job::page(&spool, &summary, page)
+            .map_err(|e| TaskError::NoResult(task_id.to_string(), e.message))
     }
 
     fn update(&self, task_id: &str, f: impl FnOnce(&mut TaskInfo)) {
@@ -209,6 +364,7 @@ impl Tasks {
                     t.info.state = stop.state;
                     t.info.reason = Some(stop.reason);
                     t.info.error_name = stop.error_name;
+                    t.info.error_location = stop.location;
                 }
             }
             t.info.finished_ms = Some(now);
@@ -217,20 +373,35 @@ impl Tasks {
         s.finished_order.push_back(task_id.to_string());
         while s.finished_order.len() > FINISHED_KEPT {
             if let Some(old) = s.finished_order.pop_front() {
-                s.tasks.remove(&old);
+                if let Some(t) = s.tasks.remove(&old) {
+                    release_result(t.result);
+                }
+            }
+        }
+        // Results nobody came for.
+        for t in s.tasks.values_mut() {
+            if t.info
+                .finished_ms
+                .is_some_and(|f| now.saturating_sub(f) > RESULT_KEPT_MS)
+            {
+                release_result(t.result.take());
             }
         }
     }
 
-    /// Stops a task that is still going; answers its info either way.
+    /// Stops a task that is still going, or releases the result of one
+    /// that finished; answers its info either way.
     pub fn stop(&self, task_id: &str, why: TaskStop) -> Result<TaskInfo, TaskError> {
         let mut s = self.lock();
         let t = s
             .tasks
             .get_mut(task_id)
             .ok_or_else(|| TaskError::NotFound(task_id.to_string()))?;
-        if let Some(stop) = t.stop.take() {
-            let _ = stop.send(why);
+        match t.stop.take() {
+            Some(stop) => {
+                let _ = stop.send(why);
+            }
+            None => release_result(t.result.take()),
         }
         Ok(t.info.clone())
     }
@@ -245,11 +416,7 @@ impl Tasks {
                 continue;
             }
             if let Some(stop) = t.stop.take() {
-                let _ = stop.send(TaskStop {
-                    state: TaskState::Killed,
-                    reason: message.to_string(),
-                    error_name: Some(error_name.to_string()),
-                });
+                let _ = stop.send(TaskStop::named(TaskState::Killed, message, error_name));
                 stopped += 1;
             }
         }
@@ -290,11 +457,11 @@ impl Tasks {
         for t in s.tasks.values_mut() {
             if t.info.spec.query_id == query_id && t.info.spec.fencing_token <= token {
                 if let Some(stop) = t.stop.take() {
-                    let _ = stop.send(TaskStop {
-                        state: TaskState::Revoked,
-                        reason: reason.clone(),
-                        error_name: Some(error_name.to_string()),
-                    });
+                    let _ = stop.send(TaskStop::named(
+                        TaskState::Revoked,
+                        reason.clone(),
+                        error_name,
+                    ));
                     stopped += 1;
                 }
             }
@@ -337,11 +504,7 @@ impl Tasks {
                 continue;
             }
             if let Some(stop) = t.stop.take() {
-                let _ = stop.send(TaskStop {
-                    state: TaskState::Revoked,
-                    reason: reason.to_string(),
-                    error_name: Some(error_name.to_string()),
-                });
+                let _ = stop.send(TaskStop::named(TaskState::Revoked, reason, error_name));
                 stopped += 1;
             }
         }
@@ -386,7 +549,8 @@ impl Tasks {
     }
 
     /// Per query: its resource group and the CPU time its tasks here have
-    /// used (a simulated task uses its `cpu_ms` evenly over its duration).
+    /// used (a simulated task uses its `cpu_ms` evenly over its duration; a
+    /// query's process is measured).
     /// For the heartbeats: the RMs charge it to the group. A task that
     /// ended is still reported for [`ENDED_REPORTED_MS`], so the RMs see
     /// its final figure even if it ended between two of their stamps.
@@ -403,10 +567,20 @@ impl Tasks {
                 Some(_) => continue,
             };
             let spec = &t.info.spec;
-            let ran = until.saturating_sub(started).min(spec.duration_ms);
-            let cpu_ms = match spec.duration_ms {
-                0 => spec.cpu_ms,
-                d => (u128::from(spec.cpu_ms) * u128::from(ran) / u128::from(d)) as u64,
+            let cpu_ms = match spec.work {
+                TaskWork::Simulated {
+                    duration_ms,
+                    cpu_ms,
+                    ..
+                } => {
+                    let ran = until.saturating_sub(started).min(duration_ms);
+                    match duration_ms {
+                        0 => cpu_ms,
+                        d => (u128::from(cpu_ms) * u128::from(ran) / u128::from(d)) as u64,
+                    }
+                }
+                // Measured.
+                TaskWork::Sql(_) => t.info.cpu_ms,
             };
             let q = out
                 .entry(spec.query_id.clone())
@@ -428,6 +602,13 @@ impl Tasks {
     }
 }
 
+/// Removes a query's spooled result.
+fn release_result(result: Option<(PathBuf, engine::Summary)>) {
+    if let Some((spool, _)) = result {
+        let _ = std::fs::remove_dir_all(spool);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,10 +619,12 @@ mod tests {
             task_id: id.into(),
             query_id: query.into(),
             fencing_token: token,
-            duration_ms: ms,
-            memory_bytes: bytes,
-            cpu_ms: ms,
             resource_group: "g".into(),
+            work: TaskWork::Simulated {
+                duration_ms: ms,
+                memory_bytes: bytes,
+                cpu_ms: ms,
+            },
         }
     }
 

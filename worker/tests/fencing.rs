@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::api::{
     AdmissionSettings, ConfigInForce, Health, LedgerStatus, QueryEntry, Role, TaskInfo, TaskSpec,
-    TaskState,
+    TaskState, TaskWork,
 };
 use common::http::HttpClient;
 use common::wire::{WatchEvent, WatchEventKind};
@@ -204,6 +204,8 @@ impl Worker {
             heartbeat_ms: 1000,
             data_dir,
             fencing_bound_ms,
+            catalog_dir: None,
+            tpch_cache_dir: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let w = worker::node::start(
@@ -228,10 +230,12 @@ impl Worker {
             task_id: task_id.into(),
             query_id: query_id.into(),
             fencing_token: token,
-            duration_ms: 60_000,
-            memory_bytes: 1,
-            cpu_ms: 0,
             resource_group: "g".into(),
+            work: TaskWork::Simulated {
+                duration_ms: 60_000,
+                memory_bytes: 1,
+                cpu_ms: 0,
+            },
         };
         self.http
             .post_json(&self.url("/v1/tasks"), &spec)

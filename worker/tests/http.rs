@@ -30,6 +30,8 @@ async fn the_task_api_checks_auth_and_input_and_runs_tasks() {
         heartbeat_ms: 1000,
         data_dir: None,
         fencing_bound_ms: None,
+        catalog_dir: None,
+        tpch_cache_dir: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let w = worker::node::start(
@@ -52,7 +54,7 @@ async fn the_task_api_checks_auth_and_input_and_runs_tasks() {
 
     // Eventual-mode tasks (fencing token 0): a token would need an RM's
     // ledger to vouch for it (`tests/fencing.rs`).
-    let task = r#"{"task_id":"t1","query_id":"q","fencing_token":0,"duration_ms":60000,"memory_bytes":60}"#;
+    let task = r#"{"task_id":"t1","query_id":"q","fencing_token":0,"work":{"kind":"simulated","duration_ms":60000,"memory_bytes":60}}"#;
     assert_eq!(status(post(&anon, "/v1/tasks", task).await), 401);
     assert_eq!(status(anon.get_bytes(&url("/v1/tasks"), &[]).await), 401);
     for path in ["/v1/info", "/v1/health", "/metrics"] {
@@ -61,18 +63,17 @@ async fn the_task_api_checks_auth_and_input_and_runs_tasks() {
     for bad in [
         "{",
         r#"{"task_id":"t","query_id":"q"}"#,
-        r#"{"task_id":"","query_id":"q","fencing_token":1,"duration_ms":1,"memory_bytes":1}"#,
-        r#"{"task_id":"t","query_id":"q","fencing_token":1,"duration_ms":1,"memory_bytes":101}"#,
-        r#"{"task_id":"t","query_id":"q","fencing_token":-1,"duration_ms":1,"memory_bytes":1}"#,
+        r#"{"task_id":"","query_id":"q","fencing_token":1,"work":{"kind":"simulated","duration_ms":1,"memory_bytes":1}}"#,
+        r#"{"task_id":"t","query_id":"q","fencing_token":1,"work":{"kind":"simulated","duration_ms":1,"memory_bytes":101}}"#,
+        r#"{"task_id":"t","query_id":"q","fencing_token":-1,"work":{"kind":"simulated","duration_ms":1,"memory_bytes":1}}"#,
     ] {
         assert_eq!(status(post(&http, "/v1/tasks", bad).await), 400, "{bad}");
     }
     assert_eq!(status(post(&http, "/v1/tasks", task).await), 200);
-    let conflicting =
-        r#"{"task_id":"t1","query_id":"q","fencing_token":0,"duration_ms":5,"memory_bytes":60}"#;
+    let conflicting = r#"{"task_id":"t1","query_id":"q","fencing_token":0,"work":{"kind":"simulated","duration_ms":5,"memory_bytes":60}}"#;
     assert_eq!(status(post(&http, "/v1/tasks", conflicting).await), 409);
     // A second task does not fit beside the first: it is blocked, and so is the node.
-    let t2 = r#"{"task_id":"t2","query_id":"q2","fencing_token":0,"duration_ms":60000,"memory_bytes":60}"#;
+    let t2 = r#"{"task_id":"t2","query_id":"q2","fencing_token":0,"work":{"kind":"simulated","duration_ms":60000,"memory_bytes":60}}"#;
     let b: Value = serde_json::from_slice(&post(&http, "/v1/tasks", t2).await.unwrap()).unwrap();
     assert_eq!(b["state"], "blocked");
     tokio::time::sleep(Duration::from_millis(50)).await;

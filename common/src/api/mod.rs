@@ -13,7 +13,9 @@
 //!   `/v1/discovery/nodes`) with the killer's decisions.
 //! - [`admin`]: membership, step-down, snapshots, the configuration, and
 //!   the canary writes.
-//! - [`worker`]: a worker's task API (`/v1/tasks`) and its `/v1/info`.
+//! - [`worker`]: a worker's task API (`/v1/tasks`, the SQL a task runs and
+//!   its result pages) and its `/v1/info`.
+//! - [`trino`]: result columns and their types, as Trino's protocol has them.
 //!
 //! Messages that flow the other way (announcements, heartbeats, the watch)
 //! are in [`crate::wire`].
@@ -22,10 +24,12 @@ pub mod admin;
 pub mod admission;
 pub mod cluster;
 pub mod memory;
+pub mod trino;
 pub mod worker;
 
 pub use admin::*;
 pub use admission::*;
 pub use cluster::*;
 pub use memory::*;
+pub use trino::*;
 pub use worker::*;

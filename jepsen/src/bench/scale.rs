@@ -467,7 +467,7 @@ pub fn memory(c: &LocalCluster, leader: u64) -> Vec<Memory> {
         .keys()
         .filter_map(|id| {
             let pid = c.pid(&Target::Rm(*id))?;
-            let (rss, peak) = resident_kb(pid)?;
+            let (rss, peak) = common::cpu::resident_kb(u32::try_from(pid).ok()?)?;
             Some(Memory {
                 node: *id,
                 leader: *id == leader,
@@ -476,19 +476,6 @@ pub fn memory(c: &LocalCluster, leader: u64) -> Vec<Memory> {
             })
         })
         .collect()
-}
-
-/// `VmRSS` and `VmHWM` of process `pid`, in KiB, from `/proc/<pid>/status`.
-pub fn resident_kb(pid: i32) -> Option<(u64, u64)> {
-    parse_resident_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
-}
-
-fn parse_resident_kb(status: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].split_whitespace().next()?.parse().ok()
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// `jepsen bench scale`: the run on RMs with the spec's groups, saved, then
@@ -523,12 +510,5 @@ mod tests {
         // 105 acquires over 10 leaves: at most 11 each, 1 running.
         assert_eq!(root["subGroups"][3]["maxQueued"], 11);
         assert_eq!(root["maxQueued"], 105);
-    }
-
-    #[test]
-    fn reads_resident_memory() {
-        let status = "Name:\traft-rm\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n";
-        assert_eq!(parse_resident_kb(status), Some((102400, 204800)));
-        assert_eq!(parse_resident_kb("Name: x\n"), None);
     }
 }

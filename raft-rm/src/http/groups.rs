@@ -6,6 +6,8 @@
 //!   time of its last applied entry) is at most `N`. Otherwise it relays to
 //!   the leader, and if that fails it answers 503 naming both numbers. Every
 //!   answer states its staleness.
+//! - `GET /v1/admission/queries`: every queued and running query's ledger
+//!   entry (what `system.runtime.queries` shows of other coordinators).
 //! - `GET /v1/admission/queries/{id}`: one queued, running (or, with
 //!   `status: "finished"` and nothing else, recently ended) query's ledger
 //!   entry, including the payload its coordinator stored (for adoption).
@@ -42,6 +44,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/resource-groups", get(view))
         .route("/v1/watch", get(watch))
+        .route("/v1/admission/queries", get(queries))
         .route("/v1/admission/queries/{id}", get(query))
 }
 
@@ -284,26 +287,58 @@ async fn query(
                 "no queued or running query {id}"
             )));
         };
-        let (status, fencing_token) = match q.status {
-            crate::machine::admission::QueryStatus::Running { fencing_token } => {
-                (LedgerStatus::Running, Some(fencing_token))
-            }
-            crate::machine::admission::QueryStatus::Queued { .. } => (LedgerStatus::Queued, None),
-        };
-        Ok::<_, ApiError>(Json(QueryEntry {
-            query_id: id.clone(),
-            group: q.group.clone(),
-            coordinator: q.coordinator.clone(),
-            session: q.session,
-            session_alive: adm.sessions.contains_key(&q.session),
-            status,
-            fencing_token,
-            payload: q.payload.clone(),
-        }))
+        Ok::<_, ApiError>(Json(ledger_entry(adm, &id, q)))
     }
     .await;
     let path = format!("/v1/admission/queries/{id}");
     super::forward::or_forward(&state, &headers, Method::GET, &path, Vec::new(), result).await
+}
+
+fn ledger_entry(
+    adm: &crate::machine::admission::Admission,
+    id: &str,
+    q: &crate::machine::admission::QueryRecord,
+) -> QueryEntry {
+    let (status, fencing_token) = match q.status {
+        crate::machine::admission::QueryStatus::Running { fencing_token } => {
+            (LedgerStatus::Running, Some(fencing_token))
+        }
+        crate::machine::admission::QueryStatus::Queued { .. } => (LedgerStatus::Queued, None),
+    };
+    QueryEntry {
+        query_id: id.to_string(),
+        group: q.group.clone(),
+        coordinator: q.coordinator.clone(),
+        session: q.session,
+        session_alive: adm.sessions.contains_key(&q.session),
+        status,
+        fencing_token,
+        payload: q.payload.clone(),
+    }
+}
+
+async fn queries(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let result = async {
+        state.core.linearizable_barrier().await?;
+        let applied = state.core.applied().read();
+        let adm = &applied.state.admission;
+        Ok::<_, ApiError>(Json(
+            adm.queries
+                .iter()
+                .map(|(id, q)| ledger_entry(adm, id, q))
+                .collect::<Vec<_>>(),
+        ))
+    }
+    .await;
+    super::forward::or_forward(
+        &state,
+        &headers,
+        Method::GET,
+        "/v1/admission/queries",
+        Vec::new(),
+        result,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,15 +34,26 @@ pub async fn start_worker(
         heartbeat_ms,
         data_dir: Some(dir.join(format!("{id}-data"))),
         fencing_bound_ms: None,
+        catalog_dir: None,
+        tpch_cache_dir: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    worker::node::start(
-        args.validate().unwrap(),
-        listener,
-        common::clock::SystemClock::shared(),
-    )
-    .await
-    .unwrap()
+    let mut config = args.validate().unwrap();
+    // Query processes are the worker binary's, not this test's.
+    config.queries.runner = worker_binary();
+    worker::node::start(config, listener, common::clock::SystemClock::shared())
+        .await
+        .unwrap()
+}
+
+/// The worker binary cargo built beside this test (`target/<profile>/`).
+pub fn worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/worker
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("worker"))
+        .unwrap()
 }
 
 /// 3 RMs over [`groups::STACK`], workers `w1..` and coordinators `c1`, `c2`.

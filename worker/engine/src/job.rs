@@ -1,0 +1,302 @@
+//! One query's run, in the process the worker starts for it, and the
+//! spool directory through which the result goes back: the worker serves
+//! its pages, and removes it when the coordinator has them.
+//!
+//! ```text
+//! <spool>/page-000000.json ...   rows of each page, in Trino's encoding
+//! <spool>/summary.json           columns, row and page counts (written last)
+//! <spool>/error.json             or: why the query failed
+//! <spool>/usage.json             the process's CPU time and peak memory
+//! ```
+//! A process that ends leaving neither file crashed.
+
+use std::path::{Path, PathBuf};
+
+use common::api::{Column, ResultPage, SqlWork};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use trino_sql::{Analyzed, SessionPath};
+
+use crate::catalog::{CatalogConfig, Catalogs};
+use crate::error::{from_polars, EngineError};
+
+/// What the worker hands its query process (on stdin, as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub work: SqlWork,
+    pub catalogs: CatalogConfig,
+    pub spool: PathBuf,
+}
+
+/// A finished query's result, as `summary.json` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub columns: Vec<Column>,
+    pub rows: u64,
+    pub pages: u32,
+}
+
+/// The file holding a query process's [`ProcessUsage`].
+pub const USAGE_FILE: &str = "usage.json";
+
+/// A query process's own account of what it used (`getrusage`), written
+/// as it ends: exact where sampling from outside would miss the last
+/// moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    pub cpu_ms: u64,
+    pub peak_resident_bytes: u64,
+}
+
+impl ProcessUsage {
+    pub fn of_this_process() -> ProcessUsage {
+        // SAFETY: getrusage fills the struct it is given; nothing else.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) };
+        let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+        ProcessUsage {
+            cpu_ms: ms(r.ru_utime) + ms(r.ru_stime),
+            // Linux gives it in KiB.
+            peak_resident_bytes: r.ru_maxrss as u64 * 1024,
+        }
+    }
+}
+
+/// How a query process ended, read from its spool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished(Summary),
+    Failed(EngineError),
+    /// Neither file: the process died before it could say.
+    Crashed,
+}
+
+/// About this many bytes of JSON per page (Trino's clients take pages of
+/// about a megabyte).
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// Runs the query to a DataFrame.
+pub fn execute(work: &SqlWork, config: &CatalogConfig) -> Result<DataFrame, EngineError> {
+    let path = SessionPath {
+        catalog: work.catalog.clone(),
+        schema: work.schema.clone(),
+    };
+    let query = match trino_sql::analyze(&work.sql, &path)? {
+        Analyzed::Query(q) => q,
+        Analyzed::Use { .. } => {
+            return Err(EngineError::internal(
+                "USE is the coordinator's to answer, not a worker's",
+            ))
+        }
+    };
+    let catalogs = Catalogs {
+        config,
+        system_tables: &work.system_tables,
+    };
+    if let Some(t) = &query.must_exist {
+        catalogs.columns(t)?;
+    }
+    let context = polars::sql::SQLContext::new();
+    for (name, table) in &query.tables {
+        context.register(name, catalogs.scan(table)?);
+    }
+    let mut context = context;
+    let frame = context.execute(&query.sql).map_err(from_polars)?;
+    frame.collect().map_err(from_polars)
+}
+
+/// Runs the job and leaves its outcome in the spool.
+pub fn run(job: &Job) -> Result<Summary, EngineError> {
+    let outcome = execute(&job.work, &job.catalogs).and_then(|df| write_result(&job.spool, &df));
+    if let Err(e) = &outcome {
+        write_json(&job.spool.join("error.json"), e)?;
+    }
+    write_json(
+        &job.spool.join(USAGE_FILE),
+        &ProcessUsage::of_this_process(),
+    )?;
+    outcome
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::internal(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Writes `value` to `path` through a temporary file and a rename.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), EngineError> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| EngineError::internal(format!("cannot encode {}: {e}", path.display())))?;
+    std::fs::write(&tmp, bytes).map_err(|e| io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("rename", &tmp, e))
+}
+
+fn page_path(spool: &Path, page: u32) -> PathBuf {
+    spool.join(format!("page-{page:06}.json"))
+}
+
+fn write_result(spool: &Path, df: &DataFrame) -> Result<Summary, EngineError> {
+    let columns = crate::encode::columns(df)?;
+    let height = df.height();
+    // Rows per page from the size of the first rows.
+    let sample = crate::encode::rows(&df.slice(0, height.min(100)))?;
+    let sample_bytes = serde_json::to_vec(&sample).map(|b| b.len()).unwrap_or(0);
+    let per_row = (sample_bytes / sample.len().max(1)).max(1);
+    let rows_per_page = (PAGE_BYTES / per_row).clamp(1, 100_000);
+    let mut pages = 0u32;
+    let mut offset = 0usize;
+    while offset < height {
+        let rows = crate::encode::rows(&df.slice(offset as i64, rows_per_page))?;
+        offset += rows.len();
+        write_json(&page_path(spool, pages), &rows)?;
+        pages += 1;
+    }
+    let summary = Summary {
+        columns,
+        rows: height as u64,
+        pages,
+    };
+    write_json(&spool.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+/// What the query process left in `spool`.
+pub fn outcome(spool: &Path) -> Outcome {
+    let read = |name: &str| std::fs::read(spool.join(name)).ok();
+    if let Some(bytes) = read("summary.json") {
+        if let Ok(s) = serde_json::from_slice(&bytes) {
+            return Outcome::Finished(s);
+        }
+    }
+    if let Some(bytes) = read("error.json") {
+        if let Ok(e) = serde_json::from_slice(&bytes) {
+            return Outcome::Failed(e);
+        }
+    }
+    Outcome::Crashed
+}
+
+/// Page `page` of a finished query's result.
+pub fn page(spool: &Path, summary: &Summary, page: u32) -> Result<ResultPage, EngineError> {
+    let rows = if summary.pages == 0 && page == 0 {
+        Vec::new()
+    } else if page < summary.pages {
+        let path = page_path(spool, page);
+        let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::internal(format!("{}: {e}", path.display())))?
+    } else {
+        return Err(EngineError::new(
+            "NOT_FOUND",
+            format!("no page {page}: the result has {}", summary.pages),
+        ));
+    };
+    Ok(ResultPage {
+        columns: summary.columns.clone(),
+        rows,
+        next_page: (page + 1 < summary.pages).then_some(page + 1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(sql: &str) -> SqlWork {
+        SqlWork {
+            sql: sql.into(),
+            catalog: Some("tpch".into()),
+            schema: Some("tiny".into()),
+            system_tables: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_query_runs_to_a_spooled_result_and_errors_have_trinos_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CatalogConfig {
+            tpch_cache: dir.path().join("tpch"),
+            files_dir: None,
+        };
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let job = Job {
+            work: work(
+                "SELECT regionkey, count(*) AS n FROM nation GROUP BY regionkey ORDER BY regionkey",
+            ),
+            catalogs: config.clone(),
+            spool: spool.clone(),
+        };
+        let summary = run(&job).unwrap();
+        assert_eq!(summary.rows, 5);
+        assert_eq!(outcome(&spool), Outcome::Finished(summary.clone()));
+        let p = page(&spool, &summary, 0).unwrap();
+        assert_eq!(p.rows[0], vec![serde_json::json!(0), serde_json::json!(5)]);
+        assert_eq!(
+            p.columns
+                .iter()
+                .map(|c| c.type_name.as_str())
+                .collect::<Vec<_>>(),
+            ["bigint", "bigint"]
+        );
+        assert_eq!(p.next_page, None);
+        for (sql, name) in [
+            ("SELECT * FROM nope", "TABLE_NOT_FOUND"),
+            ("SELECT * FROM tpch.nope.nation", "SCHEMA_NOT_FOUND"),
+            ("SELECT * FROM nope.tiny.nation", "CATALOG_NOT_FOUND"),
+            ("SELECT nope FROM nation", "COLUMN_NOT_FOUND"),
+            ("SELECT * FROM", "SYNTAX_ERROR"),
+            ("DESCRIBE nope", "TABLE_NOT_FOUND"),
+        ] {
+            let e = execute(&work(sql), &config).unwrap_err();
+            assert_eq!(e.name, name, "{sql}: {e}");
+        }
+        let described = execute(&work("DESCRIBE nation"), &config).unwrap();
+        assert_eq!(described.height(), 4);
+        let tables = execute(&work("SHOW TABLES"), &config).unwrap();
+        assert_eq!(tables.height(), 8);
+        let catalogs = execute(&work("SHOW CATALOGS"), &config).unwrap();
+        assert_eq!(catalogs.height(), 2);
+    }
+}
+
+#[cfg(test)]
+mod tpch_queries {
+    use super::*;
+
+    /// Every TPC-H query runs, or fails naming what it does not support
+    /// (the comparison of the answers with DuckDB's is `jepsen/tpch`'s).
+    #[test]
+    fn each_tpch_query_runs_or_is_not_supported() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CatalogConfig {
+            tpch_cache: dir.path().join("tpch"),
+            files_dir: None,
+        };
+        let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jepsen/tpch/queries");
+        let mut report = Vec::new();
+        for n in 1..=22 {
+            let sql = std::fs::read_to_string(queries.join(format!("q{n:02}.sql"))).unwrap();
+            let work = SqlWork {
+                sql,
+                catalog: Some("tpch".into()),
+                schema: Some("tiny".into()),
+                system_tables: Vec::new(),
+            };
+            match execute(&work, &config) {
+                Ok(df) => report.push(format!("q{n:02} ok {} rows", df.height())),
+                Err(e) => report.push(format!(
+                    "q{n:02} {}: {}",
+                    e.name,
+                    e.message.chars().take(150).collect::<String>()
+                )),
+            }
+        }
+        println!("{}", report.join("\n"));
+        let bad: Vec<&String> = report
+            .iter()
+            .filter(|r| !r.contains(" ok ") && !r.contains("NOT_SUPPORTED"))
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+}
