@@ -213,10 +213,22 @@ def write_json(path, data):
 # ---------------------------------------------------------------- modes
 
 
+def read_every_table(conn):
+    """Asks the server for each table's row count: a worker generates a tpch
+    table (into its Parquet cache, which DuckDB then reads) when first asked."""
+    return {table: run_trino(conn, f"SELECT count(*) FROM {table}")[0][0] for table in TABLES}
+
+
 def cmd_check(args):
     queries = load_queries(args.queries)
-    duck = duckdb_connect(args.parquet_dir)
     conn = trino_connect(args)
+    counts = read_every_table(conn)
+    duck = duckdb_connect(args.parquet_dir)
+    for table, n in counts.items():
+        ref = run_duckdb(duck, f"SELECT count(*) FROM {table}")[0][0]
+        if ref != n:
+            print(f"tpch_check: {table} has {n} rows on the server, {ref} in {args.parquet_dir}")
+            return 1
     records = []
     for name, _, sql in queries:
         rec = {"query": name, "status": None, "rows": None, "ours_s": None,
@@ -255,8 +267,9 @@ def median_seconds(runs, fn, *args):
 
 def cmd_bench(args):
     queries = load_queries(args.queries)
-    duck = duckdb_connect(args.parquet_dir, threads=2)
     conn = trino_connect(args)
+    read_every_table(conn)
+    duck = duckdb_connect(args.parquet_dir, threads=2)
     records = []
     print(f"{'query':<6} {'ours (ms)':>11} {'duckdb (ms)':>12} {'ratio':>8}", flush=True)
     for name, _, sql in queries:

@@ -359,6 +359,11 @@ impl VisitorMut for Resolver<'_> {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        fold_decimal_constant(expr);
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         // Column names fold as table names do.
         match expr {
@@ -397,6 +402,68 @@ fn name_columns(body: &mut SetExpr) {
             name_columns(right);
         }
         _ => {}
+    }
+}
+
+/// A numeric literal as an exact decimal: (unscaled value, scale).
+fn decimal(text: &str) -> Option<(i128, u32)> {
+    if text.contains(['e', 'E']) {
+        return None; // a double in Trino
+    }
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let scale = u32::try_from(frac.len()).ok()?;
+    let digits = format!("{int}{frac}");
+    Some((digits.parse().ok()?, scale))
+}
+
+fn decimal_text(unscaled: i128, scale: u32) -> String {
+    let digits = unscaled.unsigned_abs().to_string();
+    let sign = if unscaled < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale as usize + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale as usize);
+    format!("{sign}{int}.{frac}")
+}
+
+/// `0.06 + 0.01` computed exactly, as Trino computes decimal literals
+/// (the executor would add two doubles and get 0.06999999999999999, which
+/// changes what `BETWEEN 0.06 - 0.01 AND 0.06 + 0.01` selects: TPC-H Q6).
+fn fold_decimal_constant(expr: &mut Expr) {
+    use sqlparser::ast::{BinaryOperator as Op, Value};
+    let number = |e: &Expr| -> Option<(i128, u32)> {
+        let e = match e {
+            Expr::Nested(inner) => inner.as_ref(),
+            other => other,
+        };
+        match e {
+            Expr::Value(v) => match &v.value {
+                Value::Number(text, false) => decimal(text),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return;
+    };
+    let (Some((a, sa)), Some((b, sb))) = (number(left), number(right)) else {
+        return;
+    };
+    let scale = sa.max(sb);
+    let widen = |v: i128, s: u32| v.checked_mul(10i128.checked_pow(scale - s)?);
+    let (Some(a2), Some(b2)) = (widen(a, sa), widen(b, sb)) else {
+        return;
+    };
+    let result = match op {
+        Op::Plus => a2.checked_add(b2).map(|v| (v, scale)),
+        Op::Minus => a2.checked_sub(b2).map(|v| (v, scale)),
+        Op::Multiply => a.checked_mul(b).map(|v| (v, sa + sb)),
+        _ => None,
+    };
+    if let Some((v, s)) = result {
+        *expr = Expr::value(Value::Number(decimal_text(v, s), false));
     }
 }
 
@@ -670,10 +737,24 @@ mod tests {
         );
         assert!(
             q.sql
-                .starts_with("SELECT count(*) AS _col0, name, n.regionkey, 1 + 1 AS _col3 FROM"),
+                .starts_with("SELECT count(*) AS _col0, name, n.regionkey, 2 AS _col3 FROM"),
             "{}",
             q.sql
         );
+    }
+
+    #[test]
+    fn decimal_literals_are_computed_exactly() {
+        let q = query(
+            "select * from t where d between 0.06 - 0.01 and 0.06 + 0.01 and q < (20 + 4) * 1.5 and x > 1e1 - 1",
+            &path(Some("tpch"), Some("tiny")),
+        );
+        assert!(
+            q.sql.contains("BETWEEN 0.05 AND 0.07") && q.sql.contains("q < 36.0"),
+            "{}",
+            q.sql
+        );
+        assert!(q.sql.contains("1e1 - 1"), "a double stays: {}", q.sql);
     }
 
     #[test]
