@@ -92,7 +92,8 @@ const CREATE_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Polls the task until it ends.
 pub async fn follow_task(http: &HttpClient, addr: &str, task_id: &str) -> TaskEnd {
-    let url = format!("http://{addr}/v1/tasks/{task_id}");
+    // The worker answers as soon as the task ends, or after a second.
+    let url = format!("http://{addr}/v1/tasks/{task_id}?wait_ms=1000");
     let mut failures = 0;
     loop {
         match http.get_json::<TaskInfo>(&url, 1).await {
@@ -126,7 +127,8 @@ pub async fn follow_task(http: &HttpClient, addr: &str, task_id: &str) -> TaskEn
                             "query cancelled",
                         ))
                     }
-                    TaskState::Blocked | TaskState::Running => {}
+                    // The worker waited; ask again at once.
+                    TaskState::Blocked | TaskState::Running => continue,
                 }
             }
             Err(e) => {

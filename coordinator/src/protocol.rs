@@ -23,6 +23,8 @@ pub enum ErrorKind {
     MissingCatalogName,
     MissingSchemaName,
     TypeMismatch,
+    /// A scalar subquery gave more than one row.
+    SubqueryMultipleRows,
     /// The client stopped polling.
     AbandonedQuery,
     UserCanceled,
@@ -65,6 +67,7 @@ impl ErrorKind {
             ErrorKind::MissingCatalogName => ("MISSING_CATALOG_NAME", 56, "USER_ERROR"),
             ErrorKind::MissingSchemaName => ("MISSING_SCHEMA_NAME", 57, "USER_ERROR"),
             ErrorKind::TypeMismatch => ("TYPE_MISMATCH", 58, "USER_ERROR"),
+            ErrorKind::SubqueryMultipleRows => ("SUBQUERY_MULTIPLE_ROWS", 28, "USER_ERROR"),
             ErrorKind::AbandonedQuery => ("ABANDONED_QUERY", 2, "USER_ERROR"),
             ErrorKind::UserCanceled => ("USER_CANCELED", 3, "USER_ERROR"),
             ErrorKind::NotSupported => ("NOT_SUPPORTED", 13, "USER_ERROR"),
@@ -107,6 +110,7 @@ impl ErrorKind {
             ErrorKind::MissingCatalogName,
             ErrorKind::MissingSchemaName,
             ErrorKind::TypeMismatch,
+            ErrorKind::SubqueryMultipleRows,
             ErrorKind::NotSupported,
             ErrorKind::ClusterOutOfMemory,
             ErrorKind::ExceededGlobalMemoryLimit,

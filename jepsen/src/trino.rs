@@ -25,6 +25,9 @@ pub struct Ended {
     pub running_until_ns: Option<u64>,
     /// The client saw it `QUEUED` at least once.
     pub was_queued: bool,
+    /// The rows of every answer's `data`, in order.
+    pub data: Vec<Value>,
+    pub rows: usize,
 }
 
 impl Ended {
@@ -164,6 +167,21 @@ impl TrinoClient {
         session: &[(&str, String)],
         now: &(dyn Fn() -> u64 + Sync),
     ) -> Result<Ended> {
+        self.run_in(coordinator, user, sql, session, None, now)
+            .await
+    }
+
+    /// As [`run_timed`](Self::run_timed), with the client's catalog and
+    /// schema (`X-Trino-Catalog`, `X-Trino-Schema`).
+    pub async fn run_in(
+        &self,
+        coordinator: &str,
+        user: &str,
+        sql: &str,
+        session: &[(&str, String)],
+        path: Option<(&str, &str)>,
+        now: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<Ended> {
         let t = Instant::now();
         let mut sent = now();
         let session_header = session
@@ -174,6 +192,10 @@ impl TrinoClient {
         let mut headers = vec![("x-trino-user", user)];
         if !session_header.is_empty() {
             headers.push(("x-trino-session", session_header.as_str()));
+        }
+        if let Some((catalog, schema)) = path {
+            headers.push(("x-trino-catalog", catalog));
+            headers.push(("x-trino-schema", schema));
         }
         // A submission that never reached its coordinator goes to the next
         // one, as a load balancer would send it (it cannot have started a
@@ -211,7 +233,11 @@ impl TrinoClient {
         let id = r["id"].as_str().unwrap_or_default().to_string();
         let mut admitted_after = None;
         let (mut running_from_ns, mut running_until_ns, mut was_queued) = (None, None, false);
+        let mut data = Vec::new();
         loop {
+            if let Some(rows) = r["data"].as_array() {
+                data.extend(rows.iter().cloned());
+            }
             let state = &r["stats"]["state"];
             if admitted_after.is_none() && state != "QUEUED" {
                 admitted_after = Some(t.elapsed());
@@ -249,6 +275,8 @@ impl TrinoClient {
             running_from_ns,
             running_until_ns,
             was_queued,
+            rows: data.len(),
+            data,
         })
     }
 

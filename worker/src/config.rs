@@ -96,10 +96,9 @@ impl WorkerArgs {
                 return Err(format!("catalog-dir: {} is not a directory", dir.display()));
             }
         }
-        let tpch_cache = match self.tpch_cache_dir {
-            Some(d) => d,
-            None => default_cache_dir().join("tpch"),
-        };
+        let tpch_cache = self
+            .tpch_cache_dir
+            .unwrap_or_else(engine::tpch::default_cache);
         // Each worker's own: emptied at start.
         let spool = match &self.data_dir {
             Some(d) => d.join("spool"),
@@ -128,14 +127,4 @@ impl WorkerArgs {
             },
         })
     }
-}
-
-/// `$XDG_CACHE_HOME/raft-rm`, else `~/.cache/raft-rm`, else a temporary
-/// directory's.
-pub fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("raft-rm")
 }

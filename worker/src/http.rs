@@ -3,7 +3,7 @@
 //! | route | auth | |
 //! |---|---|---|
 //! | `POST /v1/tasks` (a [`TaskSpec`]) | secret | start a task (idempotent per `task_id`); a task under a fencing token only if the RMs' ledger holds it (409 if not, 503 if no RM can say) |
-//! | `GET /v1/tasks`, `GET /v1/tasks/{id}` | secret | task state |
+//! | `GET /v1/tasks`, `GET /v1/tasks/{id}[?wait_ms=N]` | secret | task state (waiting up to N ms, at most 1 s, for the task to end) |
 //! | `DELETE /v1/tasks/{id}` | secret | cancel; for a finished query, release its result |
 //! | `GET /v1/tasks/{id}/results/{page}` | secret | a finished query's result, page by page ([`common::api::ResultPage`]) |
 //! | `POST /v1/tasks/{id}/kill {"reason"}` | secret | kill (the low-memory killer) |
@@ -149,8 +149,21 @@ async fn list(State(state): State<WorkerState>) -> Response {
     Json(state.tasks.list()).into_response()
 }
 
-async fn get_task(State(state): State<WorkerState>, Path(id): Path<String>) -> Response {
-    match state.tasks.get(&id) {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetTaskParams {
+    /// Wait up to this long (at most 1 s) for the task to end.
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn get_task(
+    State(state): State<WorkerState>,
+    Path(id): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<GetTaskParams>,
+) -> Response {
+    let wait = std::time::Duration::from_millis(params.wait_ms.min(1000));
+    match state.tasks.wait_done(&id, wait).await {
         Ok(info) => Json(info).into_response(),
         Err(e) => task_error(e),
     }

@@ -110,6 +110,8 @@ pub struct Tasks {
     revoked_file: Option<RevokedFile>,
     /// How queries run; a worker without them runs simulated tasks only.
     queries: OnceLock<QuerySettings>,
+    /// Woken whenever a task ends.
+    ended: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -131,6 +133,7 @@ impl Tasks {
             state: Mutex::default(),
             revoked_file: None,
             queries: OnceLock::new(),
+            ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -156,6 +159,7 @@ impl Tasks {
             }),
             revoked_file: Some(file),
             queries: OnceLock::new(),
+            ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -212,6 +216,7 @@ impl Tasks {
             error_location: None,
             peak_memory_bytes: 0,
             cpu_ms: 0,
+            exit_after_stop_ms: None,
         };
         s.tasks.insert(
             spec.task_id.clone(),
@@ -282,6 +287,7 @@ impl Tasks {
                     let why = why.unwrap_or_else(|_| TaskStop::new(TaskState::Cancelled, "worker shutting down"));
                     let took = process.kill().await;
                     self.pool.clear_measured(task);
+                    self.update(task, |i| i.exit_after_stop_ms = Some(took.as_millis() as u64));
                     tracing::info!(task, pid = process.pid(), exit_ms = took.as_millis() as u64, state = ?why.state, "query process stopped");
                     break why;
                 }
@@ -295,6 +301,7 @@ impl Tasks {
                     if usage.resident_bytes > self.pool.total_bytes() {
                         let took = process.kill().await;
                         self.pool.clear_measured(task);
+                        self.update(task, |i| i.exit_after_stop_ms = Some(took.as_millis() as u64));
                         tracing::warn!(task, exit_ms = took.as_millis() as u64, "query process over the whole pool; killed");
                         break TaskStop::named(
                             TaskState::Killed,
@@ -386,6 +393,24 @@ impl Tasks {
             {
                 release_result(t.result.take());
             }
+        }
+        drop(s);
+        self.ended.notify_waiters();
+    }
+
+    /// The task's info once it has ended, or after `wait` (a coordinator
+    /// following it learns of the end at once, not at its next poll).
+    pub async fn wait_done(&self, task_id: &str, wait: Duration) -> Result<TaskInfo, TaskError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let info = self.get(task_id)?;
+            if info.state.is_done() || tokio::time::Instant::now() >= deadline {
+                return Ok(info);
+            }
+            let _ = tokio::time::timeout_at(deadline, ended).await;
         }
     }
 

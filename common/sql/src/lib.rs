@@ -23,6 +23,8 @@ use sqlparser::ast::{
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
+mod rewrite;
+
 /// The client's current catalog and schema (`X-Trino-Catalog`,
 /// `X-Trino-Schema`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -317,6 +319,7 @@ impl VisitorMut for Resolver<'_> {
                 self.ctes.insert(fold(&cte.alias.name));
             }
         }
+        rewrite::rewrite(query);
         name_columns(&mut query.body);
         ControlFlow::Continue(())
     }
@@ -375,6 +378,85 @@ impl VisitorMut for Resolver<'_> {
                 }
             }
             _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Replaces each scalar subquery of `sql` (a resolved query) that can run
+/// on its own by its value: `evaluate` gets the subquery as a standalone
+/// query (with the outer query's `WITH`, which it may read) and answers
+/// the value as a SQL literal, `Ok(None)` when the subquery cannot run on
+/// its own (it reads the outer query's columns: correlated), or an error
+/// that fails the query. Executors that cannot compare with a subquery
+/// (`total > (SELECT sum(...) ...)`) can then run the query.
+pub fn inline_scalar_subqueries<E>(
+    sql: &str,
+    mut evaluate: impl FnMut(&str) -> Result<Option<String>, E>,
+) -> Result<String, InlineError<E>> {
+    let mut statements = Parser::parse_sql(&GenericDialect {}, sql)
+        .map_err(|e| InlineError::Parse(SqlError::syntax(e, sql)))?;
+    let Some(Statement::Query(query)) = statements.first_mut() else {
+        return Ok(sql.to_string());
+    };
+    let outer_with = query.with.clone();
+    let mut inliner = Inliner {
+        outer_with,
+        evaluate: &mut evaluate,
+        error: None,
+    };
+    let _ = query.visit(&mut inliner);
+    if let Some(e) = inliner.error {
+        return Err(e);
+    }
+    Ok(statements[0].to_string())
+}
+
+/// Why [`inline_scalar_subqueries`] failed.
+#[derive(Debug)]
+pub enum InlineError<E> {
+    Parse(SqlError),
+    /// The evaluation's own error, or a literal that does not parse.
+    Evaluate(E),
+    Literal(SqlError),
+}
+
+struct Inliner<'a, E, F: FnMut(&str) -> Result<Option<String>, E>> {
+    outer_with: Option<sqlparser::ast::With>,
+    evaluate: &'a mut F,
+    error: Option<InlineError<E>>,
+}
+
+impl<E, F: FnMut(&str) -> Result<Option<String>, E>> VisitorMut for Inliner<'_, E, F> {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Subquery(sub) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let mut standalone = sub.as_ref().clone();
+        if standalone.with.is_none() {
+            standalone.with = self.outer_with.clone();
+        }
+        let text = standalone.to_string();
+        match (self.evaluate)(&text) {
+            Ok(None) => {}
+            Ok(Some(literal)) => {
+                let parsed = Parser::new(&GenericDialect {})
+                    .try_with_sql(&literal)
+                    .and_then(|mut p| p.parse_expr());
+                match parsed {
+                    Ok(e) => *expr = Expr::Nested(Box::new(e)),
+                    Err(e) => {
+                        self.error = Some(InlineError::Literal(SqlError::syntax(e, &literal)));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            Err(e) => {
+                self.error = Some(InlineError::Evaluate(e));
+                return ControlFlow::Break(());
+            }
         }
         ControlFlow::Continue(())
     }
@@ -755,6 +837,110 @@ mod tests {
             q.sql
         );
         assert!(q.sql.contains("1e1 - 1"), "a double stays: {}", q.sql);
+    }
+
+    #[test]
+    fn scalar_subqueries_that_run_alone_are_replaced_by_their_values() {
+        let sql =
+            "WITH r AS (SELECT k, v FROM t) SELECT k FROM r WHERE v = (SELECT max(v) FROM r) \
+                   AND v > (SELECT avg(x.v) FROM u x WHERE x.k = r.k)";
+        let mut asked = Vec::new();
+        let out = inline_scalar_subqueries(sql, |q| {
+            asked.push(q.to_string());
+            // The correlated one reads r.k, which it cannot alone.
+            Ok::<_, ()>((!q.contains("r.k")).then(|| "42.5".to_string()))
+        })
+        .unwrap();
+        assert!(
+            asked[0].starts_with("WITH r AS (SELECT k, v FROM t) SELECT max(v) FROM r"),
+            "{asked:?}"
+        );
+        assert!(out.contains("v = (42.5)"), "{out}");
+        assert!(out.contains("v > (SELECT avg(x.v)"), "{out}");
+        let failed = inline_scalar_subqueries("SELECT 1 WHERE 1 = (SELECT 2)", |_| {
+            Err::<Option<String>, _>("no")
+        });
+        assert!(matches!(failed, Err(InlineError::Evaluate("no"))));
+    }
+
+    #[test]
+    fn exists_becomes_in_and_outer_join_filters_move_into_their_side() {
+        let p = path(Some("tpch"), Some("tiny"));
+        let q = query(
+            "select o.p from orders o where o.d > 1 and exists (select * from lineitem l where l.orderkey = o.orderkey and l.a < l.b)",
+            &p,
+        );
+        assert!(
+            q.sql
+                .contains("o.orderkey IN (SELECT l.orderkey FROM __t1 l WHERE l.a < l.b)"),
+            "{}",
+            q.sql
+        );
+        let q = query(
+            "select c.k from customer c where not exists (select * from orders o where o.custkey = c.custkey)",
+            &p,
+        );
+        assert!(
+            q.sql.contains("(c.custkey IS NULL OR c.custkey NOT IN (SELECT o.custkey FROM __t1 o WHERE o.custkey IS NOT NULL))"),
+            "{}",
+            q.sql
+        );
+        // Unqualified columns could be either side's: left alone.
+        let q = query(
+            "select k from customer c where exists (select * from orders o where custkey = c.custkey)",
+            &p,
+        );
+        assert!(q.sql.contains("EXISTS (SELECT"), "{}", q.sql);
+        // Two correlated conditions: left alone.
+        let q = query(
+            "select k from lineitem a where exists (select * from lineitem b where b.o = a.o and b.s <> a.s)",
+            &p,
+        );
+        assert!(q.sql.contains("EXISTS (SELECT"), "{}", q.sql);
+        let q = query(
+            "select c.k, count(o.k) from customer c left outer join orders o on c.k = o.ck and o.comment not like '%x%' group by c.k",
+            &p,
+        );
+        assert!(
+            q.sql.contains("LEFT OUTER JOIN (SELECT * FROM __t1 AS o WHERE o.comment NOT LIKE '%x%') AS o ON c.k = o.ck"),
+            "{}",
+            q.sql
+        );
+    }
+
+    #[test]
+    fn a_correlated_aggregate_becomes_a_join_on_its_key() {
+        let p = path(Some("tpch"), Some("tiny"));
+        let q = query(
+            "select sum(l.price) from lineitem l, part p where p.partkey = l.partkey \
+             and l.quantity < (select 0.2 * avg(l2.quantity) from lineitem l2 where l2.partkey = p.partkey and l2.x > 1)",
+            &p,
+        );
+        assert!(
+            q.sql.contains("__t1 p INNER JOIN (SELECT l2.partkey AS __k0, 0.2 * avg(l2.quantity) AS __v FROM __t0 l2 WHERE l2.x > 1 GROUP BY l2.partkey) __d0 ON __d0.__k0 = p.partkey"),
+            "{}",
+            q.sql
+        );
+        assert!(q.sql.ends_with("l.quantity < __d0.__v"), "{}", q.sql);
+        // count over no rows is 0, not NULL: left alone.
+        let q = query(
+            "select p.k from part p where 3 < (select count(*) from lineitem l where l.partkey = p.partkey)",
+            &p,
+        );
+        assert!(q.sql.contains("< (SELECT count(*)"), "{}", q.sql);
+    }
+
+    #[test]
+    fn grouping_keys_of_one_name_become_positions() {
+        let p = path(Some("tpch"), Some("tiny"));
+        let q = query(
+            "select c.custkey, c.name as c_name, n.name as n_name, sum(c.x) from customer c, nation n \
+             group by c.custkey, c.name, n.name",
+            &p,
+        );
+        assert!(q.sql.ends_with("GROUP BY 1, 2, 3"), "{}", q.sql);
+        let q = query("select c.a, sum(c.x) from customer c group by c.a", &p);
+        assert!(q.sql.ends_with("GROUP BY c.a"), "{}", q.sql);
     }
 
     #[test]

@@ -168,6 +168,10 @@ pub struct TaskInfo {
     /// CPU time used so far (a query's process: measured).
     #[serde(default)]
     pub cpu_ms: u64,
+    /// A query stopped early: how long its process took to be gone (and
+    /// its memory free) after the stop.
+    #[serde(default)]
+    pub exit_after_stop_ms: Option<u64>,
 }
 
 /// `POST /v1/tasks/{id}/kill`.

@@ -31,6 +31,7 @@ pub mod heartbeats;
 pub mod oom;
 pub mod queries;
 pub mod scale;
+pub mod tpch;
 pub mod views;
 pub mod writes;
 

@@ -3,6 +3,7 @@
 //! has self-tests on small hand-made histories that must fail, so one that
 //! always says valid cannot pass.
 
+pub mod answers;
 pub mod availability;
 pub mod completeness;
 pub mod hostile;

@@ -134,9 +134,23 @@ pub enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Heartbeat ingestion: simulated workers heartbeating one RM (the
-    /// leader), at the most it acks and at an offered rate; heartbeats/s,
-    /// latency, and the RM's and this generator's CPU.
+    /// TPC-H through one coordinator and one worker against DuckDB (the
+    /// Python package) on the same data: per-query times, their ratio and
+    /// geometric mean, and the coordinator/worker/protocol overhead on top
+    /// of the engine's own time.
+    Tpch {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// `tiny` (scale 0.01) or `sf1`.
+        #[arg(long, default_value = "sf1")]
+        schema: String,
+        /// Timed runs per query, after a warm-up.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Query numbers [default: all 22].
+        #[arg(long, value_delimiter = ',')]
+        queries: Vec<u32>,
+    },
     /// Eventual mode's view refresh against the number of coordinators:
     /// simulated coordinators each reading the view from any RM and
     /// reporting their usage `--hz` times a second.
@@ -153,6 +167,9 @@ pub enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Heartbeat ingestion: simulated workers heartbeating one RM (the
+    /// leader), at the most it acks and at an offered rate; heartbeats/s,
+    /// latency, and the RM's and this generator's CPU.
     Heartbeats {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -256,6 +273,19 @@ pub async fn run(what: Bench) -> Result<()> {
                 samples,
             };
             bench::disk::command(&template(&cluster), spec).await
+        }
+        Bench::Tpch {
+            cluster,
+            schema,
+            runs,
+            queries,
+        } => {
+            let spec = bench::tpch::Spec {
+                schema,
+                runs,
+                queries,
+            };
+            bench::tpch::command(&template(&cluster), spec).await
         }
         Bench::Views {
             cluster,

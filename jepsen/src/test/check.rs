@@ -69,7 +69,16 @@ pub fn check_all(
             successes = completions(ops, "acquire", |c| c.value["status"] == "admitted");
             admission = latencies(ops, "acquire");
         }
-        Workload::Queries | Workload::Queue | Workload::Oom | Workload::Limits => {
+        Workload::Queries | Workload::Queue | Workload::Oom | Workload::Limits | Workload::Sql => {
+            if workload == Workload::Sql {
+                // The answers the engine gives on the data the workers
+                // generated (the harness's cluster uses the default cache).
+                let expected = crate::workload::sql::expected(&engine::tpch::default_cache());
+                checkers.insert(
+                    "answers_correct",
+                    checker::answers::check(ops, &expected).to_json(),
+                );
+            }
             if workload == Workload::Limits {
                 let (memory, cpu) = limits_check(ops, end, max_staleness_ms);
                 checkers.insert("memory_limit_respected", memory.to_json());

@@ -96,7 +96,7 @@ pub(super) async fn run(
                 clients.push(tokio::spawn(c.run(p)));
             }
         }
-        Workload::Queries | Workload::Queue | Workload::Oom | Workload::Limits => {
+        Workload::Queries | Workload::Queue | Workload::Oom | Workload::Limits | Workload::Sql => {
             let queue = spec.workload == Workload::Queue;
             let mix = QueryMix::of(spec.workload);
             for p in 0..concurrency {

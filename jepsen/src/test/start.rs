@@ -38,6 +38,7 @@ pub(super) fn resource_groups(spec: &TestSpec, dir: &Path) -> Result<Groups> {
         Workload::Queue => workload::queue_groups_json(&spec.mode.consistency()),
         Workload::Oom => workload::oom_groups_json(&spec.mode.consistency()),
         Workload::Limits => workload::limits_groups_json(&spec.mode.consistency()),
+        Workload::Sql => workload::sql_groups_json(&spec.mode.consistency()),
     };
     let file = dir.join("resource-groups.json");
     std::fs::write(&file, &text)?;
@@ -133,10 +134,11 @@ pub(super) async fn start(
             workers: 2,
             coordinators: 2,
             // The oom workload's queries take 250 or 500 bytes.
-            worker_memory_bytes: if spec.workload == Workload::Oom {
-                OOM_WORKER_MEMORY_BYTES
-            } else {
-                1 << 30
+            worker_memory_bytes: match spec.workload {
+                Workload::Oom => OOM_WORKER_MEMORY_BYTES,
+                // Real query processes hold hundreds of MB each.
+                Workload::Sql => 4 << 30,
+                _ => 1 << 30,
             },
             resource_groups: groups.file.clone(),
             worker_base_port: 0,

@@ -11,7 +11,9 @@
 //!   another, which adopts the queued query (or says how it ended);
 //! - `oom`: memory-heavy queries under the low-memory killer;
 //! - `limits`: queries in a memory-limited group and a CPU-limited group
-//!   (`softMemoryLimit`, `hardCpuLimit`), more than the limits let run.
+//!   (`softMemoryLimit`, `hardCpuLimit`), more than the limits let run;
+//! - `sql`: real TPC-H queries at `tpch.tiny` in a group with a memory
+//!   limit, their answers checked ([`sql`]).
 //!
 //! A client whose op ends `info` continues as a new process (its number
 //! plus the concurrency), as in Jepsen.
@@ -20,6 +22,7 @@
 //! ([`plan`]); the clients here are the one impure interpreter of it.
 
 pub mod plan;
+pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,9 @@ pub enum Workload {
     /// Queries in a group limited by memory (`softMemoryLimit`) and one
     /// limited by CPU (`hardCpuLimit`), more than the limits let run.
     Limits,
+    /// Real TPC-H queries (`tpch.tiny`) in a group with a memory limit;
+    /// every finished query's answer is checked.
+    Sql,
 }
 
 /// What every client shares.
@@ -276,6 +282,17 @@ pub fn limits_groups_json(consistency: &Value) -> String {
 }
 
 /// The oom workload's one group: wide, so memory is what limits.
+/// The sql workload's group: three queries at once, 600 MB of measured
+/// memory among them (`softMemoryLimit`), a queue.
+pub fn sql_groups_json(consistency: &Value) -> String {
+    json!({
+        "rootGroups": [{"name": "sql", "hardConcurrencyLimit": 3, "maxQueued": 100,
+            "softMemoryLimit": "600MB", "consistency": consistency}],
+        "selectors": [{"group": "sql"}]
+    })
+    .to_string()
+}
+
 pub fn oom_groups_json(consistency: &Value) -> String {
     json!({
         "rootGroups": [{"name": "m", "hardConcurrencyLimit": 16, "maxQueued": 50, "consistency": consistency}],
@@ -294,6 +311,18 @@ pub struct QueryClient {
 }
 
 impl QueryClient {
+    /// What a step submits: a real statement (with its name), or a
+    /// simulated query's session properties.
+    fn statement(&self, step: &plan::QueryStep) -> (&'static str, Option<&'static str>) {
+        match step.statement {
+            Some(i) => {
+                let (name, text) = sql::queries()[i];
+                (text, Some(name))
+            }
+            None => ("SELECT simulated", None),
+        }
+    }
+
     pub async fn run(self, first_process: u64) {
         let mut p = first_process;
         let history = self.ctx.history.clone();
@@ -306,23 +335,38 @@ impl QueryClient {
             let (user, group, ms) = (step.user, step.group, step.duration_ms);
             let coordinator = &self.coordinators[step.coordinator];
             let cpu_ms = self.mix.cpu_ms.unwrap_or(ms);
-            let v = json!({"user": user, "group": group, "coordinator": coordinator, "duration_ms": ms,
+            let (text, statement) = self.statement(&step);
+            let mut v = json!({"user": user, "group": group, "coordinator": coordinator, "duration_ms": ms,
                 "memory_bytes": step.memory_bytes, "cpu_ms": cpu_ms});
+            let (session, path) = match statement {
+                Some(name) => {
+                    v["statement"] = json!(name);
+                    (Vec::new(), Some((sql::CATALOG, sql::SCHEMA)))
+                }
+                None => (
+                    vec![
+                        ("simulate_duration_ms", ms.to_string()),
+                        ("simulate_memory_bytes", step.memory_bytes.to_string()),
+                        ("simulate_cpu_ms", cpu_ms.to_string()),
+                    ],
+                    None,
+                ),
+            };
             self.ctx.invoke(p, "query", v.clone());
-            let session = [
-                ("simulate_duration_ms", ms.to_string()),
-                ("simulate_memory_bytes", step.memory_bytes.to_string()),
-                ("simulate_cpu_ms", cpu_ms.to_string()),
-            ];
             match self
                 .trino
-                .run_timed(coordinator, user, "SELECT simulated", &session, &now)
+                .run_in(coordinator, user, text, &session, path, &now)
                 .await
             {
                 Ok(e) => {
                     let mut value = json!({"group": group, "query_id": e.id, "coordinator": coordinator,
                         "running_from_ns": e.running_from_ns, "running_until_ns": e.running_until_ns,
                         "was_queued": e.was_queued});
+                    if let Some(name) = statement {
+                        value["statement"] = json!(name);
+                        value["rows"] = json!(e.rows);
+                        value["digest"] = json!(sql::digest(&e.data));
+                    }
                     let kind = if e.state == "FINISHED" {
                         OpType::Ok
                     } else {

@@ -39,6 +39,9 @@ pub struct QueryMix {
     /// CPU time each uses (`simulate_cpu_ms`); `None`: the default (its
     /// duration).
     pub cpu_ms: Option<u64>,
+    /// Real statements to choose among (the sql workload's TPC-H
+    /// queries); 0: simulated queries.
+    pub statements: usize,
 }
 
 impl QueryMix {
@@ -55,6 +58,17 @@ impl QueryMix {
                 duration_ms: 3_000..8_000,
                 memory_bytes: vec![super::LIMITS_QUERY_MEMORY_BYTES],
                 cpu_ms: Some(super::LIMITS_QUERY_CPU_MS),
+                statements: 0,
+            };
+        }
+        if workload == Workload::Sql {
+            // Real queries: their memory and time are their own.
+            return QueryMix {
+                users: vec![("sam", "sql")],
+                duration_ms: 0..1,
+                memory_bytes: vec![0],
+                cpu_ms: None,
+                statements: super::sql::queries().len(),
             };
         }
         let long = matches!(workload, Workload::Queue | Workload::Oom);
@@ -68,6 +82,7 @@ impl QueryMix {
             duration_ms: if long { 800..2000 } else { 100..600 },
             memory_bytes: if oom { vec![250, 500] } else { vec![1000] },
             cpu_ms: None,
+            statements: 0,
         }
     }
 }
@@ -84,6 +99,8 @@ pub struct QueryStep {
     /// The pause after a `QUERY_QUEUE_FULL` refusal, as a real client
     /// would (no resubmission storm).
     pub backoff: Duration,
+    /// Which real statement (an index into the mix's), if any.
+    pub statement: Option<usize>,
 }
 
 /// A semaphore client's steps against `rms` RMs: endless, and empty when
@@ -124,6 +141,9 @@ pub fn queries(
                 duration_ms: rng.gen_range(mix.duration_ms.clone()),
                 memory_bytes: mix.memory_bytes[rng.gen_range(0..mix.memory_bytes.len())],
                 backoff: Duration::from_millis(rng.gen_range(100..300)),
+                // Drawn only where there are statements: the simulated
+                // workloads' plans stay what their seeds gave before.
+                statement: (mix.statements > 0).then(|| rng.gen_range(0..mix.statements)),
             }
         })
     })
@@ -150,7 +170,12 @@ mod tests {
 
     #[test]
     fn one_seed_gives_one_query_plan() {
-        for workload in [Workload::Queries, Workload::Queue, Workload::Oom] {
+        for workload in [
+            Workload::Queries,
+            Workload::Queue,
+            Workload::Oom,
+            Workload::Sql,
+        ] {
             let mix = QueryMix::of(workload);
             let plan = |seed, client| queries(seed, client, &mix, 2).take(200).collect::<Vec<_>>();
             assert_eq!(plan(7, 3), plan(7, 3));
@@ -161,6 +186,8 @@ mod tests {
                 assert!(s.coordinator < 2);
                 assert!(mix.duration_ms.contains(&s.duration_ms));
                 assert!(mix.memory_bytes.contains(&s.memory_bytes));
+                assert_eq!(s.statement.is_some(), workload == Workload::Sql);
+                assert!(s.statement.is_none_or(|i| i < mix.statements));
             }
         }
     }

@@ -361,3 +361,58 @@ async fn queries_over_the_memory_limits_are_killed_with_trinos_errors() {
     assert_eq!(v["episodes_with_kills"], 0, "limit kills are not episodes");
     s.shutdown().await;
 }
+
+/// A real query whose process grows past `query.max-memory-per-node`: the
+/// RMs see its measured memory in the worker's heartbeats and kill it, the
+/// worker kills its process, and the memory is free at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_query_over_the_per_node_limit_is_killed_and_its_memory_freed() {
+    let s = Stack::start(StackOptions {
+        workers: 1,
+        worker_memory_bytes: 16 << 30,
+        worker_heartbeat_ms: 100,
+        rm_extra: RawConfig {
+            query_max_memory_per_node: Some("200MB".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let c1 = s.coordinators[0].addr.to_string();
+    let tasks = s.workers[0].tasks.clone();
+    // Every line item against 20,000 others: grows for many seconds.
+    let sql = "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN \
+               (SELECT orderkey FROM tpch.tiny.lineitem LIMIT 20000) b \
+               WHERE a.orderkey + b.orderkey > 0";
+    let query = tokio::spawn(async move { run_query(&c1, "mallory", sql, &[]).await });
+    let pool = {
+        let tasks = tasks.clone();
+        move || tasks.pool().snapshot()
+    };
+    let over = wait_until("the query's process to hold 200 MB", || {
+        pool().reserved_bytes > 200_000_000
+    })
+    .await;
+    let free = wait_until("its memory to be free", || pool().reserved_bytes == 0).await;
+    let seen = query.await.unwrap();
+    let e = seen.error.clone().unwrap_or_default();
+    assert_eq!(e["errorName"], "EXCEEDED_LOCAL_MEMORY_LIMIT", "{seen:?}");
+    assert_eq!(
+        e["message"],
+        "Query exceeded per-node memory limit of 200MB [on w1]"
+    );
+    let task = tasks.list().into_iter().next().unwrap();
+    let exit_ms = task.exit_after_stop_ms.unwrap();
+    println!(
+        "over 200 MB -> free: {} ms (heartbeat, the RMs' decision, the kill); kill -> process gone: {exit_ms} ms; peak {} bytes, {} ms CPU",
+        free.duration_since(over).as_millis(),
+        task.peak_memory_bytes,
+        task.cpu_ms
+    );
+    assert!(exit_ms < 1000, "{task:?}");
+    assert!(
+        task.peak_memory_bytes > 200_000_000 && task.cpu_ms > 0,
+        "{task:?}"
+    );
+    s.shutdown().await;
+}

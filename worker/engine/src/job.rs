@@ -96,13 +96,73 @@ pub fn execute(work: &SqlWork, config: &CatalogConfig) -> Result<DataFrame, Engi
     if let Some(t) = &query.must_exist {
         catalogs.columns(t)?;
     }
-    let context = polars::sql::SQLContext::new();
+    let mut context = polars::sql::SQLContext::new();
     for (name, table) in &query.tables {
         context.register(name, catalogs.scan(table)?);
     }
-    let mut context = context;
-    let frame = context.execute(&query.sql).map_err(from_polars)?;
+    // The executor cannot compare with a subquery: each that runs on its
+    // own (uncorrelated) runs first, and its value takes its place.
+    let sql = trino_sql::inline_scalar_subqueries(&query.sql, |sub| {
+        match context.execute(sub).and_then(LazyFrame::collect) {
+            Ok(df) => scalar_literal(&df).map(Some),
+            Err(_) => Ok(None),
+        }
+    })
+    .map_err(|e| match e {
+        trino_sql::InlineError::Parse(e) => e.into(),
+        trino_sql::InlineError::Evaluate(e) => e,
+        trino_sql::InlineError::Literal(e) => {
+            EngineError::internal(format!("a subquery's value: {}", e.message))
+        }
+    })?;
+    let frame = context.execute(&sql).map_err(from_polars)?;
     frame.collect().map_err(from_polars)
+}
+
+/// A scalar subquery's answer as a SQL literal (Trino's rules: no row is
+/// NULL, more than one is an error).
+fn scalar_literal(df: &DataFrame) -> Result<String, EngineError> {
+    if df.width() != 1 {
+        return Err(EngineError::new(
+            "GENERIC_USER_ERROR",
+            format!("a scalar subquery returns one column, not {}", df.width()),
+        ));
+    }
+    match df.height() {
+        0 => return Ok("NULL".into()),
+        1 => {}
+        _ => {
+            return Err(EngineError::new(
+                "SUBQUERY_MULTIPLE_ROWS",
+                "Scalar sub-query has returned multiple rows",
+            ))
+        }
+    }
+    let column = df.columns()[0].as_materialized_series();
+    let value = crate::encode::values(column)?
+        .into_iter()
+        .next()
+        .unwrap_or(serde_json::Value::Null);
+    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    Ok(match (column.dtype(), &value) {
+        (_, serde_json::Value::Null) => "NULL".into(),
+        (DataType::Date, serde_json::Value::String(s)) => format!("DATE {}", quoted(s)),
+        (DataType::Datetime(..), serde_json::Value::String(s)) => {
+            format!("TIMESTAMP {}", quoted(s))
+        }
+        (DataType::Decimal(..), serde_json::Value::String(s)) => s.clone(),
+        (DataType::Float32 | DataType::Float64, serde_json::Value::String(s)) => {
+            format!("CAST({} AS DOUBLE)", quoted(s))
+        }
+        (_, serde_json::Value::String(s)) => quoted(s),
+        (_, serde_json::Value::Bool(b)) => b.to_string().to_uppercase(),
+        (_, serde_json::Value::Number(n)) => n.to_string(),
+        (other, v) => {
+            return Err(EngineError::not_supported(format!(
+                "a scalar subquery of type {other} ({v})"
+            )))
+        }
+    })
 }
 
 /// Runs the job and leaves its outcome in the spool.
@@ -247,10 +307,25 @@ mod tests {
             ("SELECT nope FROM nation", "COLUMN_NOT_FOUND"),
             ("SELECT * FROM", "SYNTAX_ERROR"),
             ("DESCRIBE nope", "TABLE_NOT_FOUND"),
+            (
+                "SELECT name FROM nation WHERE nationkey = (SELECT nationkey FROM nation)",
+                "SUBQUERY_MULTIPLE_ROWS",
+            ),
         ] {
             let e = execute(&work(sql), &config).unwrap_err();
             assert_eq!(e.name, name, "{sql}: {e}");
         }
+        let above = execute(
+            &work(
+                "SELECT count(*) FROM nation WHERE regionkey > (SELECT avg(regionkey) FROM region)",
+            ),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::encode::rows(&above).unwrap(),
+            vec![vec![serde_json::json!(10)]]
+        );
         let described = execute(&work("DESCRIBE nation"), &config).unwrap();
         assert_eq!(described.height(), 4);
         let tables = execute(&work("SHOW TABLES"), &config).unwrap();

@@ -143,6 +143,17 @@ pub fn tables() -> Vec<(&'static str, Vec<ColumnDef>)> {
     ]
 }
 
+/// Where workers cache generated tables unless told otherwise:
+/// `$XDG_CACHE_HOME/raft-rm/tpch`, else `~/.cache/raft-rm/tpch`, else a
+/// temporary directory's.
+pub fn default_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("raft-rm").join("tpch")
+}
+
 pub fn scale_of(schema: &str) -> Option<f64> {
     SCHEMAS
         .iter()
