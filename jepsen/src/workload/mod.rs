@@ -365,7 +365,7 @@ impl QueryClient {
                     if let Some(name) = statement {
                         value["statement"] = json!(name);
                         value["rows"] = json!(e.rows);
-                        value["digest"] = json!(sql::digest(&e.data));
+                        value["data"] = Value::Array(e.data.clone());
                     }
                     let kind = if e.state == "FINISHED" {
                         OpType::Ok

@@ -75,8 +75,22 @@ pub enum Outcome {
 /// about a megabyte).
 pub const PAGE_BYTES: usize = 1 << 20;
 
+/// polars' own deprecation notices (its SQL front end casts date literals
+/// from strings) are not the user's: dropped; other warnings go to stderr.
+fn quiet_deprecations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        polars::error::set_warning_function(|message, warning| {
+            if !matches!(warning, polars::error::PolarsWarning::Deprecation) {
+                eprintln!("{warning:?}: {message}");
+            }
+        })
+    });
+}
+
 /// Runs the query to a DataFrame.
 pub fn execute(work: &SqlWork, config: &CatalogConfig) -> Result<DataFrame, EngineError> {
+    quiet_deprecations();
     let path = SessionPath {
         catalog: work.catalog.clone(),
         schema: work.schema.clone(),
