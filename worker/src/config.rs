@@ -99,10 +99,14 @@ impl WorkerArgs {
         let tpch_cache = self
             .tpch_cache_dir
             .unwrap_or_else(engine::tpch::default_cache);
-        // Each worker's own: emptied at start.
+        // Each worker's own: emptied at start, removed at shutdown.
         let spool = match &self.data_dir {
             Some(d) => d.join("spool"),
-            None => std::env::temp_dir().join(format!("raft-rm-worker-{}-spool", self.id)),
+            None => std::env::temp_dir().join(format!(
+                "raft-rm-worker-{}-{}-spool",
+                self.id,
+                std::process::id()
+            )),
         };
         let runner = std::env::current_exe().map_err(|e| {
             format!("cannot find this program's path (to start query processes): {e}")

@@ -210,6 +210,8 @@ pub struct WorkerMetrics {
     reserved: Gauge,
     blocked: Gauge,
     running: Gauge,
+    query_processes: Gauge,
+    query_memory: Gauge,
     /// Tasks fencing stopped, by error name.
     fenced: Family<Vec<(String, String)>, Counter>,
 }
@@ -235,6 +237,14 @@ impl Default for WorkerMetrics {
         let reserved = gauge("memory_reserved_bytes", "Bytes reserved by tasks");
         let blocked = gauge("blocked_tasks", "Tasks waiting for memory");
         let running = gauge("running_tasks", "Tasks running");
+        let query_processes = gauge(
+            "query_processes",
+            "Query processes running (one per running query task)",
+        );
+        let query_memory = gauge(
+            "query_memory_bytes",
+            "Resident memory of the query processes, as last sampled",
+        );
         let fenced = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "fenced_tasks",
@@ -248,6 +258,8 @@ impl Default for WorkerMetrics {
             reserved,
             blocked,
             running,
+            query_processes,
+            query_memory,
         }
     }
 }
@@ -259,6 +271,9 @@ async fn metrics(State(state): State<WorkerState>) -> Response {
     m.reserved.set(pool.reserved_bytes as i64);
     m.blocked.set(i64::from(pool.blocked_tasks));
     m.running.set(i64::from(state.tasks.running()));
+    let (processes, bytes) = state.tasks.pool().measured();
+    m.query_processes.set(processes as i64);
+    m.query_memory.set(bytes as i64);
     let mut out = String::new();
     let _ = encode(&mut out, &m.registry);
     (

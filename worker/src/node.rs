@@ -19,6 +19,8 @@ use crate::tasks::Tasks;
 pub struct RunningWorker {
     pub addr: std::net::SocketAddr,
     pub tasks: Arc<Tasks>,
+    /// Where query results wait; removed at shutdown.
+    spool: std::path::PathBuf,
     /// The server, the reporter and the fencing loop.
     tasks_running: Supervisor,
 }
@@ -88,6 +90,7 @@ pub async fn start(
     tracing::info!(id = %config.id, %addr, "worker started");
     Ok(RunningWorker {
         addr,
+        spool: config.queries.spool.clone(),
         tasks,
         tasks_running: supervisor,
     })
@@ -97,5 +100,6 @@ impl RunningWorker {
     pub async fn shutdown(self) {
         // Up to 5 s for open requests and loops to end.
         self.tasks_running.shutdown(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_dir_all(&self.spool);
     }
 }

@@ -149,6 +149,12 @@ impl Pool {
         }
     }
 
+    /// How many query processes are measured, and what they hold.
+    pub fn measured(&self) -> (usize, u64) {
+        let s = self.lock();
+        (s.measured.len(), s.measured_total())
+    }
+
     /// `task_id`'s process has ended: its memory is free.
     pub fn clear_measured(&self, task_id: &str) {
         let removed = self.lock().measured.remove(task_id).is_some();

@@ -416,3 +416,78 @@ async fn a_real_query_over_the_per_node_limit_is_killed_and_its_memory_freed() {
     );
     s.shutdown().await;
 }
+
+/// The low-memory killer on real work: a simulated task holds 300 MB of a
+/// 1 GiB pool, a real query's process grows past it, and a task wanting
+/// 500 MB waits: once the query and the task fill the pool, it is
+/// blocked, and the RMs kill the largest holder, the query. Its process is
+/// gone at once, its measured memory with it, and the waiting task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_low_memory_killer_kills_a_real_query_and_its_memory_is_freed() {
+    let s = Stack::start(StackOptions {
+        workers: 1,
+        worker_memory_bytes: 1 << 30,
+        worker_heartbeat_ms: 100,
+        // No delay: the query grows about 200 MB a second, and a query
+        // holding the whole pool alone is the worker's to kill.
+        rm_extra: killer("0s", "10s"),
+        ..Default::default()
+    })
+    .await;
+    let c1 = s.coordinators[0].addr.to_string();
+    let c2 = s.coordinators[1].addr.to_string();
+    let tasks = s.workers[0].tasks.clone();
+    let pool = move || tasks.pool().snapshot();
+    let simulated = |c: &str, ms: &'static str, bytes: &'static str| {
+        let c = c.to_string();
+        tokio::spawn(async move {
+            let sim = [
+                ("simulate_duration_ms", ms),
+                ("simulate_memory_bytes", bytes),
+            ];
+            run_query(&c, "mallory", "SELECT held", &sim).await
+        })
+    };
+    let holder = simulated(&c1, "30000", "300000000");
+    wait_until("the holder to run", || pool().reserved_bytes >= 300_000_000).await;
+    let sql = "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN \
+               (SELECT orderkey FROM tpch.tiny.lineitem LIMIT 20000) b \
+               WHERE a.orderkey + b.orderkey > 0";
+    let c = c2.clone();
+    let hog = tokio::spawn(async move { run_query(&c, "mallory", sql, &[]).await });
+    wait_until("the query to hold 300 MB", || {
+        pool().reserved_bytes > 600_000_000
+    })
+    .await;
+    let hog_id = pool()
+        .queries
+        .iter()
+        .find(|(_, b)| **b != 300_000_000)
+        .map(|(q, _)| q.clone())
+        .unwrap();
+    let waiter = simulated(&c1, "300", "500000000");
+    let blocked_at = wait_until("a blocked pool", || pool().is_blocked()).await;
+    let freed_at = wait_until("the query's memory to be free", || {
+        !pool().queries.contains_key(&hog_id)
+    })
+    .await;
+    let seen = hog.await.unwrap();
+    let e = seen.error.clone().unwrap_or_default();
+    assert_eq!(e["errorName"], "CLUSTER_OUT_OF_MEMORY", "{seen:?}");
+    let done = waiter.await.unwrap();
+    assert_eq!(
+        done.states.last().map(String::as_str),
+        Some("FINISHED"),
+        "{done:?}"
+    );
+    let task = s.workers[0].tasks.get(&hog_id).unwrap();
+    let exit_ms = task.exit_after_stop_ms.unwrap();
+    println!(
+        "blocked -> free: {} ms (a heartbeat, the RMs' decision, the kill); kill -> process gone: {exit_ms} ms; the query held {} bytes at most",
+        freed_at.duration_since(blocked_at).as_millis(),
+        task.peak_memory_bytes
+    );
+    assert!(exit_ms < 1000, "{task:?}");
+    holder.abort();
+    s.shutdown().await;
+}

@@ -83,10 +83,13 @@ async fn heartbeat(
             "memory.queries: the reservations add up to more than reserved_bytes".into(),
         ));
     }
-    if hb.memory.reserved_bytes > hb.memory.total_bytes {
-        return Err(ApiError::BadRequest(
-            "memory.reserved_bytes: exceeds total_bytes".into(),
-        ));
+    // Measured memory may run over the pool (query processes, sampled:
+    // several of them, or one between two samples), so reserved may exceed
+    // total; the pool then reads as full. Only the bound on sums holds.
+    if hb.memory.reserved_bytes > MAX_POOL_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "memory.reserved_bytes: at most {MAX_POOL_BYTES} (1 PiB)"
+        )));
     }
     if !hb.cpu_cores.is_finite() || hb.cpu_cores < 0.0 {
         return Err(ApiError::BadRequest(

@@ -191,6 +191,10 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
             "/v1/heartbeat/worker",
             r#"{"node_id":"w","memory":{"total_bytes":100,"reserved_bytes":10,"blocked_tasks":0,"queries":{"a":10,"b":18446744073709551615}},"cpu_cores":0,"running_tasks":0,"ttl_ms":1000}"#,
         ),
+        (
+            "/v1/heartbeat/worker",
+            r#"{"node_id":"w","memory":{"total_bytes":100,"reserved_bytes":1125899906842625,"blocked_tasks":0,"queries":{}},"cpu_cores":0,"running_tasks":0,"ttl_ms":1000}"#,
+        ),
     ];
     for (path, body) in cases {
         let s = status_of(
@@ -203,6 +207,21 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
         .await;
         assert_eq!(s, 400, "{path} {body}");
     }
+    // A query process's measured memory may run over its worker's pool
+    // (several processes, or one between two samples): the heartbeat says
+    // so, and is taken.
+    let over = r#"{"node_id":"w","memory":{"total_bytes":100,"reserved_bytes":150,"blocked_tasks":1,"queries":{"q":150}},"cpu_cores":0,"running_tasks":1,"ttl_ms":1000}"#;
+    assert_eq!(
+        status_of(
+            http,
+            "POST",
+            &url("/v1/heartbeat/worker"),
+            over.as_bytes().to_vec(),
+            CONTENT_JSON
+        )
+        .await,
+        200
+    );
     let big = format!(
         r#"{{"client":"{}","seq":1}}"#,
         "x".repeat(raft_rm::http::API_BODY_LIMIT)

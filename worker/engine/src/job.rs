@@ -350,6 +350,88 @@ mod tests {
 }
 
 #[cfg(test)]
+mod files_catalog {
+    use super::*;
+
+    #[test]
+    fn parquet_and_csv_files_are_tables_of_their_directorys_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let sales = dir.path().join("data").join("Sales");
+        std::fs::create_dir_all(&sales).unwrap();
+        std::fs::write(
+            sales.join("Regions.csv"),
+            "id,name,opened\n1,north,2024-01-02\n2,south,2023-05-06\n",
+        )
+        .unwrap();
+        let mut df = polars::df!("id" => [1i64, 2, 2], "amount" => [10.5, 20.0, 1.5]).unwrap();
+        let file = std::fs::File::create(sales.join("orders.parquet")).unwrap();
+        ParquetWriter::new(file).finish(&mut df).unwrap();
+        std::fs::write(sales.join("notes.txt"), "not a table").unwrap();
+        let config = CatalogConfig {
+            tpch_cache: dir.path().join("tpch"),
+            files_dir: Some(dir.path().join("data")),
+        };
+        let run = |sql: &str| {
+            let work = SqlWork {
+                sql: sql.into(),
+                catalog: Some("files".into()),
+                schema: Some("sales".into()),
+                system_tables: Vec::new(),
+            };
+            execute(&work, &config).and_then(|df| crate::encode::rows(&df))
+        };
+        assert_eq!(
+            run("SHOW TABLES").unwrap(),
+            vec![
+                vec![serde_json::json!("orders")],
+                vec![serde_json::json!("regions")]
+            ]
+        );
+        assert_eq!(
+            run("SELECT r.name, sum(o.amount) AS total FROM orders o JOIN regions r ON o.id = r.id GROUP BY r.name ORDER BY r.name")
+                .unwrap(),
+            vec![
+                vec![serde_json::json!("north"), serde_json::json!(10.5)],
+                vec![serde_json::json!("south"), serde_json::json!(21.5)],
+            ]
+        );
+        assert_eq!(
+            run("DESCRIBE regions").unwrap(),
+            vec![
+                vec![
+                    serde_json::json!("id"),
+                    serde_json::json!("bigint"),
+                    serde_json::json!(""),
+                    serde_json::json!("")
+                ],
+                vec![
+                    serde_json::json!("name"),
+                    serde_json::json!("varchar"),
+                    serde_json::json!(""),
+                    serde_json::json!("")
+                ],
+                vec![
+                    serde_json::json!("opened"),
+                    serde_json::json!("date"),
+                    serde_json::json!(""),
+                    serde_json::json!("")
+                ],
+            ]
+        );
+        assert_eq!(
+            run("SELECT * FROM notes").unwrap_err().name,
+            "TABLE_NOT_FOUND"
+        );
+        assert_eq!(
+            run("SELECT * FROM files.nope.t").unwrap_err().name,
+            "SCHEMA_NOT_FOUND"
+        );
+        let catalogs = run("SHOW CATALOGS").unwrap();
+        assert_eq!(catalogs.len(), 3, "{catalogs:?}");
+    }
+}
+
+#[cfg(test)]
 mod tpch_queries {
     use super::*;
 
