@@ -917,7 +917,11 @@ mod tests {
             &p,
         );
         assert!(
-            q.sql.contains("__t1 p INNER JOIN (SELECT l2.partkey AS __k0, 0.2 * avg(l2.quantity) AS __v FROM __t0 l2 WHERE l2.x > 1 GROUP BY l2.partkey) __d0 ON __d0.__k0 = p.partkey"),
+            q.sql.contains(
+                "FROM __t0 l INNER JOIN __t1 p ON p.partkey = l.partkey \
+                 INNER JOIN (SELECT l2.partkey AS __k0, 0.2 * avg(l2.quantity) AS __v FROM __t0 l2 \
+                 WHERE l2.x > 1 GROUP BY l2.partkey) __d0 ON __d0.__k0 = p.partkey"
+            ),
             "{}",
             q.sql
         );
@@ -928,6 +932,27 @@ mod tests {
             &p,
         );
         assert!(q.sql.contains("< (SELECT count(*)"), "{}", q.sql);
+    }
+
+    #[test]
+    fn a_from_list_becomes_a_chain_of_joins_on_its_equalities() {
+        let p = path(Some("tpch"), Some("tiny"));
+        let q = query(
+            "select n.name from part p, supplier s, lineitem l, nation n, region r \
+             where s.suppkey = l.suppkey and p.partkey = l.partkey and s.nationkey = n.nationkey \
+             and p.name like '%green%' and l.q > 1",
+            &p,
+        );
+        assert!(
+            q.sql.contains(
+                "FROM __t0 p INNER JOIN __t1 l ON p.partkey = l.partkey \
+                 INNER JOIN __t2 s ON s.suppkey = l.suppkey \
+                 INNER JOIN __t3 n ON s.nationkey = n.nationkey, __t4 r \
+                 WHERE p.name LIKE '%green%' AND l.q > 1"
+            ),
+            "{}",
+            q.sql
+        );
     }
 
     #[test]

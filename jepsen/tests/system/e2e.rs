@@ -30,8 +30,14 @@ async fn queries_flow_through_both_coordinators_under_the_group_limit() {
     assert_eq!(one.data, Some(serde_json::json!([[1]])));
     assert_eq!(one.columns.as_ref().unwrap()[0]["type"], "integer");
 
+    // No catalog in the session: Trino's error for an unqualified table.
     let bad = run_query(&c2, "bob", "SELECT * FROM nothing", &[]).await;
-    assert_eq!(bad.error.as_ref().unwrap()["errorName"], "NOT_SUPPORTED");
+    assert_eq!(
+        bad.error.as_ref().unwrap()["errorName"],
+        "MISSING_CATALOG_NAME"
+    );
+    let write = run_query(&c2, "bob", "INSERT INTO t VALUES (1)", &[]).await;
+    assert_eq!(write.error.as_ref().unwrap()["errorName"], "NOT_SUPPORTED");
     let rejected = run_query(&c2, "carol", "SELECT 1", &[]).await;
     assert_eq!(
         rejected.error.as_ref().unwrap()["errorName"],

@@ -83,7 +83,7 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
         .await
         .unwrap();
     let token = admitted["fencing_token"].as_u64().unwrap();
-    let task = json!({"task_id": "t1", "query_id": "q1", "fencing_token": token, "duration_ms": 60_000, "memory_bytes": 300});
+    let task = json!({"task_id": "t1", "query_id": "q1", "fencing_token": token, "work": {"kind": "simulated", "duration_ms": 60_000, "memory_bytes": 300}});
     let worker_url = |p: &str| format!("http://{}{p}", w.addr);
     let _: Value = http
         .post_json(&worker_url("/v1/tasks"), &task)
@@ -124,7 +124,7 @@ async fn every_rm_sees_the_worker_and_revoked_admissions_stop_its_tasks() {
         q.is_some_and(|q| q["status"] == "finished")
     })
     .await;
-    let again = http.post_json::<_, Value>(&worker_url("/v1/tasks"), &json!({"task_id": "t2", "query_id": "q1", "fencing_token": token, "duration_ms": 1, "memory_bytes": 1})).await;
+    let again = http.post_json::<_, Value>(&worker_url("/v1/tasks"), &json!({"task_id": "t2", "query_id": "q1", "fencing_token": token, "work": {"kind": "simulated", "duration_ms": 1, "memory_bytes": 1}})).await;
     assert_eq!(
         again.err().and_then(|e| e.status()),
         Some(409),
@@ -244,7 +244,7 @@ async fn a_worker_cut_off_with_a_stale_rm_stops_its_tasks_and_one_that_can_switc
             .await
             .unwrap();
         let token = admitted["fencing_token"].as_u64().unwrap();
-        let task = json!({"task_id": q, "query_id": q, "fencing_token": token, "duration_ms": 60_000, "memory_bytes": 1});
+        let task = json!({"task_id": q, "query_id": q, "fencing_token": token, "work": {"kind": "simulated", "duration_ms": 60_000, "memory_bytes": 1}});
         let url = format!("http://{}/v1/tasks", w.addr);
         // 503 until the worker has heard from a fresh RM.
         eventually("the worker takes the task", || async {
