@@ -175,7 +175,7 @@ async fn print_status(c: &LocalCluster) {
     );
     if let Some(coordinator) = c.members.iter().find(|m| m.name.starts_with('c')) {
         println!(
-            "Trino clients: http://{0}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{1}', port={2}, user='me').cursor(); c.execute('SELECT 1'); print(c.fetchall())\"",
+            "Trino clients: http://{0}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{1}', port={2}, user='me').cursor(); c.execute('SELECT * FROM tpch.tiny.nation'); print(c.fetchall()[:3])\"",
             coordinator.addr,
             coordinator.addr.split(':').next().unwrap_or("127.0.0.1"),
             coordinator.addr.rsplit(':').next().unwrap_or("8080"),
