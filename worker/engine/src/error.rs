@@ -80,6 +80,18 @@ pub fn from_polars(e: polars::error::PolarsError) -> EngineError {
         _ if lower.contains("division by zero") => "DIVISION_BY_ZERO",
         _ => "GENERIC_INTERNAL_ERROR",
     };
+    // polars names an expression it cannot run by printing its syntax
+    // tree: name the construct instead.
+    if let Some(tree) = text.strip_prefix("expression ") {
+        let construct = tree.split([' ', '{', '(']).next().unwrap_or_default();
+        text = match construct {
+            "Exists" => "EXISTS correlated with the outer query in a way this engine does not rewrite (it takes one equality with the outer query and conditions on the subquery's own tables)".to_string(),
+            "Subquery" => "a subquery correlated with the outer query in a way this engine does not rewrite".to_string(),
+            other => format!("the expression {other} (polars' SQL does not run it)"),
+        };
+    } else if lower.contains("unexpected subquery") {
+        text = "a subquery correlated with the outer query in a way this engine does not rewrite (sum, avg, min or max compared in a WHERE, correlated by equalities, is rewritten)".to_string();
+    }
     // Some messages print a whole syntax tree.
     if text.len() > MAX_MESSAGE {
         let mut end = MAX_MESSAGE;
