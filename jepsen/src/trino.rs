@@ -27,7 +27,6 @@ pub struct Ended {
     pub was_queued: bool,
     /// The rows of every answer's `data`, in order.
     pub data: Vec<Value>,
-    pub rows: usize,
 }
 
 impl Ended {
@@ -275,7 +274,6 @@ impl TrinoClient {
             running_from_ns,
             running_until_ns,
             was_queued,
-            rows: data.len(),
             data,
         })
     }

@@ -124,10 +124,10 @@ impl QueryProcess {
     }
 }
 
-/// What the query process left behind, for its final figures.
+/// What the query process said it used as it ended, for its final
+/// figures.
 pub fn final_usage(spool: &Path) -> Option<Usage> {
-    let u: engine::job::ProcessUsage =
-        serde_json::from_slice(&std::fs::read(spool.join(engine::job::USAGE_FILE)).ok()?).ok()?;
+    let u = engine::job::usage(spool)?;
     Some(Usage {
         resident_bytes: 0,
         peak_bytes: u.peak_resident_bytes,

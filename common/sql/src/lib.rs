@@ -498,7 +498,9 @@ fn decimal(text: &str) -> Option<(i128, u32)> {
     Some((digits.parse().ok()?, scale))
 }
 
-fn decimal_text(unscaled: i128, scale: u32) -> String {
+/// A decimal's unscaled value as text with `scale` fractional digits (how
+/// Trino writes a decimal, in SQL and in its JSON values).
+pub fn decimal_text(unscaled: i128, scale: u32) -> String {
     let digits = unscaled.unsigned_abs().to_string();
     let sign = if unscaled < 0 { "-" } else { "" };
     if scale == 0 {

@@ -364,7 +364,7 @@ impl QueryClient {
                         "was_queued": e.was_queued});
                     if let Some(name) = statement {
                         value["statement"] = json!(name);
-                        value["rows"] = json!(e.rows);
+                        value["rows"] = json!(e.data.len());
                         value["data"] = Value::Array(e.data.clone());
                     }
                     let kind = if e.state == "FINISHED" {

@@ -362,6 +362,12 @@ async fn queries_over_the_memory_limits_are_killed_with_trinos_errors() {
     s.shutdown().await;
 }
 
+/// A real query that runs for many seconds, its process growing by about
+/// 200 MB a second: every line item against 20,000 others.
+const GROWING: &str = "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN \
+                       (SELECT orderkey FROM tpch.tiny.lineitem LIMIT 20000) b \
+                       WHERE a.orderkey + b.orderkey > 0";
+
 /// A real query whose process grows past `query.max-memory-per-node`: the
 /// RMs see its measured memory in the worker's heartbeats and kill it, the
 /// worker kills its process, and the memory is free at once.
@@ -380,11 +386,7 @@ async fn a_real_query_over_the_per_node_limit_is_killed_and_its_memory_freed() {
     .await;
     let c1 = s.coordinators[0].addr.to_string();
     let tasks = s.workers[0].tasks.clone();
-    // Every line item against 20,000 others: grows for many seconds.
-    let sql = "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN \
-               (SELECT orderkey FROM tpch.tiny.lineitem LIMIT 20000) b \
-               WHERE a.orderkey + b.orderkey > 0";
-    let query = tokio::spawn(async move { run_query(&c1, "mallory", sql, &[]).await });
+    let query = tokio::spawn(async move { run_query(&c1, "mallory", GROWING, &[]).await });
     let pool = {
         let tasks = tasks.clone();
         move || tasks.pool().snapshot()
@@ -450,11 +452,8 @@ async fn the_low_memory_killer_kills_a_real_query_and_its_memory_is_freed() {
     };
     let holder = simulated(&c1, "30000", "300000000");
     wait_until("the holder to run", || pool().reserved_bytes >= 300_000_000).await;
-    let sql = "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN \
-               (SELECT orderkey FROM tpch.tiny.lineitem LIMIT 20000) b \
-               WHERE a.orderkey + b.orderkey > 0";
     let c = c2.clone();
-    let hog = tokio::spawn(async move { run_query(&c, "mallory", sql, &[]).await });
+    let hog = tokio::spawn(async move { run_query(&c, "mallory", GROWING, &[]).await });
     wait_until("the query to hold 300 MB", || {
         pool().reserved_bytes > 600_000_000
     })

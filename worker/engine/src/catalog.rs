@@ -160,11 +160,17 @@ impl Catalogs<'_> {
         })
     }
 
-    /// The table's columns and their Trino types.
+    /// The table's columns and their Trino types; `TABLE_NOT_FOUND` for
+    /// no such table.
     pub fn columns(&self, t: &TableName) -> Result<Vec<(String, TrinoType)>, EngineError> {
         if !self.tables(&t.catalog, &t.schema)?.contains(&t.table) {
             return Err(not_found("Table", t.to_string()));
         }
+        self.columns_of_listed(t)
+    }
+
+    /// [`Catalogs::columns`] of a table just listed (no second listing).
+    fn columns_of_listed(&self, t: &TableName) -> Result<Vec<(String, TrinoType)>, EngineError> {
         let owned = |cols: &[(&str, TrinoType)]| {
             cols.iter()
                 .map(|(n, ty)| (n.to_string(), ty.clone()))
@@ -239,12 +245,12 @@ impl Catalogs<'_> {
     fn system(&self, t: &TableName) -> Result<LazyFrame, EngineError> {
         match (t.schema.as_str(), t.table.as_str()) {
             ("metadata", "catalogs") => {
+                // Each catalog is its own connector here.
                 let names = self.names();
-                let connectors: Vec<String> = names.clone();
                 frame(vec![
                     Column::new("catalog_name".into(), names.clone()),
-                    Column::new("connector_id".into(), names),
-                    Column::new("connector_name".into(), connectors),
+                    Column::new("connector_id".into(), names.clone()),
+                    Column::new("connector_name".into(), names),
                 ])
             }
             ("runtime", table) => {
@@ -312,7 +318,7 @@ impl Catalogs<'_> {
                 let (mut schema, mut tbl, mut column, mut position, mut ty) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for t in &names {
-                    for (i, (name, trino)) in self.columns(t)?.into_iter().enumerate() {
+                    for (i, (name, trino)) in self.columns_of_listed(t)?.into_iter().enumerate() {
                         schema.push(t.schema.clone());
                         tbl.push(t.table.clone());
                         column.push(name);

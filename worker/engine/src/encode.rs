@@ -104,18 +104,6 @@ pub fn format_timestamp(ticks: i64, digits: u32) -> String {
     )
 }
 
-/// A decimal's unscaled value as text with `scale` fractional digits.
-pub fn format_decimal(unscaled: i128, scale: usize) -> String {
-    let digits = unscaled.unsigned_abs().to_string();
-    let sign = if unscaled < 0 { "-" } else { "" };
-    if scale == 0 {
-        return format!("{sign}{digits}");
-    }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    format!("{sign}{int}.{frac}")
-}
-
 fn double(v: f64) -> Value {
     if v.is_nan() {
         Value::from("NaN")
@@ -171,7 +159,7 @@ pub fn values(s: &Series) -> Result<Vec<Value>, EngineError> {
                 .map_err(p)?
                 .physical()
                 .iter()
-                .map(|v| opt(v.map(|u| Value::from(format_decimal(u, scale)))))
+                .map(|v| opt(v.map(|u| Value::from(trino_sql::decimal_text(u, scale as u32)))))
                 .collect()
         }
         DataType::String => s
@@ -254,9 +242,9 @@ mod tests {
         assert_eq!(parse_date("1998-13-01"), None);
         assert_eq!(format_timestamp(1_500, 3), "1970-01-01 00:00:01.500");
         assert_eq!(format_timestamp(-1, 3), "1969-12-31 23:59:59.999");
-        assert_eq!(format_decimal(12345, 2), "123.45");
-        assert_eq!(format_decimal(-5, 2), "-0.05");
-        assert_eq!(format_decimal(7, 0), "7");
+        assert_eq!(trino_sql::decimal_text(12345, 2), "123.45");
+        assert_eq!(trino_sql::decimal_text(-5, 2), "-0.05");
+        assert_eq!(trino_sql::decimal_text(7, 0), "7");
     }
 
     #[test]

@@ -250,6 +250,11 @@ pub fn outcome(spool: &Path) -> Outcome {
     Outcome::Crashed
 }
 
+/// What the query process said it used, if it got to say.
+pub fn usage(spool: &Path) -> Option<ProcessUsage> {
+    serde_json::from_slice(&std::fs::read(spool.join(USAGE_FILE)).ok()?).ok()
+}
+
 /// Page `page` of a finished query's result.
 pub fn page(spool: &Path, summary: &Summary, page: u32) -> Result<ResultPage, EngineError> {
     let rows = if summary.pages == 0 && page == 0 {

@@ -5,7 +5,6 @@
 //! file and renames it into place, so workers sharing a cache, or two
 //! queries of one worker, never read a half-written table.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::api::TrinoType;
@@ -363,9 +362,7 @@ fn generate(
     if let Some(w) = writer {
         w.finish().map_err(|e| failed(&e))?;
     }
-    let mut f = file;
-    f.flush().map_err(|e| failed(&e))?;
-    f.sync_all().map_err(|e| failed(&e))?;
+    file.sync_all().map_err(|e| failed(&e))?;
     Ok(total)
 }
 
