@@ -379,6 +379,31 @@ impl RmClient {
         self.post("/v1/admin/config", groups).await
     }
 
+    /// `GET /v1/coordinators`.
+    pub async fn coordinators(&self) -> Result<crate::api::CoordinatorsView, HttpError> {
+        self.get("/v1/coordinators").await
+    }
+
+    /// `GET /v1/coordinators/{name}/queries`: coordinator `name`'s own
+    /// list, relayed by the RM.
+    pub async fn coordinator_queries(
+        &self,
+        name: &str,
+    ) -> Result<crate::api::CoordinatorQueries, HttpError> {
+        self.get(&format!("/v1/coordinators/{name}/queries")).await
+    }
+
+    /// `GET /v1/coordinators/{name}/queries/{id}`: coordinator `name`'s
+    /// account of query `id`, relayed by the RM (404: it holds none).
+    pub async fn coordinator_query(
+        &self,
+        name: &str,
+        id: &str,
+    ) -> Result<crate::api::QueryDetail, HttpError> {
+        self.get(&format!("/v1/coordinators/{name}/queries/{id}"))
+            .await
+    }
+
     /// `POST /v1/announce`.
     pub async fn announce(&self, announcement: &Announcement) -> Result<(), HttpError> {
         self.post::<_, serde::de::IgnoredAny>("/v1/announce", announcement)
@@ -393,6 +418,67 @@ impl RmClient {
     ) -> Result<HeartbeatAnswer, HttpError> {
         self.post("/v1/heartbeat/worker", heartbeat).await
     }
+}
+
+/// Sends a report to every RM every `interval`, until `stop`: an
+/// announcement (a coordinator's), or an announcement and a heartbeat (a
+/// worker's). Each RM builds its own soft view from these, with no Raft
+/// traffic, so each RM gets its own loop: a paused or cut-off RM delays
+/// only its own reports, never the others' (which would let the node's
+/// entry expire on healthy RMs). `report` sends one round to the RM it is
+/// given; a round slower than `3 * interval` (the TTL a report states) is
+/// abandoned. An RM that does not answer is logged once per outage.
+pub async fn report_to_every_rm<F, Fut>(
+    rms: &RmClient,
+    interval: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+    report: F,
+) where
+    F: Fn(RmClient) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), HttpError>> + Send + 'static,
+{
+    let report = Arc::new(report);
+    let mut loops = tokio::task::JoinSet::new();
+    for rm in rms.addrs().to_vec() {
+        let (to, report, mut stop) = (rms.at(&rm), report.clone(), stop.clone());
+        loops.spawn(async move {
+            let ttl = report_ttl(interval);
+            let mut down = false;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tick.tick() => {}
+                }
+                let answer = match tokio::time::timeout(ttl, report(to.clone())).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} ms", ttl.as_millis())),
+                };
+                match answer {
+                    Ok(()) if std::mem::take(&mut down) => {
+                        tracing::info!(rm = %rm, "reporting to RM again");
+                    }
+                    Ok(()) => {}
+                    Err(e) if !down => {
+                        down = true;
+                        tracing::warn!(rm = %rm, error = %e, "cannot report to RM");
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+    let mut stop = stop;
+    let _ = stop.wait_for(|s| *s).await;
+    loops.shutdown().await;
+}
+
+/// How long a report sent every `interval` stays valid: three missed
+/// intervals and an RM forgets the node.
+pub fn report_ttl(interval: Duration) -> Duration {
+    interval * 3
 }
 
 #[cfg(test)]

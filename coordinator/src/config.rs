@@ -16,6 +16,15 @@ pub struct CoordinatorArgs {
     /// Address to listen on, HOST:PORT.
     #[arg(long)]
     pub listen: String,
+    /// Address the RMs and other coordinators use for this coordinator
+    /// (its announcement) [default: --listen].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Who may open the web UI at `/ui/`: `loopback` (requests from this
+    /// machine only), `all` (read-only, with no client authentication yet:
+    /// only on a trusted network), or `off`.
+    #[arg(long, value_enum, default_value_t = WebUi::Loopback)]
+    pub web_ui: WebUi,
     /// Base URL clients follow (`nextUri`): a load balancer in front of all
     /// coordinators, so any of them can answer [default: http://LISTEN].
     #[arg(long)]
@@ -54,10 +63,22 @@ pub struct CoordinatorArgs {
     pub freshness_gate: f64,
 }
 
+/// Who may open the web UI.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebUi {
+    Loopback,
+    All,
+    Off,
+}
+
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub id: String,
     pub listen: SocketAddr,
+    /// Where the others reach this coordinator (HOST:PORT); `None`: the
+    /// address it is bound to.
+    pub advertise: Option<String>,
+    pub web_ui: WebUi,
     pub external_url: Option<String>,
     pub rms: Vec<String>,
     /// The bootstrap configuration (`--resource-groups`), if given.
@@ -118,9 +139,15 @@ impl CoordinatorArgs {
         if self.client_timeout_secs == 0 {
             return Err("client-timeout-secs: must be positive".into());
         }
+        if let Some(a) = &self.advertise {
+            common::auth::check_name("advertise", a)?;
+        }
+        let advertise = self.advertise;
         Ok(CoordinatorConfig {
             id: self.id,
             listen,
+            advertise,
+            web_ui: self.web_ui,
             external_url: self.external_url,
             rms,
             groups,

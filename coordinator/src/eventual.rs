@@ -74,6 +74,9 @@ struct Snapshot {
     generation: u64,
 }
 
+/// group id -> (running, queued).
+pub type GroupCounts = BTreeMap<String, (u32, u32)>;
+
 /// A usage report's sequence number: the session in the high 32 bits, a
 /// count in the low 32. The RMs keep a coordinator's report only if its
 /// number is above the stored one, and a coordinator restarted under the
@@ -578,6 +581,19 @@ impl Eventual {
     fn our_report_age(s: &State, view: &Snapshot) -> Option<Duration> {
         let seq = view.our_report?;
         s.reported.get(&seq).map(|r| r.made.elapsed())
+    }
+
+    /// The view decisions are made on: each group's everyone's running
+    /// and queued, and how stale it is now (its RM's stated staleness plus
+    /// its age here, ms). For the web UI.
+    pub fn decision_view(&self) -> Option<(GroupCounts, u64)> {
+        let s = self.lock();
+        s.view.as_ref().map(|v| {
+            (
+                v.groups.clone(),
+                v.staleness_ms + v.fetched.elapsed().as_millis() as u64,
+            )
+        })
     }
 
     /// The current view: its age here, the staleness its RM stated, and

@@ -61,6 +61,35 @@ pub struct GroupInfo {
     pub sub_groups: Option<Vec<GroupInfo>>,
 }
 
+impl GroupState {
+    /// Trino's name (`CAN_RUN`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::CanRun => "CAN_RUN",
+            GroupState::CanQueue => "CAN_QUEUE",
+            GroupState::Full => "FULL",
+        }
+    }
+}
+
+/// A group's state with `running` and `queued` queries using `usage`, by
+/// the rules admission follows.
+pub fn state_of(
+    spec: &GroupSpec,
+    running: u32,
+    queued: u32,
+    usage: &ResourceUsage,
+    cluster_memory_bytes: u64,
+) -> GroupState {
+    if can_run_more(&spec.run_limits(), running, usage, cluster_memory_bytes) {
+        GroupState::CanRun
+    } else if queued < spec.max_queued {
+        GroupState::CanQueue
+    } else {
+        GroupState::Full
+    }
+}
+
 fn policy_name(p: SchedulingPolicy) -> &'static str {
     match p {
         SchedulingPolicy::Fair => "FAIR",
@@ -81,19 +110,7 @@ pub fn group_info(id: &str, spec: &GroupSpec, view: &View) -> GroupInfo {
         .collect();
     let info = |id: &str, spec: &GroupSpec| {
         let (running, queued, usage) = counts.get(id).copied().unwrap_or_default();
-        let can_run = can_run_more(
-            &spec.run_limits(),
-            running,
-            &usage,
-            view.cluster_memory_bytes,
-        );
-        let state = if can_run {
-            GroupState::CanRun
-        } else if queued < spec.max_queued {
-            GroupState::CanQueue
-        } else {
-            GroupState::Full
-        };
+        let state = state_of(spec, running, queued, &usage, view.cluster_memory_bytes);
         GroupInfo {
             id: id.split('.').map(str::to_string).collect(),
             state,

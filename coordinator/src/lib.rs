@@ -23,6 +23,7 @@
 //! - [`http`]: the client protocol's endpoints; [`config`], [`node`].
 
 pub mod config;
+pub mod decisions;
 pub mod dispatch;
 pub mod events;
 pub mod eventual;
@@ -35,4 +36,5 @@ pub mod query;
 pub mod session;
 pub mod statement;
 pub mod system;
+pub mod ui;
 pub mod user_groups;

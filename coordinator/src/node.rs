@@ -7,11 +7,15 @@ use common::http::HttpClient;
 use common::rm::RmClient;
 use common::service::Supervisor;
 use common::session::{KeeperSpec, SessionKeeper};
+use common::wire::Announcement;
 
 use crate::config::CoordinatorConfig;
 use crate::events::Events;
 use crate::http::{router, AppState};
 use crate::query::Coordinator;
+
+/// How often a coordinator announces itself to each RM.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RunningCoordinator {
     pub addr: std::net::SocketAddr,
@@ -70,20 +74,44 @@ pub async fn start(
     tasks.spawn(
         "eventual",
         eventual.refresh(
-            rms,
+            rms.clone(),
             config.id.clone(),
             groups,
             config.refresh,
             session.subscribe(),
-            stop_rx,
+            stop_rx.clone(),
         ),
     );
+    // Announced to the RMs, so they can relay other coordinators' web UI
+    // requests for this coordinator's queries.
+    let announcement = Announcement {
+        node_id: config.id.clone(),
+        role: "coordinator".into(),
+        addr: config.advertise.clone().unwrap_or_else(|| addr.to_string()),
+        ttl_ms: common::rm::report_ttl(ANNOUNCE_EVERY).as_millis() as u64,
+    };
+    let announcer = (*rms).clone();
+    let announcing = stop_rx.clone();
+    tasks.spawn("announce", async move {
+        common::rm::report_to_every_rm(&announcer, ANNOUNCE_EVERY, announcing, move |to| {
+            let a = announcement.clone();
+            async move { to.announce(&a).await }
+        })
+        .await
+    });
     let state = AppState {
         coordinator: coordinator.clone(),
         external_url,
         started: Instant::now(),
     };
-    tasks.serve(listener, router(state));
+    tasks.serve(
+        listener,
+        router(state.clone()).merge(crate::ui::router(
+            state,
+            config.web_ui,
+            config.secret.clone(),
+        )),
+    );
     tracing::info!(id = %config.id, %addr, "coordinator started");
     Ok(RunningCoordinator {
         addr,

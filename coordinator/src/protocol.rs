@@ -175,18 +175,8 @@ impl From<trino_sql::SqlError> for QueryError {
     }
 }
 
-/// Query states as clients see them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum QueryState {
-    Queued,
-    Running,
-    /// Its work is done; its resource-group slot is being released. Not
-    /// RUNNING: the RMs may give the slot to another query meanwhile.
-    Finishing,
-    Finished,
-    Failed,
-}
+/// Query states as clients see them (shared with the web UI's pages).
+pub use common::api::QueryState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -54,6 +54,8 @@ pub struct Coordinator {
     /// Admission for eventual-mode groups.
     pub eventual: Arc<crate::eventual::Eventual>,
     pub queries: Mutex<BTreeMap<String, Arc<Query>>>,
+    /// Admission decisions per group over the last minute (the web UI's rates).
+    pub decisions: crate::decisions::Decisions,
     /// A query whose client stops polling for this long is cancelled.
     pub client_timeout: Duration,
     /// `queries` holds at most this many (see [`Coordinator::start`]).
@@ -124,6 +126,10 @@ pub struct Inner {
     /// was refused), or its group is eventual (decided here, nothing to
     /// record). Until then a crash of this coordinator loses the query.
     pub recorded: bool,
+    /// How its group admits (known once selected).
+    pub mode: Option<common::api::Mode>,
+    /// A linearizable admission's fencing token.
+    pub fencing_token: Option<u64>,
 }
 
 impl Query {
@@ -160,6 +166,8 @@ impl Query {
                 reported: None,
                 fenced: false,
                 recorded: false,
+                mode: None,
+                fencing_token: None,
             }),
             changed: Notify::new(),
             cancel,
@@ -178,6 +186,14 @@ impl Query {
             i.recorded = true;
         });
         query
+    }
+
+    /// The moment `at` by the wall clock (ms since the epoch), counted
+    /// from this query's creation.
+    pub fn wall_ms(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.created).as_millis();
+        self.created_ms
+            .saturating_add(since.min(u128::from(u64::MAX)) as u64)
     }
 
     pub fn snapshot(&self) -> Inner {
@@ -303,7 +319,18 @@ impl Coordinator {
             max_queries: config.max_queries,
             user_groups: config.user_groups.clone(),
             next_seq: AtomicU64::new(1),
+            decisions: Default::default(),
         }
+    }
+
+    /// Every query held now.
+    pub fn held(&self) -> Vec<Arc<Query>> {
+        self.queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Query>> {
@@ -675,7 +702,10 @@ async fn run(
     if specs.last().map(|s| &s.consistency) != Some(&Consistency::Linearizable) {
         // Eventual: decided here, on the aggregated view; no fencing token,
         // and no durable queue to wait for.
-        q.update(|i| i.recorded = true);
+        q.update(|i| {
+            i.recorded = true;
+            i.mode = Some(common::api::Mode::Eventual);
+        });
         // As the RMs do for linearizable groups: the tightest of the
         // session's, the groups' and the cluster's limits.
         let max_queued = specs
@@ -685,7 +715,7 @@ async fn run(
             .chain(in_force.queue_timeout)
             .min();
         let _permit = tokio::select! {
-            p = c.eventual.admit(&group, &specs, priority, max_queued) => p?,
+            p = c.eventual.admit(&group, &specs, priority, max_queued) => note_decision(c, &group, p)?,
             why = wait_cancel(cancelled) => return Err(why),
         };
         q.update(|i| {
@@ -699,6 +729,7 @@ async fn run(
             why = over => { stop_task(c, q).await; Err(why) }
         };
     }
+    q.update(|i| i.mode = Some(common::api::Mode::Linearizable));
     let payload = payload_of(q, sql, client);
     let max_queued_ms = limits
         .queued
@@ -714,7 +745,7 @@ async fn run(
         template: specs.iter().map(|s| s.name.clone()).collect(),
     };
     let (token, session) = tokio::select! {
-        a = admit(c, q, request, adopted, admitted) => a?,
+        a = admit(c, q, request, adopted, admitted) => note_decision(c, &group, a)?,
         why = wait_cancel(cancelled) => {
             // The acquire may have gone through: release whatever exists.
             *admitted = true;
@@ -725,6 +756,7 @@ async fn run(
         i.state = QueryState::Running;
         i.started = Some(Instant::now());
         i.fenced = true;
+        i.fencing_token = Some(token);
     });
     let mut session_rx = c.session.clone();
     let lost = async move {
@@ -741,6 +773,29 @@ async fn run(
         why = lost => { stop_task(c, q).await; Err(why) }
         why = over => { stop_task(c, q).await; Err(why) }
     }
+}
+
+/// Counts an admission's outcome in [`Coordinator::decisions`]: admitted,
+/// or refused by the group (other failures, a cancel or an unreachable
+/// RM, are no decision of the group's).
+fn note_decision<T>(
+    c: &Coordinator,
+    group: &str,
+    r: Result<T, QueryError>,
+) -> Result<T, QueryError> {
+    use crate::decisions::Outcome;
+    match &r {
+        Ok(_) => c.decisions.record(group, Outcome::Admitted),
+        Err(e)
+            if [ErrorKind::QueryQueueFull, ErrorKind::QueryRejected]
+                .iter()
+                .any(|k| k.trino().0 == e.error_name) =>
+        {
+            c.decisions.record(group, Outcome::Rejected)
+        }
+        Err(_) => {}
+    }
+    r
 }
 
 /// Resolves when the admitted query `q` passes its execution time limit

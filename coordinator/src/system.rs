@@ -97,19 +97,10 @@ async fn queries(c: &Coordinator) -> Result<InlineTable, QueryError> {
     let ledger = c.rms.ledger().await.map_err(rm_error)?;
     let now = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    let ours: Vec<_> = c
-        .queries
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let ours = c.held();
     for q in &ours {
         let s = q.snapshot();
-        // An Instant as ms since the epoch, by this query's creation.
-        let wall = |t: Instant| {
-            q.created_ms as i64 + t.saturating_duration_since(q.created).as_millis() as i64
-        };
+        let wall = |t: Instant| q.wall_ms(t) as i64;
         rows.push(Row {
             id: q.id.clone(),
             state: format!("{:?}", s.state).to_uppercase(),

@@ -250,6 +250,7 @@ mod tests {
             staleness_ms: None,
             initialized: true,
             incarnation: 1,
+            leader_changes: 1,
         })
     }
 

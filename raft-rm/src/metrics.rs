@@ -367,6 +367,11 @@ impl Metrics {
         self.contact.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Leaders this node has seen take over since it started.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes.get()
+    }
+
     /// One report from openraft, seen at `now`: counts a change of leader
     /// and keeps the leader's quorum-ack age.
     pub fn raft_reported(&self, leader: Option<NodeId>, quorum_ack_ms: Option<u64>, now: Instant) {

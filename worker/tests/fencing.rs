@@ -102,6 +102,7 @@ async fn health(State(rm): State<Shared>) -> Response {
         staleness_ms: Some(staleness(&r)),
         initialized: true,
         incarnation: 1,
+        leader_changes: 1,
     })
     .into_response()
 }

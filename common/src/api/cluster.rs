@@ -60,6 +60,9 @@ pub struct Health {
     /// a version without incarnations.
     #[serde(default)]
     pub incarnation: u64,
+    /// Leaders this node has seen take over since it started.
+    #[serde(default)]
+    pub leader_changes: u64,
 }
 
 /// `GET /v1/health/leader` (200 on the leader, 503 elsewhere), and the body

@@ -16,6 +16,8 @@
 //! - [`worker`]: a worker's task API (`/v1/tasks`, the SQL a task runs and
 //!   its result pages) and its `/v1/info`.
 //! - [`trino`]: result columns and their types, as Trino's protocol has them.
+//! - [`ui`]: the web UI's pages, and what coordinators tell each other of
+//!   their queries through the RMs' relay.
 //!
 //! Messages that flow the other way (announcements, heartbeats, the watch)
 //! are in [`crate::wire`].
@@ -25,6 +27,7 @@ pub mod admission;
 pub mod cluster;
 pub mod memory;
 pub mod trino;
+pub mod ui;
 pub mod worker;
 
 pub use admin::*;
@@ -32,4 +35,5 @@ pub use admission::*;
 pub use cluster::*;
 pub use memory::*;
 pub use trino::*;
+pub use ui::*;
 pub use worker::*;

@@ -8,11 +8,14 @@
 //! - `oom`: the coordinated low-memory killer, end to end and across
 //!   a leader's death;
 //! - `limits`: resource groups' memory, CPU and time limits, in both
-//!   modes, through Trino's client protocol.
+//!   modes, through Trino's client protocol;
+//! - `ui`: the web UI's data from the coordinator that does not run the
+//!   queries, against the RMs' JSON, and the relay to the owner.
 
 mod kit;
 
 mod e2e;
 mod limits;
 mod oom;
+mod ui;
 mod workers;

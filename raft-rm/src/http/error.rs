@@ -62,6 +62,9 @@ pub enum ApiError {
     /// An answer relayed from the leader, status and body unchanged.
     #[error("HTTP {status} from leader: {body}")]
     Relayed { status: u16, body: String },
+    /// A coordinator this RM relays to did not answer.
+    #[error("{0}")]
+    CoordinatorUnreachable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::SessionExpired => "session_expired",
             ApiError::Timeout(_) => "timeout",
             ApiError::Relayed { status, .. } => kind_of_status(*status),
+            ApiError::CoordinatorUnreachable(_) => "coordinator_unreachable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -195,6 +199,7 @@ impl ApiError {
                 }
                 return r;
             }
+            ApiError::CoordinatorUnreachable(_) => (StatusCode::BAD_GATEWAY, json!({})),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, json!({})),
         };
         let mut body = json!({"error": self.to_string()});

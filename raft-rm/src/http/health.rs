@@ -52,6 +52,7 @@ pub fn health_of(state: &AppState) -> Health {
         staleness_ms: (log_time > 0).then(|| state.core.clock().now_ms().saturating_sub(log_time)),
         initialized: m.last_log_index.is_some() || m.vote.leader_id().term > 0,
         incarnation: state.identity.incarnation(),
+        leader_changes: state.core.metrics().leader_changes(),
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod admission;
 pub mod canary;
+pub mod coordinators;
 pub mod discovery;
 pub mod error;
 pub mod forward;
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router {
                     ),
                 ))
                 .merge(discovery::router())
+                .merge(coordinators::router())
                 .layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         )
         .layer(axum::middleware::from_fn_with_state(

@@ -134,6 +134,8 @@ impl Stack {
             let args = CoordinatorArgs {
                 id: format!("c{i}"),
                 listen: "127.0.0.1:0".into(),
+                advertise: None,
+                web_ui: coordinator::config::WebUi::Loopback,
                 external_url: None,
                 rm: rm_list.clone(),
                 resource_groups: Some(groups.clone()),
