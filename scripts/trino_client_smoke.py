@@ -13,35 +13,14 @@ Usage:
 """
 import datetime
 import decimal
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 import trino
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"timed out waiting for {what}")
+from local_cluster import LocalCluster
 
 
 def sql_checks(port):
@@ -107,42 +86,11 @@ def tpch_against_duckdb(port):
 
 
 def main(bin_dir):
-    work = tempfile.mkdtemp(prefix="trino-smoke-")
-    groups = os.path.join(work, "groups.json")
-    with open(groups, "w") as f:
-        json.dump({"rootGroups": [{"name": "etl", "hardConcurrencyLimit": 1, "maxQueued": 1}],
-                   "selectors": [{"group": "etl"}]}, f)
-    rm_ports = [free_port() for _ in range(3)]
-    rms = ",".join(f"127.0.0.1:{p}" for p in rm_ports)
-    peers = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(rm_ports))
-    coord_port = free_port()
-    procs = []
-    log = open(os.path.join(work, "processes.log"), "w")
-
-    def start(*args):
-        procs.append(subprocess.Popen(args, stdout=log, stderr=log))
-
-    try:
-        for i, p in enumerate(rm_ports):
-            start(f"{bin_dir}/raft-rm", "--id", str(i + 1), "--listen", f"127.0.0.1:{p}",
-                  "--data-dir", os.path.join(work, f"rm{i + 1}"), "--peers", peers,
-                  "--resource-groups", groups)
-        start(f"{bin_dir}/worker", "--id", "w1", "--listen", f"127.0.0.1:{free_port()}",
-              "--rm", rms, "--memory-bytes", str(4 << 30), "--heartbeat-ms", "200")
-        start(f"{bin_dir}/coordinator", "--id", "c1", "--listen", f"127.0.0.1:{coord_port}",
-              "--rm", rms, "--resource-groups", groups)
-
-        def memory_has_worker():
-            with urllib.request.urlopen(f"http://127.0.0.1:{rm_ports[0]}/v1/memory", timeout=2) as r:
-                return json.load(r)["workers"] == 1
-
-        def coordinator_ready():
-            with urllib.request.urlopen(f"http://127.0.0.1:{coord_port}/v1/info", timeout=2) as r:
-                return not json.load(r)["starting"]
-
-        wait_for("the worker to report", memory_has_worker)
-        wait_for("the coordinator's session", coordinator_ready)
-
+    groups = {"rootGroups": [{"name": "etl", "hardConcurrencyLimit": 1, "maxQueued": 1}],
+              "selectors": [{"group": "etl"}]}
+    with LocalCluster(bin_dir, groups, workers=["w1"], coordinators=["c1"],
+                      worker_memory_bytes=4 << 30) as cluster:
+        coord_port = cluster.coordinators["c1"]
         conn = trino.dbapi.connect(host="127.0.0.1", port=coord_port, user="alice", http_scheme="http")
         cur = conn.cursor()
         cur.execute("SELECT 1")
@@ -164,23 +112,6 @@ def main(bin_dir):
         checked = sql_checks(coord_port)
         print("trino-python-client smoke: SELECT 1, simulated %.2fs, %d SQL checks as expected" % (took, checked))
         tpch_against_duckdb(coord_port)
-    except BaseException:
-        # Say what the processes said before the evidence is removed.
-        log.flush()
-        with open(os.path.join(work, "processes.log")) as f:
-            tail = f.readlines()[-40:]
-        sys.stderr.write("---- last lines of the processes' logs\n" + "".join(tail))
-        raise
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -251,6 +251,9 @@ pub struct QueryRow {
     #[serde(flatten)]
     pub summary: QuerySummary,
     pub origin: RowOrigin,
+    /// The memory the workers hold for it now, by the RMs' memory view
+    /// (a running query's peak is known only once it ends).
+    pub reserved_bytes: Option<u64>,
 }
 
 /// Where a [`QueryRow`] comes from.
@@ -306,4 +309,7 @@ pub struct QueryPage {
     pub ledger: Option<LedgerRecord>,
     /// Why the owner's account is missing.
     pub owner_error: Option<String>,
+    /// The memory the workers hold for it now, summed, by the RMs'
+    /// memory view (none: they hold none, or the view did not answer).
+    pub reserved_bytes: Option<u64>,
 }

@@ -659,7 +659,8 @@ fn ledger_summary(e: &QueryEntry) -> QuerySummary {
 pub async fn queries_page(c: &Coordinator) -> QueriesPage {
     let rm = rms(c);
     let mut errors = Vec::new();
-    let (listed, ledger) = tokio::join!(rm.coordinators(), rm.ledger());
+    let (listed, ledger, memory) = tokio::join!(rm.coordinators(), rm.ledger(), rm.memory());
+    let reserved = memory.map(|m| m.pool.queries).unwrap_or_default();
     let listed = listed
         .map_err(|e| errors.push(format!("the coordinators: {e}")))
         .map(|l| l.coordinators)
@@ -674,6 +675,7 @@ pub async fn queries_page(c: &Coordinator) -> QueriesPage {
         queries.extend(list.queries.into_iter().map(|summary| QueryRow {
             summary,
             origin: RowOrigin::Coordinator,
+            reserved_bytes: None,
         }));
     };
     add(local_queries(c));
@@ -694,8 +696,12 @@ pub async fn queries_page(c: &Coordinator) -> QueriesPage {
             .map(|e| QueryRow {
                 summary: ledger_summary(e),
                 origin: RowOrigin::Ledger,
+                reserved_bytes: None,
             }),
     );
+    for q in &mut queries {
+        q.reserved_bytes = reserved.get(&q.summary.query_id).copied();
+    }
     queries.sort_by(|a, b| {
         b.summary
             .created_ms
@@ -717,7 +723,9 @@ pub async fn queries_page(c: &Coordinator) -> QueriesPage {
 pub async fn query_page(c: &Coordinator, id: &str) -> Option<QueryPage> {
     let rm = rms(c);
     let local = local_query(c, id);
-    let ledger = rm.query(id).await.ok().flatten();
+    let (ledger, memory) = tokio::join!(rm.query(id), rm.memory());
+    let ledger = ledger.ok().flatten();
+    let reserved_bytes = memory.ok().and_then(|m| m.pool.queries.get(id).copied());
     if let Some(detail) = local {
         return Some(QueryPage {
             coordinator: c.id.clone(),
@@ -726,6 +734,7 @@ pub async fn query_page(c: &Coordinator, id: &str) -> Option<QueryPage> {
             detail: Some(detail),
             ledger: ledger.as_ref().map(ledger_record),
             owner_error: None,
+            reserved_bytes,
         });
     }
     let owner = ledger
@@ -766,6 +775,7 @@ pub async fn query_page(c: &Coordinator, id: &str) -> Option<QueryPage> {
         detail,
         ledger: ledger.as_ref().map(ledger_record),
         owner_error,
+        reserved_bytes,
     })
 }
 

@@ -26,7 +26,8 @@ pub struct ClusterCmdArgs {
     #[arg(long)]
     exit_after: Option<u64>,
     /// Trino resource-groups.json for the RMs and coordinators [default:
-    /// a linearizable `global` group with a `${USER}` subgroup].
+    /// a linearizable `global` group with a `${USER}` subgroup, and an
+    /// eventual `dashboards` group for sources `dashboard...`].
     #[arg(long)]
     resource_groups: Option<PathBuf>,
     /// Workers to start (ports 8101...).
@@ -173,6 +174,22 @@ async fn print_status(c: &LocalCluster) {
         c.addrs.values().next().map(String::as_str).unwrap_or("127.0.0.1:7001"),
         c.dir().display()
     );
+    let coordinators: Vec<&str> = c
+        .members
+        .iter()
+        .filter(|m| m.name.starts_with('c'))
+        .map(|m| m.addr.as_str())
+        .collect();
+    if !coordinators.is_empty() {
+        println!(
+            "Web UI (every coordinator serves it): {}",
+            coordinators
+                .iter()
+                .map(|a| format!("http://{a}/ui/"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
+    }
     if let Some(coordinator) = c.members.iter().find(|m| m.name.starts_with('c')) {
         println!(
             "Trino clients: http://{0}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{1}', port={2}, user='me').cursor(); c.execute('SELECT * FROM tpch.tiny.nation'); print(c.fetchall()[:3])\"",
@@ -184,11 +201,15 @@ async fn print_status(c: &LocalCluster) {
 }
 
 /// The resource groups `jepsen cluster` runs with unless told otherwise:
-/// linearizable, a global limit and a per-user one.
+/// linearizable, a global limit and a per-user one; and, to see the two
+/// modes side by side, an eventual group for clients whose source starts
+/// with `dashboard` (a 1 s staleness bound).
 const DEFAULT_GROUPS: &str = r#"{
   "rootGroups": [
     {"name": "global", "hardConcurrencyLimit": 8, "maxQueued": 100,
-     "subGroups": [{"name": "${USER}", "hardConcurrencyLimit": 2, "maxQueued": 20}]}
+     "subGroups": [{"name": "${USER}", "hardConcurrencyLimit": 2, "maxQueued": 20}]},
+    {"name": "dashboards", "hardConcurrencyLimit": 20, "maxQueued": 100,
+     "consistency": {"mode": "eventual", "maxStalenessMs": 1000}}
   ],
-  "selectors": [{"group": "global.${USER}"}]
+  "selectors": [{"source": "dashboard.*", "group": "dashboards"}, {"group": "global.${USER}"}]
 }"#;

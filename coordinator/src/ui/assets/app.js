@@ -239,26 +239,25 @@
       td('term', 'n', hl ? String(hl.term) : DASH),
       td('last-log-index', 'n', hl ? fmtNum(hl.last_log_index) : DASH),
       td('last-applied', 'n', hl ? fmtNum(hl.last_applied) : DASH),
+      td('leader-changes', 'n', hl && hl.leader_changes !== undefined ? String(hl.leader_changes) : DASH),
       td('staleness', `n${r.past_bound ? ' past-bound' : ''}`,
         hl && hl.staleness_ms !== null ? fmtMs(hl.staleness_ms) : DASH,
         r.past_bound ? h('span', { class: 'tag tag-bad', title: 'Past the tightest eventual bound' }, 'past bound') : null),
       td('error', 'error-text', r.error || ''));
     });
 
-    const parts = [facts,
-      table('grid', ['Address', ['Node', 'n'], 'Role', ['Term', 'n'], ['Last log index', 'n'],
-        ['Last applied', 'n'], ['Staleness', 'n'], 'Error'], replicas)];
-    if (!d.replicas.length) parts.push(note('No replicas configured.'));
+    const left = [h('h3', null, 'Replicas'),
+      table('grid', ['Address', ['Node', 'n'], 'Role', ['Term', 'n'], ['Last log', 'n', 'Last log index'],
+        ['Applied', 'n', 'Last applied index'],
+        ['Leader changes', 'n', 'Leaders this replica has seen take over since it started'],
+        ['Staleness', 'n'], 'Error'], replicas)];
+    if (!d.replicas.length) left.push(note('No replicas configured.'));
+    const grid = h('div', { class: 'rm-grid' }, h('div', null, left));
 
     if (c && c.members && c.members.length) {
-      parts.push(h('h3', null, `Membership, as node ${c.served_by} records it`),
-        h('div', { class: 'facts small' },
-          fact('Last log index', fmtNum(c.last_log_index)),
-          fact('Applied', fmtNum(c.last_applied)),
-          fact('Snapshot', fmtNum(c.snapshot_index)),
-          fact('State digest', h('code', { title: 'Replicas at the same applied index must show the same digest' },
-            c.state_digest))),
-        table('grid compact', [['Member', 'n'], 'Address', 'Kind', ['Matched index', 'n']],
+      grid.appendChild(h('div', null,
+        h('h3', null, `Membership, as node ${c.served_by} records it`),
+        table('grid', [['Member', 'n'], 'Address', 'Kind', ['Matched index', 'n']],
           c.members.map((m) => h('tr', {
             data: { member: m.id },
             class: m.id === c.leader_id ? 'row-leader' : null,
@@ -266,8 +265,15 @@
           td('id', 'n', m.id === c.leader_id ? h('strong', null, String(m.id)) : String(m.id)),
           td('addr', 'mono', m.addr),
           td('kind', null, m.voter ? 'voter' : 'learner'),
-          td('matched', 'n', fmtNum(m.matched))))));
+          td('matched', 'n', fmtNum(m.matched))))),
+        h('div', { class: 'facts small below' },
+          fact('Last log index', fmtNum(c.last_log_index)),
+          fact('Applied', fmtNum(c.last_applied)),
+          fact('Snapshot', fmtNum(c.snapshot_index)),
+          fact('State digest', h('code', { title: 'Replicas at the same applied index must show the same digest' },
+            c.state_digest)))));
     }
+    const parts = [facts, grid];
     return section('Resource managers', parts);
   }
 
@@ -381,6 +387,7 @@
   function groupRow(g) {
     const segment = g.id.split('.').pop();
     const idCell = td('id', 'gid', h('span', { class: 'gname', title: g.id }, segment));
+    idCell.title = g.id;
     idCell.style.paddingLeft = `${8 + g.depth * 18}px`;
 
     const runningCell = td('running', 'barcell',
@@ -539,25 +546,29 @@
       this.count.textContent = `${n} quer${n === 1 ? 'y' : 'ies'} (${shown.length} shown)`;
       const rows = shown.map((q) => h('tr', {
         data: { query: q.query_id },
-        class: q.source === 'ledger' ? 'source-ledger' : null,
-        title: q.source === 'ledger' ? "From the RMs' ledger: its coordinator did not answer" : null,
+        class: q.origin === 'ledger' ? 'origin-ledger' : null,
+        title: q.origin === 'ledger' ? "From the RMs' ledger: its coordinator did not answer" : null,
       },
       td('id', 'mono', queryLink(q.query_id)),
       td('state', null, stateBadge(q.state)),
       td('group', 'mono', q.group === null ? DASH : clip(q.group)),
       td('mode', null, q.mode === null ? DASH : badge(`mode mode-${q.mode}`, q.mode)),
       td('user', null, clip(q.user)),
+      td('source', null, q.source === null || q.source === undefined ? DASH : clip(q.source)),
       td('coordinator', 'mono', clip(q.coordinator)),
-      td('source', null, q.source),
+      td('origin', null, q.origin),
       td('created', 'mono', fmtTime(q.created_ms)),
       td('elapsed', 'n', fmtMs(q.elapsed_ms)),
-      td('memory', 'n', fmtBytes(q.peak_memory_bytes)),
+      td('memory', 'n', q.reserved_bytes != null
+        ? h('span', { title: "Held now, by the RMs' memory view (the peak is known once the query ends)" }, fmtBytes(q.reserved_bytes))
+        : fmtBytes(q.peak_memory_bytes)),
       td('cpu', 'n', fmtMs(q.cpu_ms)),
       td('sql', 'sql', h('span', { class: 'clip sql-head', title: q.sql_head }, q.sql_head)),
       td('error', 'error-text mono', q.error_name ? clip(q.error_name) : '')));
       const parts = [table('grid queries',
-        ['Query', 'State', 'Group', 'Mode', 'User', 'Coordinator', 'Source', 'Created',
-          ['Elapsed', 'n'], ['Memory', 'n', 'Peak memory'], ['CPU', 'n'], 'SQL', 'Error'], rows)];
+        ['Query', 'State', 'Group', 'Mode', 'User', ['Source', null, "The client's source"], 'Coordinator',
+          ['From', null, "The coordinator's own account, or the RMs' ledger where it did not answer"], 'Created',
+          ['Elapsed', 'n'], ['Memory', 'n', 'Held now while the workers hold some, else the peak'], ['CPU', 'n'], 'SQL', 'Error'], rows)];
       if (!n) parts.push(note('No queries.'));
       else if (!shown.length) parts.push(note('No query matches the filters.'));
       this.results.replaceChildren(...parts);
@@ -610,7 +621,8 @@
         'Served by coordinator ', h('strong', null, p.coordinator), '; ',
         proxied !== null
           ? ['the owner\u2019s answer came through RM ', h('code', { id: 'query-proxied-via' }, proxied), '.']
-          : ['the owner\u2019s answer came directly (', h('span', { id: 'query-proxied-via' }, 'not proxied'), ').']));
+          : [h('span', { id: 'query-proxied-via' }, 'not proxied'), ' through an RM',
+            p.owner !== null && p.owner === p.coordinator ? ' (this coordinator is the owner).' : '.']));
 
       if (!det) {
         out.push(h('div', { class: 'owner-error', role: 'alert' },
@@ -635,6 +647,10 @@
         kv('Queued for', s ? fmtMs(s.queued_ms) : DASH),
         kv('Elapsed', s ? fmtMs(s.elapsed_ms) : DASH),
         kv('Peak memory', h('span', { id: 'query-memory' }, s ? fmtBytes(s.peak_memory_bytes) : DASH)),
+        kv('Memory now', h('span', {
+          id: 'query-reserved',
+          title: "What the workers hold for it now, summed, by the RMs' memory view",
+        }, p.reserved_bytes === null || p.reserved_bytes === undefined ? DASH : fmtBytes(p.reserved_bytes))),
         kv('CPU', h('span', { id: 'query-cpu' }, s ? fmtMs(s.cpu_ms) : DASH)),
         kv('Error', h('span', { id: 'query-error', class: error !== DASH ? 'error-text' : null }, error)));
 
@@ -766,6 +782,7 @@
     if (controller) controller.abort();
     controller = null;
     lastBody = null;
+    lastOk = null;
     const page = pages[route.page];
     document.title = `raft-rm \u00b7 ${page.title}${route.id ? ` ${route.id}` : ''}`;
     for (const a of navLinks) {
