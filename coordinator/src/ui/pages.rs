@@ -369,43 +369,18 @@ pub async fn cluster_page(c: &Coordinator) -> ClusterPage {
         })
         .collect();
     let config_version = c.groups.version();
-    let mut banners = Vec::new();
-    if leader_id.is_none() {
-        banners.push(
-            "No leader: no RM replica knows one. Linearizable groups cannot admit, and nothing changes the replicated state until one is elected.".to_string(),
-        );
-    }
-    for r in &replicas {
-        match (&r.health, &r.error) {
-            (None, Some(e)) => banners.push(format!("RM {} does not answer: {e}", r.addr)),
-            (Some(h), _) if r.past_bound => banners.push(format!(
-                "RM {} (node {}) is {} ms stale, past the {} ms bound of the tightest eventual group: it cannot serve that group's view",
-                r.addr,
-                h.node_id,
-                h.staleness_ms.unwrap_or(0),
-                bound.unwrap_or(0)
-            )),
-            _ => {}
-        }
-    }
-    if let Some(m) = &memory {
-        if m.out_of_memory {
-            banners.push(format!(
-                "Out of memory: {} of {} workers blocked",
-                m.pool.blocked_workers, m.pool.workers
-            ));
-        }
-    }
-    if c.session.borrow().is_none() {
-        banners.push("This coordinator holds no session with the RMs: it admits nothing linearizable until it registers again.".into());
-    }
-    if let (Some(ours), Some(theirs)) = (config_version, rm_config_version) {
-        if ours != theirs {
-            banners.push(format!(
-                "This coordinator follows resource-group configuration version {ours}; the RMs have applied {theirs}"
-            ));
-        }
-    }
+    let banners = banners(&Signs {
+        leader_id,
+        replicas: &replicas,
+        bound,
+        out_of_memory: memory
+            .as_ref()
+            .filter(|m| m.out_of_memory)
+            .map(|m| (m.pool.blocked_workers, m.pool.workers)),
+        has_session: c.session.borrow().is_some(),
+        config_version,
+        rm_config_version,
+    });
     ClusterPage {
         coordinator: c.id.clone(),
         replicas,
@@ -426,6 +401,57 @@ pub async fn cluster_page(c: &Coordinator) -> ClusterPage {
         banners,
         errors,
     }
+}
+
+/// What the cluster page's banners are drawn from.
+struct Signs<'a> {
+    leader_id: Option<common::NodeId>,
+    replicas: &'a [ReplicaStatus],
+    bound: Option<u64>,
+    /// Blocked workers, of all, when the cluster is out of memory.
+    out_of_memory: Option<(usize, usize)>,
+    has_session: bool,
+    config_version: Option<u64>,
+    rm_config_version: Option<u64>,
+}
+
+/// What an operator must see first on the cluster page.
+fn banners(s: &Signs) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.leader_id.is_none() {
+        out.push(
+            "No leader: no RM replica knows one. Linearizable groups cannot admit, and nothing changes the replicated state until one is elected.".to_string(),
+        );
+    }
+    for r in s.replicas {
+        match (&r.health, &r.error) {
+            (None, Some(e)) => out.push(format!("RM {} does not answer: {e}", r.addr)),
+            (Some(h), _) if r.past_bound => out.push(format!(
+                "RM {} (node {}) is {} ms stale, past the {} ms bound of the tightest eventual group: it cannot serve that group's view",
+                r.addr,
+                h.node_id,
+                h.staleness_ms.unwrap_or(0),
+                s.bound.unwrap_or(0)
+            )),
+            _ => {}
+        }
+    }
+    if let Some((blocked, workers)) = s.out_of_memory {
+        out.push(format!(
+            "Out of memory: {blocked} of {workers} workers blocked"
+        ));
+    }
+    if !s.has_session {
+        out.push("This coordinator holds no session with the RMs: it admits nothing linearizable until it registers again.".into());
+    }
+    if let (Some(ours), Some(theirs)) = (s.config_version, s.rm_config_version) {
+        if ours != theirs {
+            out.push(format!(
+                "This coordinator follows resource-group configuration version {ours}; the RMs have applied {theirs}"
+            ));
+        }
+    }
+    out
 }
 
 /// The configured groups that have a fixed id (not templates), as ids.
@@ -783,6 +809,63 @@ pub async fn query_page(c: &Coordinator, id: &str) -> Option<QueryPage> {
 mod tests {
     use super::*;
 
+    fn replica(addr: &str, staleness_ms: Option<u64>, past_bound: bool) -> ReplicaStatus {
+        ReplicaStatus {
+            addr: addr.into(),
+            health: staleness_ms.map(|s| common::api::Health {
+                node_id: 2,
+                role: common::api::Role::Follower,
+                leader_id: Some(1),
+                leader_addr: None,
+                term: 3,
+                last_log_index: Some(9),
+                last_applied: Some(9),
+                staleness_ms: Some(s),
+                initialized: true,
+                incarnation: 1,
+                leader_changes: 1,
+            }),
+            error: staleness_ms
+                .is_none()
+                .then(|| "connection refused".to_string()),
+            past_bound,
+        }
+    }
+
+    #[test]
+    fn banners_name_what_needs_attention() {
+        let healthy = [replica("a:1", Some(20), false)];
+        let calm = Signs {
+            leader_id: Some(1),
+            replicas: &healthy,
+            bound: Some(1000),
+            out_of_memory: None,
+            has_session: true,
+            config_version: Some(2),
+            rm_config_version: Some(2),
+        };
+        assert!(banners(&calm).is_empty(), "{:?}", banners(&calm));
+        let troubled = [
+            replica("a:1", Some(5000), true),
+            replica("b:2", None, false),
+        ];
+        let shown = banners(&Signs {
+            leader_id: None,
+            replicas: &troubled,
+            out_of_memory: Some((1, 2)),
+            has_session: false,
+            rm_config_version: Some(3),
+            ..calm
+        });
+        assert_eq!(shown.len(), 6, "{shown:#?}");
+        assert!(shown[0].starts_with("No leader"));
+        assert!(shown[1].contains("5000 ms stale, past the 1000 ms bound"));
+        assert!(shown[2].contains("b:2 does not answer: connection refused"));
+        assert!(shown[3].contains("1 of 2 workers blocked"));
+        assert!(shown[4].contains("no session"));
+        assert!(shown[5].contains("version 2; the RMs have applied 3"));
+    }
+
     #[test]
     fn a_query_id_names_its_time_and_coordinator() {
         assert_eq!(
@@ -827,7 +910,7 @@ mod tests {
     }
 
     #[test]
-    fn only_names_coordinators_may_have_reach_rm_urls() {
+    fn only_coordinator_names_go_into_rm_urls() {
         assert!(is_coordinator_name("c-1_x"));
         assert!(!is_coordinator_name("../v1/admin"));
         assert!(!is_coordinator_name(""));

@@ -32,6 +32,9 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/v1/usage"),
     ("GET", "/v1/resource-groups"),
     ("GET", "/v1/watch?after=0"),
+    ("GET", "/v1/coordinators"),
+    ("GET", "/v1/coordinators/c1/queries"),
+    ("GET", "/v1/coordinators/c1/queries/1_1_c1"),
 ];
 
 async fn status_of(http: &HttpClient, method: &str, url: &str, body: Vec<u8>, ctype: &str) -> u16 {
@@ -263,6 +266,64 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
         )
         .await;
     assert_eq!(gone.err().and_then(|e| e.status()), Some(410));
+    // The web UI's relay goes only to an announced coordinator, only for
+    // a query id.
+    assert_eq!(
+        status_of(
+            http,
+            "GET",
+            &url("/v1/coordinators/nobody/queries"),
+            vec![],
+            ""
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status_of(
+            http,
+            "GET",
+            &url("/v1/coordinators/c1/queries/a.b"),
+            vec![],
+            ""
+        )
+        .await,
+        400
+    );
+    let announce = |addr: &str| {
+        format!(r#"{{"node_id":"gone","role":"coordinator","addr":"{addr}","ttl_ms":5000}}"#)
+    };
+    let dead = format!("127.0.0.1:{}", common::net::unused_loopback_port().unwrap());
+    http.post_bytes(
+        &url("/v1/announce"),
+        CONTENT_JSON,
+        announce(&dead).into_bytes(),
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status_of(
+            http,
+            "GET",
+            &url("/v1/coordinators/gone/queries"),
+            vec![],
+            ""
+        )
+        .await,
+        502,
+        "an announced coordinator that does not answer"
+    );
+    let listed: common::api::CoordinatorsView =
+        http.get_json(&url("/v1/coordinators"), 1).await.unwrap();
+    assert!(
+        listed
+            .coordinators
+            .iter()
+            .any(|c| c.name == "gone" && c.addr.as_deref() == Some(dead.as_str())),
+        "{listed:?}"
+    );
     assert_eq!(
         status_of(http, "GET", &url("/v1/nothing-here"), vec![], "").await,
         404
