@@ -13,8 +13,17 @@ pub const AUTHORIZATION: &str = "authorization";
 /// Shortest secret accepted: anything shorter is guessable.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// The secret this process sends, and every secret it accepts: the file
+/// holds one per line, the first sent and each accepted, so a secret can
+/// be changed without a moment when two processes disagree (add the new
+/// one second everywhere, then first, then remove the old one).
 #[derive(Clone, PartialEq, Eq)]
-pub struct SharedSecret(String);
+pub struct SharedSecret {
+    accepted: Vec<String>,
+}
+
+/// Most secrets a file may hold: the one in use and the one replacing it.
+pub const MAX_SECRETS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -27,6 +36,8 @@ pub enum SecretError {
     TooShort { path: String, len: usize },
     #[error("shared secret in {path} contains a character that cannot go in an HTTP header")]
     NotHeaderSafe { path: String },
+    #[error("{path} holds {count} secrets; at most {MAX_SECRETS} (one per line: the one sent, then the one being replaced or replacing it)")]
+    TooMany { path: String, count: usize },
 }
 
 impl SharedSecret {
@@ -36,41 +47,66 @@ impl SharedSecret {
             path: shown.clone(),
             source,
         })?;
-        Self::parse(raw.trim(), &shown)
+        Self::parse(&raw, &shown)
     }
 
-    fn parse(secret: &str, path: &str) -> Result<Self, SecretError> {
-        if secret.len() < MIN_SECRET_LEN {
+    fn parse(text: &str, path: &str) -> Result<Self, SecretError> {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() > MAX_SECRETS {
+            return Err(SecretError::TooMany {
+                path: path.to_string(),
+                count: lines.len(),
+            });
+        }
+        if lines.is_empty() {
             return Err(SecretError::TooShort {
                 path: path.to_string(),
-                len: secret.len(),
+                len: 0,
             });
         }
-        if !secret.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err(SecretError::NotHeaderSafe {
-                path: path.to_string(),
-            });
+        for secret in &lines {
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(SecretError::TooShort {
+                    path: path.to_string(),
+                    len: secret.len(),
+                });
+            }
+            if !secret.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                return Err(SecretError::NotHeaderSafe {
+                    path: path.to_string(),
+                });
+            }
         }
-        Ok(Self(secret.to_string()))
+        Ok(Self {
+            accepted: lines.into_iter().map(str::to_string).collect(),
+        })
     }
 
-    /// The value of the `Authorization` header.
+    /// The value of the `Authorization` header (the first secret).
     pub fn header_value(&self) -> String {
-        format!("Bearer {}", self.0)
+        format!("Bearer {}", self.accepted[0])
     }
 
-    /// Checks an `Authorization` header value in time independent of where
-    /// the first difference is.
+    /// Checks an `Authorization` header value against every accepted
+    /// secret, each in time independent of where the first difference is.
     pub fn verify_header(&self, header: Option<&str>) -> bool {
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
             return false;
         };
-        let (a, b) = (token.as_bytes(), self.0.as_bytes());
-        let mut diff = a.len() ^ b.len();
-        for (i, expected) in b.iter().enumerate() {
-            diff |= (a.get(i).copied().unwrap_or(0) ^ expected) as usize;
+        let mut any = false;
+        for secret in &self.accepted {
+            let (a, b) = (token.as_bytes(), secret.as_bytes());
+            let mut diff = a.len() ^ b.len();
+            for (i, expected) in b.iter().enumerate() {
+                diff |= (a.get(i).copied().unwrap_or(0) ^ expected) as usize;
+            }
+            any |= diff == 0;
         }
-        diff == 0
+        any
     }
 }
 
@@ -129,8 +165,8 @@ pub async fn require_secret(
     }
     let peer = request
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.to_string())
+        .get::<axum::extract::ConnectInfo<crate::listener::Peer>>()
+        .map(|c| c.0.addr.to_string())
         .unwrap_or_else(|| "unknown".into());
     tracing::warn!(
         path = %request.uri().path(),
@@ -142,6 +178,58 @@ pub async fn require_secret(
     (
         axum::http::StatusCode::UNAUTHORIZED,
         axum::Json(serde_json::json!({"error": REFUSED, "kind": "unauthorized"})),
+    )
+        .into_response()
+}
+
+/// Limits routes to peers whose client certificate names one of `roles`
+/// (an axum middleware: `from_fn_with_state(guard, require_role)`), when
+/// the server verifies client certificates (mutual TLS). Without mutual
+/// TLS every request passes: the shared secret is the check then. A
+/// refusal is 403 `{"error": ..., "kind": "forbidden"}`.
+#[derive(Clone, Copy, Debug)]
+pub struct RoleGuard {
+    pub roles: &'static [&'static str],
+    /// The server verifies client certificates.
+    pub enforced: bool,
+    /// `GET`s pass whatever the role (reads of the configuration that
+    /// every process follows).
+    pub reads_open: bool,
+}
+
+pub async fn require_role(
+    axum::extract::State(guard): axum::extract::State<RoleGuard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !guard.enforced || (guard.reads_open && request.method() == axum::http::Method::GET) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::listener::Peer>>()
+        .map(|c| c.0.clone());
+    let role = peer.as_ref().and_then(|p| p.role);
+    if role.is_some_and(|r| guard.roles.contains(&r)) {
+        return next.run(request).await;
+    }
+    let presented = match (&peer, role) {
+        (_, Some(r)) => format!("a {r} certificate"),
+        (Some(p), None) if p.certified => "a certificate naming no role (its subject's OU)".into(),
+        _ => "no client certificate".into(),
+    };
+    tracing::warn!(
+        path = %request.uri().path(),
+        peer = %peer.map(|p| p.addr.to_string()).unwrap_or_else(|| "unknown".into()),
+        "refused request: {presented}"
+    );
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({
+            "error": format!("{} takes only {} certificates; the peer presented {presented}", request.uri().path(), guard.roles.join(" or ")),
+            "kind": "forbidden",
+        })),
     )
         .into_response()
 }
@@ -179,6 +267,24 @@ mod tests {
         assert!(SharedSecret::parse("0123456789 abcdef", "f").is_err());
         let s = SharedSecret::parse("0123456789abcdef", "f").unwrap();
         assert!(!format!("{s:?}").contains("0123"));
+    }
+
+    #[test]
+    fn a_second_secret_is_accepted_during_a_change_and_the_first_is_sent() {
+        let s =
+            SharedSecret::parse("new-secret-0123456789\n old-secret-0123456789 \n", "f").unwrap();
+        assert_eq!(s.header_value(), "Bearer new-secret-0123456789");
+        assert!(s.verify_header(Some("Bearer old-secret-0123456789")));
+        assert!(s.verify_header(Some("Bearer new-secret-0123456789")));
+        assert!(!s.verify_header(Some("Bearer other-secret-0123456")));
+        assert!(matches!(
+            SharedSecret::parse("aaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbb\ncccccccccccccccc", "f"),
+            Err(SecretError::TooMany { count: 3, .. })
+        ));
+        assert!(matches!(
+            SharedSecret::parse("\n\n", "f"),
+            Err(SecretError::TooShort { len: 0, .. })
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! reach the peer" (retry elsewhere, or report `Unreachable`) from "the peer
 //! answered with an error" (report what it said).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -60,24 +61,79 @@ pub struct HttpClient {
     inner: reqwest::Client,
     secret: Option<SharedSecret>,
     timeout: Duration,
+    /// Set: the others are called over HTTPS, verified with this.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// A Trino client's `Authorization: Basic` value, sent instead of the
+    /// secret.
+    basic: Option<String>,
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
 }
 
 impl HttpClient {
     /// `timeout` bounds each request unless a call gives its own.
     pub fn new(secret: Option<SharedSecret>, timeout: Duration) -> Self {
-        let inner = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
+        let inner = builder()
             .build()
-            // Building fails only if the TLS backend cannot initialise; we
-            // build without TLS, so this is a programming error.
-            .expect("reqwest client without TLS always builds");
+            // Building fails only if the TLS backend cannot initialise:
+            // rustls with ring needs nothing from the system.
+            .expect("reqwest client with the ring provider always builds");
         Self {
             inner,
             secret,
             timeout,
+            tls: None,
+            basic: None,
         }
+    }
+
+    /// The same client authenticating as `user` with `password` (HTTP
+    /// basic authentication, as Trino's clients do), instead of any secret.
+    pub fn with_basic_auth(self, user: &str, password: &str) -> Self {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self {
+            basic: Some(format!("Basic {token}")),
+            ..self
+        }
+    }
+
+    /// The same client calling the others over HTTPS with `tls` (their
+    /// certificates verified against its CA, ours presented when asked);
+    /// `None`: unchanged.
+    pub fn with_tls(self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let Some(config) = tls else {
+            return self;
+        };
+        let inner = builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&config))
+            .build()
+            .expect("reqwest client with a rustls configuration always builds");
+        Self {
+            inner,
+            tls: Some(config),
+            ..self
+        }
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL of `path` (with its `/`) on the process at `addr`
+    /// (HOST:PORT), in this client's scheme.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme())
     }
 
     /// The default timeout of each request.
@@ -95,7 +151,9 @@ impl HttpClient {
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         let mut req = self.inner.request(method, url).timeout(self.timeout);
-        if let Some(secret) = &self.secret {
+        if let Some(basic) = &self.basic {
+            req = req.header(AUTHORIZATION, basic);
+        } else if let Some(secret) = &self.secret {
             req = req.header(AUTHORIZATION, secret.header_value());
         }
         req

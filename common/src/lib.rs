@@ -20,7 +20,12 @@
 //!   one check of the names other processes send (`check_name`).
 //! - [`failpoints`]: planted bugs and injected faults from `FAILPOINTS`
 //!   (inert without the feature `failpoints`).
-//! - [`http`]: the one HTTP client: pooled, with timeouts and the secret attached.
+//! - [`http`]: the one HTTP client: pooled, with timeouts and the secret
+//!   attached, over HTTPS when the process has TLS.
+//! - [`tls`]: TLS from PEM files (rustls): the process's identity, reloaded
+//!   when it changes, peers verified against a CA, mutual TLS and the role
+//!   a certificate names; [`listener`]: the one listener of every service,
+//!   plain or TLS, with each connection's [`listener::Peer`].
 //! - [`clock`]: the clock abstraction; processes read time only through it.
 //! - [`cpu`]: a process's CPU time from `/proc` (worker reports, benchmarks).
 //! - [`cli`]: one-line errors and exit status 2 for bad flags or config.
@@ -42,6 +47,7 @@ pub mod codec;
 pub mod cpu;
 pub mod failpoints;
 pub mod http;
+pub mod listener;
 pub mod net;
 /// The resource-group model, a crate of its own (`common/resource-groups`)
 /// so that the pure state machine can use it without this crate's I/O.
@@ -50,6 +56,7 @@ pub mod rm;
 pub mod service;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 pub mod units;
 pub mod wire;
 

@@ -160,7 +160,7 @@ impl RmClient {
         body: &Req,
     ) -> Result<Resp, HttpError> {
         self.call(|addr| {
-            let url = format!("http://{addr}{path}");
+            let url = self.http.url(addr, path);
             async move { self.http.post_json(&url, body).await }
         })
         .await
@@ -182,7 +182,7 @@ impl RmClient {
         path: &str,
     ) -> Result<Resp, HttpError> {
         self.call(|addr| {
-            let url = format!("http://{addr}{path}");
+            let url = self.http.url(addr, path);
             async move { http.get_json(&url, 1).await }
         })
         .await

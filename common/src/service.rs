@@ -134,16 +134,37 @@ impl Supervisor {
         self.tasks.push((name, task));
     }
 
-    /// Serves `app` on `listener` until the stop signal, then lets open
-    /// requests finish (within the grace period [`Supervisor::shutdown`]
-    /// gives). Handlers may extract the peer's address (`ConnectInfo`).
-    pub fn serve(&mut self, listener: tokio::net::TcpListener, app: axum::Router) {
+    /// Serves `app` on `listener`, over TLS with `tls`, until the stop
+    /// signal, then lets open requests finish (within the grace period
+    /// [`Supervisor::shutdown`] gives). Handlers may extract the peer
+    /// (`ConnectInfo<Peer>`). With TLS, the certificate is reloaded when
+    /// its files change or on SIGHUP.
+    pub fn serve(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        tls: Option<&crate::tls::Tls>,
+        app: axum::Router,
+    ) {
+        if let Some(tls) = tls {
+            self.spawn(
+                "tls-reload",
+                tls.identity.clone().keep_fresh(self.stopping()),
+            );
+        }
+        let server = tls.map(|t| t.server.clone());
         let mut stop = self.stopping();
         self.spawn("http", async move {
+            let listener = match crate::listener::ServiceListener::new(listener, server) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "HTTP server failed");
+                    return;
+                }
+            };
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let app = app.into_make_service_with_connect_info::<crate::listener::Peer>();
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)
                 .await
@@ -208,6 +229,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         s.serve(
             listener,
+            None,
             axum::Router::new().route("/", axum::routing::get(|| async { "up" })),
         );
         let http = crate::http::HttpClient::new(None, Duration::from_secs(2));

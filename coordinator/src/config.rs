@@ -26,7 +26,7 @@ pub struct CoordinatorArgs {
     #[arg(long, value_enum, default_value_t = WebUi::Loopback)]
     pub web_ui: WebUi,
     /// Base URL clients follow (`nextUri`): a load balancer in front of all
-    /// coordinators, so any of them can answer [default: http://LISTEN].
+    /// coordinators, so any of them can answer [default: http://LISTEN, or https:// with TLS].
     #[arg(long)]
     pub external_url: Option<String>,
     /// Every resource manager, HOST:PORT,...
@@ -61,6 +61,22 @@ pub struct CoordinatorArgs {
     /// query per fresh view (upstream's freshness gate).
     #[arg(long, default_value_t = 0.8)]
     pub freshness_gate: f64,
+    /// HTTPS for clients and for internal calls: this coordinator's
+    /// certificate and key, the CA, and whether callers must present
+    /// certificates (`optional` lets Trino clients in without one).
+    #[command(flatten)]
+    pub tls: common::tls::TlsArgs,
+    /// Authenticate clients with passwords from this file, in Trino's
+    /// format (`user:hash`, bcrypt or PBKDF2), over HTTPS only; re-read
+    /// when it changes.
+    #[arg(long, requires = "tls_cert")]
+    pub password_file: Option<PathBuf>,
+    /// Who may act as another user (`X-Trino-User` other than the
+    /// authenticated one), in Trino's file-based rules shape:
+    /// `{"impersonation": [{"original_user", "new_user", "allow"}]}`.
+    /// Without it, no one may.
+    #[arg(long, requires = "password_file")]
+    pub impersonation_rules: Option<PathBuf>,
 }
 
 /// Who may open the web UI.
@@ -84,6 +100,11 @@ pub struct CoordinatorConfig {
     /// The bootstrap configuration (`--resource-groups`), if given.
     pub groups: Option<ResourceGroups>,
     pub secret: Option<SharedSecret>,
+    /// HTTPS for clients and internal calls (`None`: HTTP).
+    pub tls: Option<common::tls::Tls>,
+    /// Clients' passwords (checked at start, loaded by the node).
+    pub password_file: Option<PathBuf>,
+    pub impersonation: crate::authn::ImpersonationRules,
     pub client_timeout: Duration,
     pub max_queries: usize,
     pub user_groups: crate::user_groups::UserGroups,
@@ -152,6 +173,26 @@ impl CoordinatorArgs {
             rms,
             groups,
             secret,
+            tls: self.tls.load().map_err(|e| format!("tls: {e}"))?,
+            password_file: match self.password_file {
+                Some(path) => {
+                    crate::authn::PasswordFile::load(&path)
+                        .map_err(|e| format!("password-file: {e}"))?;
+                    Some(path)
+                }
+                None => None,
+            },
+            impersonation: match &self.impersonation_rules {
+                None => Default::default(),
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        format!("impersonation-rules: cannot read {}: {e}", path.display())
+                    })
+                    .and_then(|t| {
+                        crate::authn::ImpersonationRules::parse(&t)
+                            .map_err(|e| format!("impersonation-rules: {}: {e}", path.display()))
+                    })?,
+            },
             client_timeout: Duration::from_secs(self.client_timeout_secs),
             max_queries: self.max_queries,
             user_groups,

@@ -62,7 +62,7 @@ pub async fn choose_worker(rms: &RmClient, bytes: u64) -> Result<Placement, Quer
 }
 
 pub async fn create_task(http: &HttpClient, addr: &str, spec: &TaskSpec) -> Result<(), QueryError> {
-    let url = format!("http://{addr}/v1/tasks");
+    let url = http.url(addr, "/v1/tasks");
     let mut attempt = 1;
     loop {
         match http.post_json::<_, TaskInfo>(&url, spec).await {
@@ -93,7 +93,7 @@ const CREATE_RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Polls the task until it ends.
 pub async fn follow_task(http: &HttpClient, addr: &str, task_id: &str) -> TaskEnd {
     // The worker answers as soon as the task ends, or after a second.
-    let url = format!("http://{addr}/v1/tasks/{task_id}?wait_ms=1000");
+    let url = http.url(addr, &format!("/v1/tasks/{task_id}?wait_ms=1000"));
     let mut failures = 0;
     loop {
         match http.get_json::<TaskInfo>(&url, 1).await {
@@ -153,7 +153,7 @@ pub async fn result_page(
     page: u32,
 ) -> Result<ResultPage, QueryError> {
     http.get_json(
-        &format!("http://{addr}/v1/tasks/{task_id}/results/{page}"),
+        &http.url(addr, &format!("/v1/tasks/{task_id}/results/{page}")),
         3,
     )
     .await
@@ -167,7 +167,7 @@ pub async fn result_page(
 
 pub async fn cancel_task(http: &HttpClient, addr: &str, task_id: &str) {
     if let Err(e) = http
-        .delete(&format!("http://{addr}/v1/tasks/{task_id}"))
+        .delete(&http.url(addr, &format!("/v1/tasks/{task_id}")))
         .await
     {
         tracing::warn!(task = task_id, error = %e, "cannot cancel the task");

@@ -26,6 +26,8 @@ use crate::query::{Coordinator, Inner, Query};
 #[derive(Clone)]
 pub struct AppState {
     pub coordinator: Arc<Coordinator>,
+    /// Client authentication (passwords, impersonation).
+    pub auth: Arc<crate::authn::Authenticator>,
     /// Base of every `nextUri`: this coordinator's own address, or the load
     /// balancer's in front of all coordinators.
     pub external_url: String,
@@ -36,7 +38,8 @@ pub struct AppState {
 pub const MAX_SQL_BYTES: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // What Trino's clients call, authenticated as the coordinator says.
+    let clients = Router::new()
         .route("/v1/statement", post(submit))
         .route(
             "/v1/statement/{phase}/{id}/{slug}/{token}",
@@ -44,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/query/{id}", get(query_info))
         .route("/v1/resourceGroupState/{*id}", get(group_state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::authn::authenticate,
+        ));
+    Router::new()
+        .merge(clients)
         .route("/v1/info", get(info))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
@@ -124,18 +133,44 @@ fn user_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({"error": message.to_string()}))).into_response()
 }
 
-async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn submit(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::authn::Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = principal.map(|p| p.0 .0);
     let get = |name: &str| {
-        headers
+        let values: Vec<&str> = headers
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
+            .collect();
+        // An authenticated client that names no user is its principal.
+        match (name, &principal) {
+            ("x-trino-user", Some(p))
+                if values.is_empty() && headers.get("x-presto-user").is_none() =>
+            {
+                vec![p.as_str()]
+            }
+            _ => values,
+        }
     };
-    let client = match client_info(get) {
+    let mut client = match client_info(get) {
         Ok(c) => c,
         Err(e) => return user_error(StatusCode::BAD_REQUEST, e),
     };
+    if let Some(p) = principal {
+        if !state.auth.impersonation.allows(&p, &client.user) {
+            return (
+                StatusCode::FORBIDDEN,
+                [("content-type", "text/plain; charset=utf-8")],
+                crate::authn::impersonation_denied(&p, &client.user),
+            )
+                .into_response();
+        }
+        client.authenticated_user = Some(p);
+    }
     let Ok(sql) = String::from_utf8(body.to_vec()) else {
         return user_error(StatusCode::BAD_REQUEST, "the statement is not UTF-8");
     };

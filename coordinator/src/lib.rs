@@ -20,8 +20,11 @@
 //!   file group provider format).
 //! - [`dispatch`]: worker choice, task control, result pages.
 //! - [`system`]: the rows of `system.runtime.nodes` and `.queries`.
+//! - [`authn`]: client authentication as Trino does it (a password file,
+//!   HTTPS only; impersonation rules).
 //! - [`http`]: the client protocol's endpoints; [`config`], [`node`].
 
+pub mod authn;
 pub mod config;
 pub mod decisions;
 pub mod dispatch;

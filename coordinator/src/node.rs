@@ -30,15 +30,22 @@ pub async fn start(
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<RunningCoordinator> {
     let addr = listener.local_addr()?;
+    let client_tls = config.tls.as_ref().map(|t| t.client.clone());
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let external_url = config
         .external_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     // Acquires and releases of concurrent queries go out in batches.
     let rms = Arc::new(
         RmClient::new(
             config.rms.clone(),
-            HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
+            HttpClient::new(config.secret.clone(), Duration::from_secs(15))
+                .with_tls(client_tls.clone()),
         )
         .batching(),
     );
@@ -52,7 +59,7 @@ pub async fn start(
     let coordinator = Arc::new(Coordinator::new(
         &config,
         rms.clone(),
-        HttpClient::new(config.secret.clone(), Duration::from_secs(5)),
+        HttpClient::new(config.secret.clone(), Duration::from_secs(5)).with_tls(client_tls),
         crate::session::SessionLink::of(&session),
         events.clone(),
         eventual.clone(),
@@ -100,18 +107,30 @@ pub async fn start(
         .await
     });
     let state = AppState {
+        auth: Arc::new(crate::authn::Authenticator {
+            passwords: config
+                .password_file
+                .as_deref()
+                .map(crate::authn::PasswordFile::load)
+                .transpose()
+                .map_err(std::io::Error::other)?,
+            impersonation: config.impersonation.clone(),
+        }),
         coordinator: coordinator.clone(),
         external_url,
         started: Instant::now(),
     };
-    tasks.serve(
-        listener,
-        router(state.clone()).merge(crate::ui::router(
-            state,
-            config.web_ui,
-            config.secret.clone(),
-        )),
+    let mutual_tls = config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_auth != common::tls::ClientAuth::Off);
+    let ui = crate::ui::router(
+        state.clone(),
+        config.web_ui,
+        config.secret.clone(),
+        mutual_tls,
     );
+    tasks.serve(listener, config.tls.as_ref(), router(state).merge(ui));
     tracing::info!(id = %config.id, %addr, "coordinator started");
     Ok(RunningCoordinator {
         addr,

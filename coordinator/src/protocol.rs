@@ -224,6 +224,9 @@ pub struct ClientInfo {
     /// `X-Trino-Original-User`: who asked before impersonation (selectors'
     /// `originalUser`).
     pub original_user: Option<String>,
+    /// Who the coordinator authenticated (a password), if it authenticates
+    /// clients (selectors' `authenticatedUser`).
+    pub authenticated_user: Option<String>,
     pub source: Option<String>,
     pub client_tags: Vec<String>,
     /// `X-Trino-Resource-Estimate: EXECUTION_TIME=1h,PEAK_MEMORY=4GB`
@@ -293,6 +296,7 @@ pub fn client_info<'a>(get: impl Fn(&str) -> Vec<&'a str>) -> Result<ClientInfo,
     Ok(ClientInfo {
         user,
         original_user: one("original-user"),
+        authenticated_user: None,
         source: one("source"),
         client_tags: all("client-tags"),
         resource_estimates,

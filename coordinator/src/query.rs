@@ -454,6 +454,7 @@ impl Coordinator {
         let client = ClientInfo {
             user: payload.user,
             original_user: payload.original_user,
+            authenticated_user: payload.authenticated_user,
             source: payload.source,
             client_tags: payload.client_tags,
             resource_estimates: payload.resource_estimates,
@@ -569,6 +570,9 @@ pub(crate) struct Payload {
     pub(crate) user: String,
     #[serde(default)]
     original_user: Option<String>,
+    /// Kept so that an adopting coordinator selects the same group.
+    #[serde(default)]
+    authenticated_user: Option<String>,
     pub(crate) source: Option<String>,
     client_tags: Vec<String>,
     /// Kept so that an adopting coordinator selects the same group.
@@ -660,9 +664,7 @@ async fn run(
     let ctx = QueryContext {
         user: client.user.clone(),
         original_user: client.original_user.clone(),
-        // Until the coordinator authenticates clients, the principal is
-        // the user.
-        authenticated_user: None,
+        authenticated_user: client.authenticated_user.clone(),
         user_groups: c.user_groups.of(&client.user),
         source: client.source.clone(),
         query_type: statement::query_type(sql).map(str::to_string),
@@ -868,6 +870,7 @@ fn payload_of(q: &Query, sql: &str, client: &ClientInfo) -> String {
         sql: sql.to_string(),
         user: client.user.clone(),
         original_user: client.original_user.clone(),
+        authenticated_user: client.authenticated_user.clone(),
         source: client.source.clone(),
         client_tags: client.client_tags.clone(),
         resource_estimates: client.resource_estimates,

@@ -57,7 +57,7 @@ async fn nodes(c: &Coordinator) -> Result<InlineTable, QueryError> {
         ColumnValues::Varchar(some(
             nodes
                 .iter()
-                .map(|n| format!("http://{}", n.announcement.addr))
+                .map(|n| c.http.url(&n.announcement.addr, ""))
                 .collect(),
         )),
         ColumnValues::Varchar(vec![

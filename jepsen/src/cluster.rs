@@ -37,6 +37,8 @@ pub struct ClusterSpec {
     pub faketime: Option<PathBuf>,
     /// Environment for every process (`FAILPOINTS`: planted bugs).
     pub env: Vec<(String, String)>,
+    /// Everything over TLS (see [`crate::tls`]).
+    pub tls: bool,
 }
 
 /// Where Debian's `faketime` package puts the multi-threaded library.
@@ -112,6 +114,8 @@ pub struct LocalCluster {
     pub members: Vec<Member>,
     secret_file: PathBuf,
     pub client: RmClient,
+    /// The cluster's CA and certificates (`--tls`).
+    pki: Option<crate::tls::LocalPki>,
 }
 
 /// The directory of the running executable: where cargo puts `raft-rm` too.
@@ -156,6 +160,12 @@ impl LocalCluster {
                 .context("writing the cluster secret")?;
         }
         let secret = SharedSecret::from_file(&secret_file)?;
+        // Before any client is made: the harness's clients follow it.
+        let pki = if spec.tls {
+            Some(crate::tls::LocalPki::create(&spec.dir)?)
+        } else {
+            None
+        };
         let mut addrs = BTreeMap::new();
         for id in 1..=spec.nodes {
             let port = if spec.net.is_some() {
@@ -175,7 +185,8 @@ impl LocalCluster {
             procs: BTreeMap::new(),
             members: Vec::new(),
             secret_file,
-            client: RmClient::new(HttpClient::new(Some(secret), Duration::from_secs(10))),
+            client: RmClient::new(crate::tls::http(Some(secret), Duration::from_secs(10))),
+            pki,
         };
         for id in 1..=cluster.spec.nodes {
             cluster.launch(id)?;
@@ -186,7 +197,39 @@ impl LocalCluster {
     /// An HTTP client carrying the cluster's secret, with its own timeout.
     pub fn internal_http(&self, timeout: Duration) -> Result<HttpClient> {
         let secret = SharedSecret::from_file(&self.secret_file)?;
-        Ok(HttpClient::new(Some(secret), timeout))
+        Ok(crate::tls::http(Some(secret), timeout))
+    }
+
+    /// The flags that put process `name` (`role`, at `addr`) on TLS: a
+    /// certificate issued now for its address. None without `--tls`.
+    fn tls_args(
+        &self,
+        name: &str,
+        role: &str,
+        addr: &str,
+        client_auth: &str,
+    ) -> Result<Vec<String>> {
+        let Some(pki) = &self.pki else {
+            return Ok(Vec::new());
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+        let mut hosts = vec![host];
+        if hosts[0] != "127.0.0.1" {
+            hosts.push("127.0.0.1".into());
+        }
+        Ok(pki.issue(name, role, &hosts)?.args(client_auth))
+    }
+
+    /// The CA a client of this cluster must trust, and the user and
+    /// password an operator connects with (`--tls`).
+    pub fn tls_login(&self) -> Option<(PathBuf, &'static str, String)> {
+        self.pki.as_ref().map(|p| {
+            (
+                p.ca_path(),
+                crate::tls::OPERATOR_USER,
+                p.operator_password.clone(),
+            )
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -228,10 +271,13 @@ impl LocalCluster {
     /// Runs `raft-rm admin ARGS` against the RM at `via`, with the
     /// cluster's secret; answers its output or why it failed.
     pub fn admin_command(&self, via: &str, args: &[&str]) -> Result<String> {
+        let tls = self.tls_args("admin", "admin", "127.0.0.1:0", "off")?;
         let out = Command::new(self.spec.bin_dir.join("raft-rm"))
             .args(["admin", "--rm", via])
             .arg("--shared-secret-file")
             .arg(&self.secret_file)
+            // The admin CLI is a client: no client-auth flag.
+            .args(tls.iter().take(6))
             .args(args)
             .output()
             .context("running raft-rm admin")?;
@@ -265,6 +311,7 @@ impl LocalCluster {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
+        let tls = self.tls_args(&format!("n{id}"), "raft-rm", &self.addrs[&id], "required")?;
         let child = self
             .command(&format!("n{id}"), &self.spec.bin_dir.join("raft-rm"))
             .args(["--id", &id.to_string(), "--listen", &self.addrs[&id]])
@@ -274,6 +321,7 @@ impl LocalCluster {
             .arg("--shared-secret-file")
             .arg(&self.secret_file)
             .args(&self.spec.node_args)
+            .args(&tls)
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -359,9 +407,21 @@ impl LocalCluster {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
+        // Coordinators ask for certificates (the RMs' relay presents one);
+        // Trino clients have none.
+        let client_auth = if binary == "coordinator" {
+            "optional"
+        } else {
+            "required"
+        };
+        let mut tls = self.tls_args(name, binary, addr, client_auth)?;
+        if let (Some(pki), "coordinator") = (&self.pki, binary.as_str()) {
+            tls.extend(pki.coordinator_args());
+        }
         self.command(name, &bin)
             .args(["--id", name, "--listen", addr])
             .args(&m.args)
+            .args(&tls)
             .arg("--shared-secret-file")
             .arg(&self.secret_file)
             .stdin(Stdio::null())

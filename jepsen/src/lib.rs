@@ -46,5 +46,6 @@ pub mod rm_client;
 pub mod stats;
 pub mod store;
 pub mod test;
+pub mod tls;
 pub mod trino;
 pub mod workload;

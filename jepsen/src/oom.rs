@@ -49,7 +49,7 @@ impl OomRound {
 
 async fn pool(http: &HttpClient, worker: &str) -> Result<MemoryPool> {
     let info: WorkerInfo = http
-        .get_json(&format!("http://{worker}/v1/info"), 2)
+        .get_json(&http.url(worker, "/v1/info"), 2)
         .await
         .with_context(|| format!("reading worker {worker}"))?;
     Ok(info.memory)
@@ -84,7 +84,7 @@ pub async fn round(
     coordinators: &[String],
     round: usize,
 ) -> Result<OomRound> {
-    let http = HttpClient::new(None, Duration::from_secs(5));
+    let http = crate::tls::http(None, Duration::from_secs(5));
     let client = TrinoClient::default();
     let started_ms = common::clock::SystemClock::default().now_ms();
     wait_pool(&http, worker, "an empty pool", |p| p.reserved_bytes == 0).await?;

@@ -55,7 +55,7 @@ impl RmClient {
     pub async fn metrics(&self, addr: &str) -> Result<String, HttpError> {
         let bytes = self
             .http()
-            .get_bytes(&format!("http://{addr}/metrics"), &[])
+            .get_bytes(&self.http().url(addr, "/metrics"), &[])
             .await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }

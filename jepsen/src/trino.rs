@@ -38,13 +38,10 @@ impl Ended {
 /// Waits until the coordinator holds a session (its `/v1/info` no longer
 /// says `starting`).
 pub async fn wait_ready(addr: &str, timeout: Duration) -> Result<()> {
-    let http = HttpClient::new(None, Duration::from_secs(5));
+    let http = crate::tls::http(None, Duration::from_secs(5));
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(v) = http
-            .get_json::<Value>(&format!("http://{addr}/v1/info"), 1)
-            .await
-        {
+        if let Ok(v) = http.get_json::<Value>(&http.url(addr, "/v1/info"), 1).await {
             if v["starting"] == false {
                 return Ok(());
             }
@@ -95,7 +92,7 @@ impl Default for TrinoClient {
     fn default() -> Self {
         // Clients of the protocol carry no internal secret.
         Self {
-            http: HttpClient::new(None, Duration::from_secs(30)),
+            http: crate::tls::http(None, Duration::from_secs(30)),
             failover: Vec::new(),
         }
     }
@@ -206,7 +203,7 @@ impl TrinoClient {
             match self
                 .http
                 .post_bytes(
-                    &format!("http://{target}/v1/statement"),
+                    &self.http.url(target, "/v1/statement"),
                     "text/plain",
                     sql.as_bytes().to_vec(),
                     None,

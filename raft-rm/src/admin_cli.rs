@@ -36,6 +36,10 @@ pub struct AdminArgs {
     /// File holding the internal shared secret, if the cluster uses one.
     #[arg(long)]
     pub shared_secret_file: Option<PathBuf>,
+    /// Over HTTPS: the certificate (subject OU `admin`, for nodes that
+    /// require client certificates), its key and the CA of the nodes.
+    #[command(flatten)]
+    pub tls: common::tls::TlsArgs,
     #[command(subcommand)]
     pub action: AdminAction,
 }
@@ -92,8 +96,16 @@ pub async fn run(args: AdminArgs) -> i32 {
         } => Duration::from_millis(*ms) + Duration::from_secs(5),
         _ => Duration::ZERO,
     };
-    let http = HttpClient::new(secret, wait.max(Duration::from_secs(60)));
-    let base = format!("http://{}", args.rm);
+    let tls = match args.tls.load() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("raft-rm admin: {e}");
+            return common::cli::EXIT_USAGE;
+        }
+    };
+    let http =
+        HttpClient::new(secret, wait.max(Duration::from_secs(60))).with_tls(tls.map(|t| t.client));
+    let base = http.url(&args.rm, "");
     // Answers are printed as they come: this is an operator's pass-through.
     let result: Result<Value, common::http::HttpError> = match args.action {
         AdminAction::Status => http.get_json(&format!("{base}/v1/cluster"), 3).await,
@@ -198,9 +210,7 @@ pub async fn replace(
     node_id: NodeId,
     addr: &str,
 ) -> Result<Replaced, HttpError> {
-    let joining: Health = http
-        .get_json(&format!("http://{addr}/v1/health"), 3)
-        .await?;
+    let joining: Health = http.get_json(&http.url(addr, "/v1/health"), 3).await?;
     let view: ClusterView = http.get_json(&format!("{base}/v1/cluster"), 3).await?;
     let member = view.members.iter().find(|m| m.id == node_id);
     let already_added = member.is_some_and(|m| m.incarnation == joining.incarnation);

@@ -35,6 +35,22 @@ pub struct RawConfig {
     /// listens on loopback only).
     #[arg(long)]
     pub shared_secret_file: Option<PathBuf>,
+    /// This node's certificate chain (PEM): with it, the node serves
+    /// HTTPS (Raft RPCs included) and calls the others over HTTPS.
+    /// Reloaded when it changes or on SIGHUP.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) peers' certificates must chain to.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Whether clients must present a certificate the CA signed (mutual
+    /// TLS): off, optional, required [default: off]. With it, Raft RPCs
+    /// are taken only from `raft-rm` certificates (their subject's OU).
+    #[arg(long, value_enum)]
+    pub tls_client_auth: Option<common::tls::ClientAuth>,
     /// Leader heartbeat interval in ms [default: 50].
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
@@ -118,6 +134,10 @@ impl RawConfig {
             data_dir: self.data_dir.or(file.data_dir),
             peers: self.peers.or(file.peers),
             shared_secret_file: self.shared_secret_file.or(file.shared_secret_file),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_client_auth: self.tls_client_auth.or(file.tls_client_auth),
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms),
             election_timeout_min_ms: self
                 .election_timeout_min_ms
@@ -220,6 +240,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub peers: BTreeMap<NodeId, String>,
     pub secret: Option<SharedSecret>,
+    /// HTTPS for everything this node serves and calls (`None`: HTTP).
+    pub tls: Option<common::tls::Tls>,
     pub timings: Timings,
     pub snapshot_every: u64,
     /// See [`crate::network::early`].
@@ -352,6 +374,13 @@ impl NodeConfig {
             ),
             None => None,
         };
+        let tls = common::tls::from_files(
+            raw.tls_cert.as_deref(),
+            raw.tls_key.as_deref(),
+            raw.tls_ca.as_deref(),
+            raw.tls_client_auth.unwrap_or_default(),
+        )
+        .map_err(|e| invalid("tls", e))?;
         if secret.is_none() && !listen.ip().is_loopback() {
             return Err(invalid(
                 "shared-secret-file",
@@ -449,6 +478,7 @@ impl NodeConfig {
             data_dir,
             peers,
             secret,
+            tls,
             timings,
             snapshot_every,
             early_replication: raw.early_replication.unwrap_or(true),

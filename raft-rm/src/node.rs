@@ -96,7 +96,8 @@ pub async fn start_with_listener(
     let startup_log = StartupLog::read(&mut log_store)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    let http = HttpClient::new(config.secret.clone(), INTERNAL_TIMEOUT);
+    let http = HttpClient::new(config.secret.clone(), INTERNAL_TIMEOUT)
+        .with_tls(config.tls.as_ref().map(|t| t.client.clone()));
     let raft_config = config
         .raft_config()
         .validate()
@@ -156,11 +157,19 @@ pub async fn start_with_listener(
         http: http.clone(),
         elections: elections.clone(),
         secret: config.secret.clone(),
+        mutual_tls: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != common::tls::ClientAuth::Off),
         soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
         killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
     });
 
-    tasks.serve(listener, crate::http::router(state.clone()));
+    tasks.serve(
+        listener,
+        config.tls.as_ref(),
+        crate::http::router(state.clone()),
+    );
     tasks.spawn(
         "election",
         crate::election::run(
@@ -266,7 +275,7 @@ async fn bootstrap(
     let mut last_error: BTreeMap<NodeId, String> = BTreeMap::new();
     while !pending.is_empty() && tokio::time::Instant::now() < deadline {
         for (peer, addr) in pending.clone() {
-            let url = format!("http://{addr}/v1/health");
+            let url = http.url(&addr, "/v1/health");
             match http.get_json::<crate::http::health::Health>(&url, 1).await {
                 Ok(h) if h.initialized => {
                     tracing::warn!(

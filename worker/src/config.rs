@@ -54,6 +54,10 @@ pub struct WorkerArgs {
     /// ~/.cache/raft-rm/tpch].
     #[arg(long)]
     pub tpch_cache_dir: Option<PathBuf>,
+    /// HTTPS: this worker's certificate and key, the CA, and whether
+    /// callers must present certificates (coordinators and RMs do).
+    #[command(flatten)]
+    pub tls: common::tls::TlsArgs,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,8 @@ pub struct WorkerConfig {
     pub rms: Vec<String>,
     pub memory_bytes: u64,
     pub secret: Option<SharedSecret>,
+    /// HTTPS for what it serves and calls (`None`: HTTP).
+    pub tls: Option<common::tls::Tls>,
     pub heartbeat: Duration,
     pub data_dir: Option<PathBuf>,
     /// `None`: derived from the RMs' session lease at start.
@@ -118,6 +124,7 @@ impl WorkerArgs {
             rms,
             memory_bytes: self.memory_bytes,
             secret,
+            tls: self.tls.load().map_err(|e| format!("tls: {e}"))?,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             data_dir: self.data_dir,
             fencing_bound: self.fencing_bound_ms.map(Duration::from_millis),

@@ -34,6 +34,9 @@ pub struct WorkerState {
     pub node_id: String,
     pub tasks: Arc<Tasks>,
     pub secret: Option<SharedSecret>,
+    /// Client certificates are verified: the task API takes only
+    /// `coordinator` and `admin` ones.
+    pub mutual_tls: bool,
     pub metrics: Arc<WorkerMetrics>,
     pub fencing: Arc<Fencing>,
 }
@@ -47,6 +50,14 @@ pub fn router(state: WorkerState) -> Router {
         // A query task carries its statement, and may carry the rows of
         // `system.runtime` tables.
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            common::auth::RoleGuard {
+                roles: &["coordinator", "admin"],
+                enforced: state.mutual_tls,
+                reads_open: false,
+            },
+            common::auth::require_role,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             common::auth::SecretGuard::new(state.secret.clone()),
             common::auth::require_secret,

@@ -58,7 +58,8 @@ pub async fn start(
     // The fencing watch shortens this to fit its bound.
     let rms = RmClient::new(
         config.rms.clone(),
-        HttpClient::new(config.secret.clone(), Duration::from_secs(15)),
+        HttpClient::new(config.secret.clone(), Duration::from_secs(15))
+            .with_tls(config.tls.as_ref().map(|t| t.client.clone())),
     );
     let mut supervisor = Supervisor::default();
     let stop_rx = supervisor.stopping();
@@ -73,10 +74,14 @@ pub async fn start(
         node_id: config.id.clone(),
         tasks: tasks.clone(),
         secret: config.secret.clone(),
+        mutual_tls: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != common::tls::ClientAuth::Off),
         metrics,
         fencing: fencing.clone(),
     };
-    supervisor.serve(listener, router(state));
+    supervisor.serve(listener, config.tls.as_ref(), router(state));
     let reporter = Reporter {
         node_id: config.id.clone(),
         advertise,

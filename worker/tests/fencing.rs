@@ -207,6 +207,7 @@ impl Worker {
             fencing_bound_ms,
             catalog_dir: None,
             tpch_cache_dir: None,
+            tls: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let w = worker::node::start(

@@ -32,6 +32,7 @@ async fn the_task_api_checks_auth_and_input_and_runs_tasks() {
         fencing_bound_ms: None,
         catalog_dir: None,
         tpch_cache_dir: None,
+        tls: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let w = worker::node::start(

@@ -30,6 +30,7 @@ impl Worker {
             fencing_bound_ms: None,
             catalog_dir: None,
             tpch_cache_dir: None,
+            tls: Default::default(),
         };
         let mut config = args.validate().unwrap();
         config.queries.runner = env!("CARGO_BIN_EXE_worker").into();

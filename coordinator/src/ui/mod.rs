@@ -33,7 +33,12 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
-pub fn router(state: AppState, access: WebUi, secret: Option<SharedSecret>) -> Router {
+pub fn router(
+    state: AppState,
+    access: WebUi,
+    secret: Option<SharedSecret>,
+    mutual_tls: bool,
+) -> Router {
     let pages = Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route(
@@ -52,10 +57,24 @@ pub fn router(state: AppState, access: WebUi, secret: Option<SharedSecret>) -> R
         .route("/ui/api/groups", get(groups))
         .route("/ui/api/queries", get(queries))
         .route("/ui/api/query/{id}", get(query))
+        // Beyond the access rule, the client authentication clients get.
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::authn::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(access, guard));
     let internal = Router::new()
         .route("/ui/api/local/queries", get(local_queries))
         .route("/ui/api/local/queries/{id}", get(local_query))
+        // The RMs' relay (and operators' tools) only.
+        .layer(axum::middleware::from_fn_with_state(
+            common::auth::RoleGuard {
+                roles: &["raft-rm", "admin"],
+                enforced: mutual_tls,
+                reads_open: false,
+            },
+            common::auth::require_role,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             SecretGuard::new(secret),
             common::auth::require_secret,
@@ -88,8 +107,8 @@ fn allowed(access: WebUi, peer: Option<std::net::SocketAddr>) -> bool {
 async fn guard(State(access): State<WebUi>, request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
+        .get::<ConnectInfo<common::listener::Peer>>()
+        .map(|c| c.0.addr);
     if allowed(access, peer) {
         return next.run(request).await;
     }

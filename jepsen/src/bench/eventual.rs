@@ -105,7 +105,7 @@ pub async fn start_coordinator(c: &mut LocalCluster, groups: PathBuf) -> Result<
 /// Every path's decision histogram, as `/metrics` shows it now.
 async fn scrape(http: &HttpClient, coordinator: &str) -> Result<BTreeMap<String, Histogram>> {
     let body = http
-        .get_bytes(&format!("http://{coordinator}/metrics"), &[])
+        .get_bytes(&http.url(coordinator, "/metrics"), &[])
         .await?;
     let text = String::from_utf8_lossy(&body);
     Ok(PATHS
@@ -125,7 +125,7 @@ pub async fn run(
     clients: &[usize],
     duration: Duration,
 ) -> Result<Vec<EventualRun>> {
-    let http = HttpClient::new(None, Duration::from_secs(10));
+    let http = crate::tls::http(None, Duration::from_secs(10));
     let warm = TrinoClient::default();
     for _ in 0..WARM_UP_QUERIES {
         warm.run(coordinator, EVENTUAL_USER, "SELECT 1", &[])

@@ -170,8 +170,12 @@ async fn print_status(c: &LocalCluster) {
         );
     }
     println!(
-        "try: curl -s http://{}/v1/cluster | python3 -m json.tool   (secret for admin calls: {}/secret)",
+        "try: curl -s {}://{}/v1/cluster{} | python3 -m json.tool   (secret for admin calls: {}/secret)",
+        if c.tls_login().is_some() { "https" } else { "http" },
         c.addrs.values().next().map(String::as_str).unwrap_or("127.0.0.1:7001"),
+        c.tls_login()
+            .map(|(ca, _, _)| format!(" --cacert {0} --cert {1}/harness.pem --key {1}/harness-key.pem", ca.display(), ca.parent().map(|d| d.display().to_string()).unwrap_or_default()))
+            .unwrap_or_default(),
         c.dir().display()
     );
     let coordinators: Vec<&str> = c
@@ -180,23 +184,40 @@ async fn print_status(c: &LocalCluster) {
         .filter(|m| m.name.starts_with('c'))
         .map(|m| m.addr.as_str())
         .collect();
+    let scheme = if c.tls_login().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if !coordinators.is_empty() {
         println!(
             "Web UI (every coordinator serves it): {}",
             coordinators
                 .iter()
-                .map(|a| format!("http://{a}/ui/"))
+                .map(|a| format!("{scheme}://{a}/ui/"))
                 .collect::<Vec<_>>()
                 .join("  ")
         );
     }
-    if let Some(coordinator) = c.members.iter().find(|m| m.name.starts_with('c')) {
-        println!(
-            "Trino clients: http://{0}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{1}', port={2}, user='me').cursor(); c.execute('SELECT * FROM tpch.tiny.nation'); print(c.fetchall()[:3])\"",
-            coordinator.addr,
-            coordinator.addr.split(':').next().unwrap_or("127.0.0.1"),
-            coordinator.addr.rsplit(':').next().unwrap_or("8080"),
-        );
+    let Some(coordinator) = coordinators.first() else {
+        return;
+    };
+    let host = coordinator.split(':').next().unwrap_or("127.0.0.1");
+    let port = coordinator.rsplit(':').next().unwrap_or("8080");
+    match c.tls_login() {
+        None => println!(
+            "Trino clients: http://{coordinator}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{host}', port={port}, user='me').cursor(); c.execute('SELECT * FROM tpch.tiny.nation'); print(c.fetchall()[:3])\""
+        ),
+        Some((ca, user, password)) => {
+            println!(
+                "TLS: every process over HTTPS with mutual TLS, CA {}; coordinators take passwords (user {user}, password {password})",
+                ca.display()
+            );
+            println!(
+                "Trino clients: https://{coordinator}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{host}', port={port}, user='{user}', http_scheme='https', auth=trino.auth.BasicAuthentication('{user}', '{password}'), verify='{}').cursor(); c.execute('SELECT * FROM tpch.tiny.nation'); print(c.fetchall()[:3])\"",
+                ca.display()
+            );
+        }
     }
 }
 

@@ -50,6 +50,11 @@ pub struct ClusterArgs {
     /// Directory holding raft-rm (default: next to this binary).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Everything over TLS: a throw-away CA and a certificate per process
+    /// (in <dir>/tls), mutual TLS between the processes, the harness's
+    /// clients with an `admin` certificate.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl ClusterArgs {
@@ -70,6 +75,7 @@ impl ClusterArgs {
             net: None,
             faketime: None,
             env: Vec::new(),
+            tls: self.tls,
         }
     }
 }

@@ -122,6 +122,7 @@ pub async fn run(args: SelftestArgs) -> Result<()> {
             concurrency: 6,
             nodes: args.cluster.nodes,
             bin_dir: args.cluster.bin_dir(),
+            tls: args.cluster.tls,
             session_lease_ms: plant.session_lease_ms,
             loopback: false,
             planted: Some(plant.bug.to_string()),

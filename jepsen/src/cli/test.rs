@@ -165,6 +165,7 @@ impl RunArgs<'_> {
             concurrency: self.concurrency,
             nodes: self.cluster.nodes,
             bin_dir: self.cluster.bin_dir(),
+            tls: self.cluster.tls,
             session_lease_ms: self.nemesis.session_lease_ms,
             loopback: self.nemesis.loopback,
             planted: None,

@@ -300,6 +300,7 @@ fn operator(
         net,
         faketime: None,
         env: Vec::new(),
+        tls: false,
     })?;
     let secret = SharedSecret::from_file(&cluster.dir().join("secret"))?;
     Ok((Operator::local(cluster), Some(secret)))

@@ -150,7 +150,7 @@ impl Hostile {
     }
 
     async fn submit(&self, kind: &str, sql: &str, headers: &[(&str, &str)]) -> Option<Value> {
-        let url = format!("http://{}/v1/statement", self.coordinator);
+        let url = self.http.url(&self.coordinator, "/v1/statement");
         let r = self
             .http
             .post_bytes(&url, "text/plain", sql.as_bytes().to_vec(), None, headers)
@@ -198,7 +198,7 @@ impl Hostile {
 /// [`RUN_FOR`]; `selector_user` is a user the run's selectors admit.
 pub async fn run(coordinator: &str, selector_user: &str, stop: watch::Receiver<bool>) -> Report {
     let h = Arc::new(Hostile {
-        http: HttpClient::new(None, REQUEST_TIMEOUT),
+        http: crate::tls::http(None, REQUEST_TIMEOUT),
         coordinator: coordinator.to_string(),
         report: Mutex::new(Report {
             coordinator: coordinator.to_string(),
@@ -311,7 +311,9 @@ pub fn forged(next: &str, coordinator: &str) -> Vec<(&'static str, String, bool)
     let [phase, id, slug, token] = parts[..] else {
         return Vec::new();
     };
-    let base = format!("http://{coordinator}/v1/statement");
+    // In the scheme the coordinator gave (https under `--tls`).
+    let scheme = next.split_once("://").map_or("http", |(s, _)| s);
+    let base = format!("{scheme}://{coordinator}/v1/statement");
     let mut out = Vec::new();
     for bad_slug in [
         "0123456789abcdef",
@@ -349,7 +351,7 @@ pub fn forged(next: &str, coordinator: &str) -> Vec<(&'static str, String, bool)
         }
         out.push((
             "poll-forged-id",
-            format!("http://{coordinator}/v1/query/{bad_id}"),
+            format!("{scheme}://{coordinator}/v1/query/{bad_id}"),
             false,
         ));
     }

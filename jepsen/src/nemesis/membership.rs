@@ -96,7 +96,7 @@ async fn leader(c: &LocalCluster) -> Option<(u64, String)> {
 async fn try_view(c: &LocalCluster, http: &HttpClient) -> Option<View> {
     let (leader, addr) = leader(c).await?;
     let v: ClusterView = http
-        .get_json(&format!("http://{addr}/v1/cluster"), 1)
+        .get_json(&http.url(&addr, "/v1/cluster"), 1)
         .await
         .ok()?;
     let ids = |voters_only: bool| -> BTreeSet<u64> {
@@ -120,7 +120,7 @@ async fn admin(c: &LocalCluster, http: &HttpClient, path: &str, body: Value) -> 
     loop {
         let err = match leader(c).await {
             Some((_, addr)) => {
-                let url = format!("http://{addr}{path}");
+                let url = http.url(&addr, path);
                 match http.post_json::<_, Value>(&url, &body).await {
                     Ok(v) => return Ok(v),
                     Err(e) if e.status() == Some(400) => {

@@ -92,6 +92,8 @@ pub struct TestSpec {
     pub nodes: u64,
     #[serde(skip)]
     pub bin_dir: PathBuf,
+    /// Everything over TLS (`--tls`).
+    pub tls: bool,
     /// The RMs' session lease: a paused coordinator outlives it.
     pub session_lease_ms: u64,
     /// Stay on loopback even where network namespaces are possible.

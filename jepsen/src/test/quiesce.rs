@@ -120,7 +120,7 @@ async fn worker_tasks(http: &common::http::HttpClient, workers: &[String]) -> Ve
     let mut out = Vec::new();
     for w in workers {
         if let Ok(tasks) = http
-            .get_json::<Vec<TaskInfo>>(&format!("http://{w}/v1/tasks"), 3)
+            .get_json::<Vec<TaskInfo>>(&http.url(w, "/v1/tasks"), 3)
             .await
         {
             out.extend(tasks);

@@ -90,6 +90,7 @@ pub(super) async fn start(
             .map(|bug| ("FAILPOINTS".to_string(), format!("{bug}=return")))
             .collect(),
         nodes: spec.nodes,
+        tls: spec.tls,
         base_port: 0,
         dir: dir.to_path_buf(),
         bin_dir: spec.bin_dir.clone(),

@@ -115,7 +115,7 @@ impl Core {
         self.inner
             .http
             .post_bytes(
-                &format!("http://{addr}{ELECT_PATH}"),
+                &self.inner.http.url(&addr, ELECT_PATH),
                 common::http::CONTENT_JSON,
                 Vec::new(),
                 None,

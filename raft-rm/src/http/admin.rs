@@ -108,7 +108,7 @@ async fn add_learner(State(state): State<AppState>, headers: HeaderMap, body: By
 async fn incarnation_of(state: &AppState, id: NodeId, addr: &str) -> Result<u64, ApiError> {
     let health: crate::http::health::Health = state
         .http
-        .get_json(&format!("http://{addr}/v1/health"), 3)
+        .get_json(&state.http.url(addr, "/v1/health"), 3)
         .await
         .map_err(|e| {
             ApiError::Unavailable(format!(
@@ -231,7 +231,7 @@ async fn remove_self(state: &AppState, req: NodeRef) -> Result<MembershipChanged
     let answer = state
         .http
         .post_bytes(
-            &format!("http://{addr}/v1/admin/remove"),
+            &state.http.url(&addr, "/v1/admin/remove"),
             common::http::CONTENT_JSON,
             body,
             None,

@@ -112,7 +112,7 @@ async fn relay(state: &AppState, name: &str, path: &str) -> Response {
         ))
         .into_response();
     };
-    let url = format!("http://{}{path}", node.announcement.addr);
+    let url = state.http.url(&node.announcement.addr, path);
     match tokio::time::timeout(RELAY_TIMEOUT, state.http.get_bytes(&url, &[])).await {
         Ok(Ok(bytes)) => ([("content-type", CONTENT_JSON)], bytes).into_response(),
         Ok(Err(HttpError::Status { status, body, .. })) => {

@@ -104,7 +104,7 @@ pub(super) async fn relay(
     path_and_query: &str,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
-    let url = format!("http://{addr}{path_and_query}");
+    let url = state.http.url(addr, path_and_query);
     let me = state.core.id().to_string();
     let headers = [(FORWARDED_HEADER, me.as_str())];
     let answer = if method == Method::GET {

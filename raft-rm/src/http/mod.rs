@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use common::auth::{SecretGuard, SharedSecret};
+use common::auth::{RoleGuard, SecretGuard, SharedSecret};
 use common::http::HttpClient;
 
 use crate::core::Core;
@@ -76,6 +76,9 @@ pub struct AppStateInner {
     /// Leader contact and vote answers, for the election timer.
     pub elections: Arc<crate::election::Signals>,
     pub secret: Option<SharedSecret>,
+    /// Client certificates are verified: Raft RPCs are taken only from
+    /// `raft-rm` certificates, admin calls from `raft-rm` and `admin` ones.
+    pub mutual_tls: bool,
     /// Announcements and worker heartbeats (not replicated).
     pub soft: Arc<crate::soft::SoftState>,
     /// The memory killer's settings and this node's view of the episode.
@@ -83,10 +86,26 @@ pub struct AppStateInner {
 }
 
 pub fn router(state: AppState) -> Router {
+    let role = |roles, reads_open| {
+        axum::middleware::from_fn_with_state(
+            RoleGuard {
+                roles,
+                enforced: state.mutual_tls,
+                reads_open,
+            },
+            common::auth::require_role,
+        )
+    };
     let protected = Router::new()
-        .merge(raft::router().layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT)))
+        .merge(
+            raft::router()
+                .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT))
+                .layer(role(&["raft-rm"], false)),
+        )
         .merge(
             admin::router()
+                // Coordinators and workers read the configuration in force.
+                .layer(role(&["raft-rm", "admin"], true))
                 .merge(canary::router())
                 .merge(admission::router().merge(groups::router()).layer(
                     axum::middleware::from_fn_with_state(

@@ -118,7 +118,7 @@ impl PeerClient {
         }
         let body =
             common::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}{}", self.node.addr, path);
+        let url = self.factory.http.url(&self.node.addr, path);
         let cluster = self.factory.identity.cluster_id();
         let own = format!("{:016x}", self.factory.identity.incarnation());
         let to = self

@@ -36,6 +36,7 @@ pub async fn start_worker(
         fencing_bound_ms: None,
         catalog_dir: None,
         tpch_cache_dir: None,
+        tls: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = args.validate().unwrap();
@@ -145,6 +146,9 @@ impl Stack {
                 freshness_gate: 0.8,
                 max_queries: o.max_queries,
                 group_provider_file: None,
+                tls: Default::default(),
+                password_file: None,
+                impersonation_rules: None,
             };
             coordinators.push(start_coordinator(&args).await);
             coordinator_args.push(args);

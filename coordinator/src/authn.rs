@@ -1,0 +1,492 @@
+//! Client authentication, as Trino does it.
+//!
+//! - **Password file** (`--password-file`), in Trino's format: one
+//!   `user:hash` per line, the hash bcrypt (`$2y$`, cost at least 8) or
+//!   PBKDF2 (`iterations:salt:hash` in hex, at least 1000 iterations;
+//!   HMAC-SHA1 as Trino computes it, HMAC-SHA256 accepted too). It is read
+//!   again when it changes (checked at most every [`REFRESH`], as Trino's
+//!   `file.refresh-period`). Passwords are taken only over HTTPS: a
+//!   password over plain HTTP is refused, as Trino refuses it, whether or
+//!   not authentication is configured.
+//! - **Impersonation** (`--impersonation-rules`), Trino's file-based rules:
+//!   `{"impersonation": [{"original_user": REGEX, "new_user": REGEX,
+//!   "allow": BOOL}]}`, the first rule whose `original_user` matches the
+//!   authenticated user and whose `new_user` (with `$1`... from the first
+//!   match) matches the requested user decides; no rule: refused. A user
+//!   may always be themselves.
+//!
+//! Verified credentials are remembered (at most [`CACHE_MAX`], keyed by a
+//! digest of the password, forgotten when the file changes), because a
+//! bcrypt check costs milliseconds and clients send the password with
+//! every poll.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use regex::Regex;
+
+/// How often the password file is checked for a change.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// Most verified credentials remembered.
+pub const CACHE_MAX: usize = 1000;
+
+/// Trino's challenge.
+pub const CHALLENGE: &str = "Basic realm=\"Trino\"";
+
+const BCRYPT_MIN_COST: u32 = 8;
+const PBKDF2_MIN_ITERATIONS: u32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hash {
+    Bcrypt(String),
+    Pbkdf2 {
+        iterations: std::num::NonZeroU32,
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl Hash {
+    fn parse(text: &str) -> Result<Hash, String> {
+        if text.starts_with("$2y$") {
+            let cost: u32 = text
+                .get(4..6)
+                .and_then(|c| c.parse().ok())
+                .ok_or("a bcrypt hash without its cost")?;
+            if cost < BCRYPT_MIN_COST {
+                return Err(format!(
+                    "Minimum cost of BCrypt password must be {BCRYPT_MIN_COST}"
+                ));
+            }
+            text.parse::<bcrypt::HashParts>()
+                .map_err(|e| format!("not a bcrypt hash: {e}"))?;
+            return Ok(Hash::Bcrypt(text.to_string()));
+        }
+        let parts: Vec<&str> = text.split(':').collect();
+        if let [iterations, salt, hash] = parts[..] {
+            let iterations: u32 = iterations
+                .parse()
+                .map_err(|_| "a PBKDF2 iteration count that is not a number")?;
+            if iterations < PBKDF2_MIN_ITERATIONS {
+                return Err(format!(
+                    "Minimum number of PBKDF2 iterations must be {PBKDF2_MIN_ITERATIONS}"
+                ));
+            }
+            let (Some(salt), Some(hash)) = (unhex(salt), unhex(hash)) else {
+                return Err("a PBKDF2 salt or hash that is not hex".into());
+            };
+            if hash.is_empty() {
+                return Err("an empty PBKDF2 hash".into());
+            }
+            return Ok(Hash::Pbkdf2 {
+                iterations: std::num::NonZeroU32::new(iterations)
+                    .ok_or("zero PBKDF2 iterations")?,
+                salt,
+                hash,
+            });
+        }
+        Err("Hashing algorithm of password cannot be determined".into())
+    }
+
+    fn matches(&self, password: &str) -> bool {
+        match self {
+            Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            Hash::Pbkdf2 {
+                iterations,
+                salt,
+                hash,
+            } => [
+                ring::pbkdf2::PBKDF2_HMAC_SHA1,
+                ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            ]
+            .into_iter()
+            .any(|alg| {
+                ring::pbkdf2::verify(alg, *iterations, salt, password.as_bytes(), hash).is_ok()
+            }),
+        }
+    }
+}
+
+/// A password file's users and hashes.
+pub fn parse_password_file(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut users = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err(format!("line {}: not user:hash", n + 1));
+        };
+        if user.is_empty() {
+            return Err(format!("line {}: no user", n + 1));
+        }
+        Hash::parse(hash).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if users.insert(user.to_string(), hash.to_string()).is_some() {
+            return Err(format!("line {}: user {user} appears twice", n + 1));
+        }
+    }
+    Ok(users)
+}
+
+struct Loaded {
+    users: HashMap<String, Hash>,
+    stamp: Option<(SystemTime, u64)>,
+    checked: Instant,
+    /// (user, SHA-256 of the password) -> it matched.
+    verified: HashMap<(String, [u8; 32]), bool>,
+}
+
+/// The password file in force.
+pub struct PasswordFile {
+    path: PathBuf,
+    loaded: Mutex<Loaded>,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn read(path: &Path) -> Result<HashMap<String, Hash>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let users = parse_password_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    users
+        .into_iter()
+        .map(|(u, h)| Hash::parse(&h).map(|h| (u, h)))
+        .collect()
+}
+
+impl PasswordFile {
+    pub fn load(path: &Path) -> Result<PasswordFile, String> {
+        let users = read(path)?;
+        Ok(PasswordFile {
+            path: path.to_path_buf(),
+            loaded: Mutex::new(Loaded {
+                users,
+                stamp: stamp(path),
+                checked: Instant::now(),
+                verified: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Whether `password` is `user`'s.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, password.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        let key = (user.to_string(), digest);
+        let hash = {
+            let mut l = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            self.refresh(&mut l);
+            if let Some(ok) = l.verified.get(&key) {
+                return *ok;
+            }
+            l.users.get(user).cloned()
+        };
+        // Checked without the lock: bcrypt takes milliseconds.
+        let ok = hash.is_some_and(|h| h.matches(password));
+        let mut l = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if l.verified.len() >= CACHE_MAX {
+            l.verified.clear();
+        }
+        l.verified.insert(key, ok);
+        ok
+    }
+
+    fn refresh(&self, l: &mut Loaded) {
+        if l.checked.elapsed() < REFRESH {
+            return;
+        }
+        l.checked = Instant::now();
+        let now = stamp(&self.path);
+        if now == l.stamp {
+            return;
+        }
+        match read(&self.path) {
+            Ok(users) => {
+                tracing::info!(file = %self.path.display(), users = users.len(), "password file reloaded");
+                l.users = users;
+                l.verified.clear();
+                l.stamp = now;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "password file not reloaded; the previous one stays in force")
+            }
+        }
+    }
+}
+
+/// One impersonation rule.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    original_user: String,
+    new_user: String,
+    #[serde(default = "yes")]
+    allow: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct RawRules {
+    #[serde(default)]
+    impersonation: Vec<RawRule>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    original_user: Regex,
+    new_user: String,
+    allow: bool,
+}
+
+/// Who may act as whom.
+#[derive(Debug, Clone, Default)]
+pub struct ImpersonationRules {
+    rules: Vec<Rule>,
+}
+
+impl ImpersonationRules {
+    pub fn parse(text: &str) -> Result<ImpersonationRules, String> {
+        let raw: RawRules = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let rules = raw
+            .impersonation
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let original_user = Regex::new(&format!("^(?:{})$", r.original_user))
+                    .map_err(|e| format!("impersonation[{i}].original_user: {e}"))?;
+                // Checked now, with its `$N` left as they are.
+                Regex::new(&format!("^(?:{})$", r.new_user))
+                    .map_err(|e| format!("impersonation[{i}].new_user: {e}"))?;
+                Ok(Rule {
+                    original_user,
+                    new_user: r.new_user,
+                    allow: r.allow,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(ImpersonationRules { rules })
+    }
+
+    /// Whether `original` may act as `new`.
+    pub fn allows(&self, original: &str, new: &str) -> bool {
+        if original == new {
+            return true;
+        }
+        for r in &self.rules {
+            let Some(caps) = r.original_user.captures(original) else {
+                continue;
+            };
+            let mut pattern = String::new();
+            caps.expand(&r.new_user, &mut pattern);
+            let Ok(new_user) = Regex::new(&format!("^(?:{pattern})$")) else {
+                continue;
+            };
+            if new_user.is_match(new) {
+                return r.allow;
+            }
+        }
+        false
+    }
+}
+
+/// A request's authenticated user (its password checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(pub String);
+
+/// How this coordinator authenticates its clients.
+#[derive(Default)]
+pub struct Authenticator {
+    /// `None`: clients are not authenticated (any `X-Trino-User` is
+    /// believed), and a password is refused, as Trino refuses it then.
+    pub passwords: Option<PasswordFile>,
+    pub impersonation: ImpersonationRules,
+}
+
+fn unauthorized(message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [
+            (axum::http::header::WWW_AUTHENTICATE, CHALLENGE),
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            ),
+        ],
+        message.to_string(),
+    )
+        .into_response()
+}
+
+/// The client routes' authentication (an axum middleware): as Trino,
+/// a password only over HTTPS, checked against the password file; the
+/// user it names becomes the request's [`Principal`].
+pub async fn authenticate(
+    axum::extract::State(auth): axum::extract::State<std::sync::Arc<Authenticator>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let secure = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<common::listener::Peer>>()
+        .is_some_and(|c| c.0.tls);
+    let credentials = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(basic_credentials);
+    let (user, password) = match (&auth.passwords, credentials) {
+        (None, None) => return next.run(request).await,
+        (_, Some(_)) if !secure => {
+            return unauthorized("Password not allowed for insecure authentication")
+        }
+        (None, Some(_)) => return unauthorized("Password not allowed for insecure authentication"),
+        (Some(_), None) => return unauthorized("Unauthorized"),
+        (Some(_), Some(c)) => c,
+    };
+    // bcrypt is slow on purpose: off the async workers.
+    let checked = {
+        let (u, p) = (user.clone(), password);
+        let auth = auth.clone();
+        tokio::task::spawn_blocking(move || {
+            auth.passwords.as_ref().is_some_and(|f| f.verify(&u, &p))
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if !checked {
+        return unauthorized("Access Denied: Invalid credentials");
+    }
+    request.extensions_mut().insert(Principal(user));
+    next.run(request).await
+}
+
+/// Trino's refusal of an impersonation.
+pub fn impersonation_denied(original: &str, new: &str) -> String {
+    format!("Access Denied: User {original} cannot impersonate user {new}")
+}
+
+/// An `Authorization: Basic` header's user and password.
+pub fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `alice:secret` with bcrypt cost 8, and `bob:hunter2` with PBKDF2
+    /// (HMAC-SHA1, 1000 iterations), made by the tools Trino's docs name.
+    fn file() -> String {
+        let bcrypt = bcrypt::hash("secret", 8)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
+        let salt = b"saltsalt";
+        let mut out = [0u8; 32];
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA1,
+            std::num::NonZeroU32::new(1000).unwrap(),
+            salt,
+            b"hunter2",
+            &mut out,
+        );
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        format!("alice:{bcrypt}\nbob:1000:{}:{}\n", hex(salt), hex(&out))
+    }
+
+    #[test]
+    fn bcrypt_and_pbkdf2_passwords_are_checked_as_trino_checks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password.db");
+        std::fs::write(&path, file()).unwrap();
+        let f = PasswordFile::load(&path).unwrap();
+        assert!(f.verify("alice", "secret"));
+        assert!(f.verify("alice", "secret"), "remembered");
+        assert!(!f.verify("alice", "Secret"));
+        assert!(f.verify("bob", "hunter2"));
+        assert!(!f.verify("bob", "secret"));
+        assert!(!f.verify("carol", "secret"), "no such user");
+    }
+
+    #[test]
+    fn a_bad_password_file_is_refused_with_its_line() {
+        for (text, want) in [
+            ("alice", "line 1: not user:hash"),
+            (
+                "alice:$2y$04$abcdefghijklmnopqrstuuJ9sQCPgxHqvBtJ1IN3/6tUwYIcK5nAS",
+                "Minimum cost of BCrypt password must be 8",
+            ),
+            (
+                "bob:10:00:00",
+                "Minimum number of PBKDF2 iterations must be 1000",
+            ),
+            ("bob:plaintext", "cannot be determined"),
+            ("bob:1000:zz:00", "not hex"),
+        ] {
+            let e = parse_password_file(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn impersonation_follows_the_first_matching_rule() {
+        let rules = ImpersonationRules::parse(
+            r#"{"impersonation": [
+                {"original_user": "admin", "new_user": "root", "allow": false},
+                {"original_user": "admin", "new_user": ".*"},
+                {"original_user": "(.*)-etl", "new_user": "$1"}
+            ]}"#,
+        )
+        .unwrap();
+        assert!(rules.allows("admin", "alice"));
+        assert!(!rules.allows("admin", "root"), "the first match refuses");
+        assert!(rules.allows("bob-etl", "bob"), "$1 from original_user");
+        assert!(!rules.allows("bob-etl", "carol"));
+        assert!(!rules.allows("alice", "bob"), "no rule: refused");
+        assert!(rules.allows("alice", "alice"), "anyone may be themselves");
+        assert!(ImpersonationRules::parse(
+            r#"{"impersonation":[{"original_user":"(","new_user":"x"}]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_read_from_the_header() {
+        // "alice:pa:ss" (a password may hold a colon).
+        assert_eq!(
+            basic_credentials("Basic YWxpY2U6cGE6c3M="),
+            Some(("alice".into(), "pa:ss".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+    }
+}
