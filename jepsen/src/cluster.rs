@@ -185,7 +185,10 @@ impl LocalCluster {
             procs: BTreeMap::new(),
             members: Vec::new(),
             secret_file,
-            client: RmClient::new(crate::tls::http(Some(secret), Duration::from_secs(10))),
+            client: RmClient::new(
+                HttpClient::new(Some(secret), Duration::from_secs(10))
+                    .with_tls(pki.as_ref().map(|p| p.harness_client.clone())),
+            ),
             pki,
         };
         for id in 1..=cluster.spec.nodes {
@@ -197,7 +200,8 @@ impl LocalCluster {
     /// An HTTP client carrying the cluster's secret, with its own timeout.
     pub fn internal_http(&self, timeout: Duration) -> Result<HttpClient> {
         let secret = SharedSecret::from_file(&self.secret_file)?;
-        Ok(crate::tls::http(Some(secret), timeout))
+        Ok(HttpClient::new(Some(secret), timeout)
+            .with_tls(self.pki.as_ref().map(|p| p.harness_client.clone())))
     }
 
     /// The flags that put process `name` (`role`, at `addr`) on TLS: a
@@ -218,6 +222,24 @@ impl LocalCluster {
             hosts.push("127.0.0.1".into());
         }
         Ok(pki.issue(name, role, &hosts)?.args(client_auth))
+    }
+
+    /// A certificate for `name` in `role` from this cluster's CA
+    /// (`--tls`), for a client that calls as that role.
+    pub fn tls_issue(&self, name: &str, role: &str) -> Result<crate::tls::Issued> {
+        let pki = self
+            .pki
+            .as_ref()
+            .context("this cluster runs without --tls")?;
+        pki.issue(name, role, &["127.0.0.1".to_string()])
+    }
+
+    /// Issues RM `id` a new certificate and key in place (the same files):
+    /// it takes them when it next checks them, or at once on SIGHUP.
+    pub fn reissue_rm(&self, id: u64) -> Result<()> {
+        let addr = self.addrs.get(&id).context("no such RM")?;
+        self.tls_args(&format!("n{id}"), "raft-rm", addr, "required")
+            .map(drop)
     }
 
     /// The CA a client of this cluster must trust, and the user and

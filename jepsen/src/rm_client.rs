@@ -47,7 +47,8 @@ impl RmClient {
         common::rm::RmClient::new(addrs.to_vec(), http.clone()).with_timeout(http.timeout())
     }
 
-    fn http(&self) -> HttpClient {
+    /// The HTTP client it calls with (its secret, and TLS if any).
+    pub fn http(&self) -> HttpClient {
         self.rm.http().clone()
     }
 

@@ -74,6 +74,9 @@ pub struct LocalPki {
     ca_key: KeyPair,
     /// The password of [`OPERATOR_USER`].
     pub operator_password: String,
+    /// The harness's internal clients of this cluster: its CA, and the
+    /// `admin` certificate.
+    pub harness_client: Arc<rustls::ClientConfig>,
 }
 
 /// The files a process is started with.
@@ -153,13 +156,14 @@ impl LocalPki {
             ),
         )
         .context("writing the impersonation rules")?;
-        let pki = LocalPki {
-            dir,
-            ca,
-            ca_key,
-            operator_password,
-        };
-        let admin = pki.issue("harness", "admin", &["127.0.0.1".to_string()])?;
+        let admin = issue(
+            &dir,
+            &ca,
+            &ca_key,
+            "harness",
+            "admin",
+            &["127.0.0.1".to_string()],
+        )?;
         let identity = common::tls::Tls::load(
             &admin.cert,
             &admin.key,
@@ -168,10 +172,16 @@ impl LocalPki {
         )
         .context("loading the harness's certificate")?;
         set_harness(Some(Harness {
-            client: identity.client,
+            client: identity.client.clone(),
             password: harness_password,
         }));
-        Ok(pki)
+        Ok(LocalPki {
+            dir,
+            ca,
+            ca_key,
+            operator_password,
+            harness_client: identity.client,
+        })
     }
 
     /// A coordinator's client authentication: the password file and the
@@ -193,35 +203,46 @@ impl LocalPki {
     /// A certificate for process `name` in `role`, valid for `hosts` (IP
     /// addresses or names), written as `<name>.pem` and `<name>-key.pem`.
     pub fn issue(&self, name: &str, role: &str, hosts: &[String]) -> Result<Issued> {
-        let mut names = hosts.to_vec();
-        names.push("localhost".into());
-        let mut params = CertificateParams::new(names).context("certificate names")?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, role);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        let key = KeyPair::generate().context("generating a key")?;
-        let cert = params
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .with_context(|| format!("signing {name}'s certificate"))?;
-        let issued = Issued {
-            cert: self.dir.join(format!("{name}.pem")),
-            key: self.dir.join(format!("{name}-key.pem")),
-            ca: self.ca_path(),
-        };
-        std::fs::write(&issued.cert, cert.pem())
-            .with_context(|| format!("writing {}", issued.cert.display()))?;
-        write_private(&issued.key, &key.serialize_pem())?;
-        Ok(issued)
+        issue(&self.dir, &self.ca, &self.ca_key, name, role, hosts)
     }
+}
+
+fn issue(
+    dir: &Path,
+    ca: &rcgen::Certificate,
+    ca_key: &KeyPair,
+    name: &str,
+    role: &str,
+    hosts: &[String],
+) -> Result<Issued> {
+    let mut names = hosts.to_vec();
+    names.push("localhost".into());
+    let mut params = CertificateParams::new(names).context("certificate names")?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, role);
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let key = KeyPair::generate().context("generating a key")?;
+    let cert = params
+        .signed_by(&key, ca, ca_key)
+        .with_context(|| format!("signing {name}'s certificate"))?;
+    let issued = Issued {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+        ca: dir.join("ca.pem"),
+    };
+    std::fs::write(&issued.cert, cert.pem())
+        .with_context(|| format!("writing {}", issued.cert.display()))?;
+    write_private(&issued.key, &key.serialize_pem())?;
+    Ok(issued)
 }
 
 impl Drop for LocalPki {

@@ -228,6 +228,8 @@ pub struct Baseline {
     pub rm_args: Vec<String>,
     /// Its clients batch their calls.
     pub batched: bool,
+    /// It runs over plain HTTP (the default side has `--tls`).
+    pub plain: bool,
 }
 
 /// `jepsen bench admission`: one level per entry of `clients`, `seconds`
@@ -255,15 +257,21 @@ pub async fn command(
             &serde_json::json!({"bench": "admission", "nodes": template.nodes, "batched": batched, "runs": runs}),
         );
     };
+    let base_template = ClusterSpec {
+        tls: template.tls && !baseline.plain,
+        ..template.clone()
+    };
     let base = start_cluster(
-        template,
+        &base_template,
         "bench-admission-baseline",
         Some(&bench_groups()),
         &baseline.rm_args,
     )?;
     println!(
-        "default: clients {}; baseline: RMs with [{}], clients {}",
+        "default: {}clients {}; baseline: {}RMs with [{}], clients {}",
+        if template.tls { "TLS, " } else { "" },
         if batched { "batching" } else { "unbatched" },
+        if base_template.tls { "TLS, " } else { "" },
         baseline.rm_args.join(" "),
         if baseline.batched {
             "batching"

@@ -42,6 +42,10 @@ pub enum Bench {
         /// whose clients do not batch.
         #[arg(long)]
         baseline_unbatched: bool,
+        /// With --tls: also run a second cluster over plain HTTP (the
+        /// cost of TLS, side by side).
+        #[arg(long, requires = "tls")]
+        baseline_plain: bool,
         /// Rounds of the side-by-side comparison.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
@@ -205,16 +209,17 @@ pub async fn run(what: Bench) -> Result<()> {
             unbatched,
             baseline_rm_args,
             baseline_unbatched,
+            baseline_plain,
             rounds,
         } => {
-            let baseline = (baseline_rm_args.is_some() || baseline_unbatched).then(|| {
-                bench::admission::Baseline {
-                    rm_args: baseline_rm_args
-                        .iter()
-                        .flat_map(|a| a.split_whitespace().map(str::to_string))
-                        .collect(),
-                    batched: !(unbatched || baseline_unbatched),
-                }
+            let wanted = baseline_rm_args.is_some() || baseline_unbatched || baseline_plain;
+            let baseline = wanted.then(|| bench::admission::Baseline {
+                rm_args: baseline_rm_args
+                    .iter()
+                    .flat_map(|a| a.split_whitespace().map(str::to_string))
+                    .collect(),
+                batched: !(unbatched || baseline_unbatched),
+                plain: baseline_plain,
             });
             bench::admission::command(
                 &template(&cluster),

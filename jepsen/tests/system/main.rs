@@ -9,6 +9,8 @@
 //!   a leader's death;
 //! - `limits`: resource groups' memory, CPU and time limits, in both
 //!   modes, through Trino's client protocol;
+//! - `tls`: real processes over mutual TLS: roles by certificate, and
+//!   certificates reloaded under load;
 //! - `ui`: the web UI's data from the coordinator that does not run the
 //!   queries, against the RMs' JSON, and the relay to the owner.
 
@@ -17,5 +19,6 @@ mod kit;
 mod e2e;
 mod limits;
 mod oom;
+mod tls;
 mod ui;
 mod workers;
