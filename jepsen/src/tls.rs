@@ -134,8 +134,9 @@ impl LocalPki {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = params.self_signed(&ca_key).context("signing the CA")?;
         std::fs::write(dir.join("ca.pem"), ca.pem()).context("writing the CA certificate")?;
-        // Coordinators authenticate clients: the operator's user, and the
-        // harness's, which may act as any user (the workloads' users).
+        // Coordinators authenticate clients: the operator's user (who may
+        // also act as `dashboard`), and the harness's, which may act as
+        // any user (the workloads' users).
         let (operator_password, harness_password) = (random_password(), random_password());
         let hash = |p: &str| -> Result<String> {
             // Trino's files spell bcrypt `$2y$` (the same algorithm).
@@ -152,7 +153,10 @@ impl LocalPki {
         std::fs::write(
             dir.join("impersonation.json"),
             format!(
-                r#"{{"impersonation": [{{"original_user": "{HARNESS_USER}", "new_user": ".*"}}]}}"#
+                r#"{{"impersonation": [
+  {{"original_user": "{HARNESS_USER}", "new_user": ".*"}},
+  {{"original_user": "{OPERATOR_USER}", "new_user": "dashboard"}}
+]}}"#
             ),
         )
         .context("writing the impersonation rules")?;
