@@ -10,6 +10,8 @@ Trino user would see it:
   the cluster's CA;
 - a wrong password: 401 `Access Denied: Invalid credentials`;
 - no password over HTTPS: 401 `Unauthorized`;
+- JWTs signed HS256 with the cluster's key: taken; expired, or signed
+  with another key: 401; impersonation by a token's subject: 403;
 - impersonation: `me` may act as `dashboard` (the rules say so), and the
   query lands in the group selected by `authenticatedUser: me`; acting as
   `alice` is 403 `Access Denied: User me cannot impersonate user alice`;
@@ -22,6 +24,8 @@ Bounded (about 30 s); everything it started is stopped. Usage:
     scripts/tls_smoke.py BIN_DIR
 """
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -134,6 +138,28 @@ def main(bin_dir):
         refused(connect(host, port, ca, "alice", password), "SELECT 1", 403,
                 "Access Denied: User me cannot impersonate user alice")
         checks += 2
+        # JWTs: HS256 with the cluster's key (jepsen cluster --tls makes one).
+        key = open(os.path.join(work, "cluster", "tls", "jwt-hs256.key")).read().strip().encode()
+        now = int(time.time())
+
+        def token(claims, secret=key):
+            b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+            signed = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+            mac = hmac.new(secret, signed.encode(), hashlib.sha256).digest()
+            return signed + "." + b64(mac)
+
+        def with_token(t, user="me"):
+            return trino.dbapi.connect(host=host, port=port, user=user, http_scheme="https",
+                                       auth=trino.auth.JWTAuthentication(t), verify=ca).cursor()
+
+        cur = with_token(token({"sub": "me", "exp": now + 300}))
+        cur.execute("SELECT 1")
+        assert cur.fetchall() == [[1]]
+        refused(with_token(token({"sub": "me", "exp": now - 10})), "SELECT 1", 401, "an expired JWT")
+        refused(with_token(token({"sub": "me"}, b"x" * 40)), "SELECT 1", 401, "does not verify")
+        refused(with_token(token({"sub": "me"}), "alice"), "SELECT 1", 403,
+                "Access Denied: User me cannot impersonate user alice")
+        checks += 4
     finally:
         proc.terminate()
         try:
@@ -168,8 +194,8 @@ def main(bin_dir):
         refused(insecure, "SELECT 1", 401, "Password not allowed for insecure authentication")
         checks += 2
     print(f"TLS smoke: trino-python-client over HTTPS with passwords, {checks} checks as expected "
-          "(right, wrong and missing password; impersonation allowed and refused; "
-          "authenticatedUser selector; a password over plain HTTP refused)")
+          "(right, wrong and missing password; JWT right, expired, forged; impersonation allowed "
+          "and refused; authenticatedUser selector; a password over plain HTTP refused)")
 
 
 if __name__ == "__main__":

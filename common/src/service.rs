@@ -151,6 +151,11 @@ impl Supervisor {
                 tls.identity.clone().keep_fresh(self.stopping()),
             );
         }
+        if let (None, Ok(addr)) = (tls, listener.local_addr()) {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: the shared secret and all traffic travel in clear (give --tls-cert, --tls-key and --tls-ca)");
+            }
+        }
         let server = tls.map(|t| t.server.clone());
         let mut stop = self.stopping();
         self.spawn("http", async move {

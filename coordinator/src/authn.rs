@@ -15,6 +15,11 @@
 //!   match) matches the requested user decides; no rule: refused. A user
 //!   may always be themselves.
 //!
+//! - **JWT** (`--jwt-key-file`): `Authorization: Bearer <token>`, over
+//!   HTTPS only, signed HS256 (the file holds the shared secret), RS256 or
+//!   ES256 (the file holds a PEM public key); the principal is its `sub`;
+//!   `exp` and `nbf` are checked. Trino's `jwt.key-file`, for one key.
+//!
 //! Verified credentials are remembered (at most [`CACHE_MAX`], keyed by a
 //! digest of the password, forgotten when the file changes), because a
 //! bcrypt check costs milliseconds and clients send the password with
@@ -311,6 +316,142 @@ impl ImpersonationRules {
     }
 }
 
+/// A key that JWTs must be signed with.
+pub enum JwtKey {
+    /// HS256: the shared secret.
+    Hmac(ring::hmac::Key),
+    /// RS256: the RSA public key (PKCS#1 DER).
+    Rsa(Vec<u8>),
+    /// ES256: the P-256 public point (uncompressed).
+    Ec(Vec<u8>),
+}
+
+/// What a JWT claims, as far as authentication reads it.
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+impl JwtKey {
+    /// A PEM public key (RSA or P-256), else the file's text (trimmed) as
+    /// an HMAC secret of at least 32 bytes.
+    pub fn load(path: &Path) -> Result<JwtKey, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<JwtKey, String> {
+        let text = text.trim();
+        if let Some(body) = text
+            .strip_prefix("-----BEGIN PUBLIC KEY-----")
+            .and_then(|t| t.strip_suffix("-----END PUBLIC KEY-----"))
+        {
+            use base64::Engine;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(body.split_whitespace().collect::<String>())
+                .map_err(|e| format!("not a PEM public key: {e}"))?;
+            use x509_parser::prelude::FromDer;
+            let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
+                .map_err(|e| format!("not a public key: {e}"))?;
+            let key = spki.subject_public_key.data.to_vec();
+            return match spki.algorithm.algorithm.to_id_string().as_str() {
+                "1.2.840.113549.1.1.1" => Ok(JwtKey::Rsa(key)),
+                "1.2.840.10045.2.1" => Ok(JwtKey::Ec(key)),
+                other => Err(format!(
+                    "a public key of algorithm {other}: RSA or EC P-256 only"
+                )),
+            };
+        }
+        if text.starts_with("-----") {
+            return Err("a PEM block other than PUBLIC KEY".into());
+        }
+        if text.len() < 32 {
+            return Err("an HMAC secret of fewer than 32 bytes".into());
+        }
+        Ok(JwtKey::Hmac(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            text.as_bytes(),
+        )))
+    }
+
+    fn alg(&self) -> &'static str {
+        match self {
+            JwtKey::Hmac(_) => "HS256",
+            JwtKey::Rsa(_) => "RS256",
+            JwtKey::Ec(_) => "ES256",
+        }
+    }
+
+    /// The token's principal (`sub`), if its signature, algorithm and
+    /// times hold at `now_s` (seconds since the epoch).
+    pub fn verify(&self, token: &str, now_s: f64) -> Result<String, String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("not a JWT".into());
+        };
+        #[derive(serde::Deserialize)]
+        struct Header {
+            alg: String,
+        }
+        let h: Header = b64
+            .decode(header)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("a JWT header that is not base64url JSON")?;
+        if h.alg != self.alg() {
+            return Err(format!(
+                "a JWT signed {}; this key takes {}",
+                h.alg,
+                self.alg()
+            ));
+        }
+        let signed = &token[..header.len() + 1 + payload.len()];
+        let signature = b64
+            .decode(signature)
+            .map_err(|_| "a JWT signature that is not base64url")?;
+        let ok = match self {
+            JwtKey::Hmac(k) => ring::hmac::verify(k, signed.as_bytes(), &signature).is_ok(),
+            JwtKey::Rsa(k) => ring::signature::UnparsedPublicKey::new(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                k,
+            )
+            .verify(signed.as_bytes(), &signature)
+            .is_ok(),
+            JwtKey::Ec(k) => ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                k,
+            )
+            .verify(signed.as_bytes(), &signature)
+            .is_ok(),
+        };
+        if !ok {
+            return Err("a JWT whose signature does not verify".into());
+        }
+        let claims: Claims = b64
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("JWT claims that are not base64url JSON")?;
+        if claims.exp.is_some_and(|exp| exp <= now_s) {
+            return Err("an expired JWT".into());
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now_s) {
+            return Err("a JWT not valid yet".into());
+        }
+        claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "a JWT without a subject (sub)".into())
+    }
+}
+
 /// A request's authenticated user (its password checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(pub String);
@@ -321,6 +462,8 @@ pub struct Authenticator {
     /// `None`: clients are not authenticated (any `X-Trino-User` is
     /// believed), and a password is refused, as Trino refuses it then.
     pub passwords: Option<PasswordFile>,
+    /// `None`: bearer tokens are not taken.
+    pub jwt: Option<JwtKey>,
     pub impersonation: ImpersonationRules,
 }
 
@@ -352,18 +495,43 @@ pub async fn authenticate(
         .extensions()
         .get::<axum::extract::ConnectInfo<common::listener::Peer>>()
         .is_some_and(|c| c.0.tls);
-    let credentials = request
+    let header = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(basic_credentials);
+        .map(str::to_string);
+    if let Some(token) = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")) {
+        let Some(key) = &auth.jwt else {
+            return unauthorized("Bearer tokens are not taken by this coordinator");
+        };
+        if !secure {
+            return unauthorized("JWT not allowed for insecure authentication");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        return match key.verify(token.trim(), now) {
+            Ok(user) => {
+                request.extensions_mut().insert(Principal(user));
+                next.run(request).await
+            }
+            Err(e) => unauthorized(&format!("Access Denied: {e}")),
+        };
+    }
+    let credentials = header.as_deref().and_then(basic_credentials);
+    let authenticates = auth.passwords.is_some() || auth.jwt.is_some();
     let (user, password) = match (&auth.passwords, credentials) {
-        (None, None) => return next.run(request).await,
+        (_, None) if !authenticates => return next.run(request).await,
         (_, Some(_)) if !secure => {
             return unauthorized("Password not allowed for insecure authentication")
         }
-        (None, Some(_)) => return unauthorized("Password not allowed for insecure authentication"),
-        (Some(_), None) => return unauthorized("Unauthorized"),
+        // No authentication configured: Trino's insecure authenticator.
+        (None, Some(_)) if !authenticates => {
+            return unauthorized("Password not allowed for insecure authentication")
+        }
+        // Tokens only: a password is no credential here.
+        (None, Some(_)) | (_, None) => return unauthorized("Unauthorized"),
         (Some(_), Some(c)) => c,
     };
     // bcrypt is slow on purpose: off the async workers.
@@ -477,6 +645,80 @@ mod tests {
             r#"{"impersonation":[{"original_user":"(","new_user":"x"}]}"#
         )
         .is_err());
+    }
+
+    fn jwt(alg: &str, claims: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let signed = format!(
+            "{}.{}",
+            b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
+            b64.encode(claims)
+        );
+        format!("{signed}.{}", b64.encode(sign(signed.as_bytes())))
+    }
+
+    #[test]
+    fn a_jwt_is_taken_only_signed_by_the_key_in_time_and_naming_a_subject() {
+        let secret = "a-shared-secret-of-at-least-32-bytes!";
+        let key = JwtKey::parse(secret).unwrap();
+        let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        let hs = |claims: &str| {
+            jwt("HS256", claims, |m| {
+                ring::hmac::sign(&hmac, m).as_ref().to_vec()
+            })
+        };
+        assert_eq!(
+            key.verify(&hs(r#"{"sub":"alice","exp":2000}"#), 1000.0),
+            Ok("alice".into())
+        );
+        assert!(key
+            .verify(&hs(r#"{"sub":"alice","exp":900}"#), 1000.0)
+            .unwrap_err()
+            .contains("expired"));
+        assert!(key
+            .verify(&hs(r#"{"sub":"alice","nbf":1100}"#), 1000.0)
+            .unwrap_err()
+            .contains("not valid yet"));
+        assert!(key
+            .verify(&hs(r#"{"exp":2000}"#), 1000.0)
+            .unwrap_err()
+            .contains("subject"));
+        let mut forged = hs(r#"{"sub":"alice"}"#);
+        forged.replace_range(forged.len() - 3.., "AAA");
+        assert!(key
+            .verify(&forged, 1000.0)
+            .unwrap_err()
+            .contains("does not verify"));
+        let none = jwt("none", r#"{"sub":"root"}"#, |_| Vec::new());
+        assert!(key
+            .verify(&none, 1000.0)
+            .unwrap_err()
+            .contains("signed none"));
+        assert!(JwtKey::parse("short").is_err());
+
+        // ES256 with a PEM public key, as Trino's jwt.key-file holds one.
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let mut spki = unhex("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        spki.extend_from_slice(pair.public_key().as_ref());
+        use base64::Engine;
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&spki)
+        );
+        let ec = JwtKey::parse(&pem).unwrap();
+        let es = jwt("ES256", r#"{"sub":"bob"}"#, |m| {
+            pair.sign(&rng, m).unwrap().as_ref().to_vec()
+        });
+        assert_eq!(ec.verify(&es, 1000.0), Ok("bob".into()));
+        assert!(
+            ec.verify(&hs(r#"{"sub":"bob"}"#), 1000.0).is_err(),
+            "an HS256 token for an EC key"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub struct CoordinatorArgs {
     #[arg(long)]
     pub advertise: Option<String>,
     /// Who may open the web UI at `/ui/`: `loopback` (requests from this
-    /// machine only), `all` (read-only, with no client authentication yet:
-    /// only on a trusted network), or `off`.
+    /// machine only), `all` (read-only, behind the client authentication
+    /// of --password-file if given), or `off`.
     #[arg(long, value_enum, default_value_t = WebUi::Loopback)]
     pub web_ui: WebUi,
     /// Base URL clients follow (`nextUri`): a load balancer in front of all
@@ -75,8 +75,13 @@ pub struct CoordinatorArgs {
     /// authenticated one), in Trino's file-based rules shape:
     /// `{"impersonation": [{"original_user", "new_user", "allow"}]}`.
     /// Without it, no one may.
-    #[arg(long, requires = "password_file")]
+    #[arg(long)]
     pub impersonation_rules: Option<PathBuf>,
+    /// Authenticate clients with JWTs (`Authorization: Bearer`), over
+    /// HTTPS only: the file holds a PEM public key (RS256, ES256) or a
+    /// shared secret of at least 32 bytes (HS256). The principal is `sub`.
+    #[arg(long, requires = "tls_cert")]
+    pub jwt_key_file: Option<PathBuf>,
 }
 
 /// Who may open the web UI.
@@ -104,6 +109,7 @@ pub struct CoordinatorConfig {
     pub tls: Option<common::tls::Tls>,
     /// Clients' passwords (checked at start, loaded by the node).
     pub password_file: Option<PathBuf>,
+    pub jwt_key_file: Option<PathBuf>,
     pub impersonation: crate::authn::ImpersonationRules,
     pub client_timeout: Duration,
     pub max_queries: usize,
@@ -178,6 +184,13 @@ impl CoordinatorArgs {
                 Some(path) => {
                     crate::authn::PasswordFile::load(&path)
                         .map_err(|e| format!("password-file: {e}"))?;
+                    Some(path)
+                }
+                None => None,
+            },
+            jwt_key_file: match self.jwt_key_file {
+                Some(path) => {
+                    crate::authn::JwtKey::load(&path).map_err(|e| format!("jwt-key-file: {e}"))?;
                     Some(path)
                 }
                 None => None,

@@ -114,6 +114,12 @@ pub async fn start(
                 .map(crate::authn::PasswordFile::load)
                 .transpose()
                 .map_err(std::io::Error::other)?,
+            jwt: config
+                .jwt_key_file
+                .as_deref()
+                .map(crate::authn::JwtKey::load)
+                .transpose()
+                .map_err(std::io::Error::other)?,
             impersonation: config.impersonation.clone(),
         }),
         coordinator: coordinator.clone(),

@@ -160,6 +160,11 @@ impl LocalPki {
             ),
         )
         .context("writing the impersonation rules")?;
+        // JWTs signed HS256 with this secret are taken too.
+        write_private(
+            &dir.join("jwt-hs256.key"),
+            &format!("{}{}\n", random_password(), random_password()),
+        )?;
         let admin = issue(
             &dir,
             &ca,
@@ -196,6 +201,8 @@ impl LocalPki {
             self.dir.join("password.db").display().to_string(),
             "--impersonation-rules".into(),
             self.dir.join("impersonation.json").display().to_string(),
+            "--jwt-key-file".into(),
+            self.dir.join("jwt-hs256.key").display().to_string(),
         ]
     }
 

@@ -12,8 +12,8 @@
 //!   the RMs' relay (internal: the shared secret guards them).
 //!
 //! Who may open the pages is `--web-ui`: requests from loopback only (the
-//! default), everyone (read-only; the coordinator has no client
-//! authentication yet, so only on a trusted network), or no one.
+//! default), everyone (read-only), or no one; and then the client
+//! authentication Trino's clients get (`--password-file`).
 
 pub mod pages;
 

@@ -217,6 +217,16 @@ async fn print_status(c: &LocalCluster) {
                 "Trino clients: https://{coordinator}  e.g.  python3 -c \"import trino; c=trino.dbapi.connect(host='{host}', port={port}, user='{user}', http_scheme='https', auth=trino.auth.BasicAuthentication('{user}', '{password}'), verify='{}').cursor(); c.execute('SELECT * FROM tpch.tiny.nation'); print(c.fetchall()[:3])\"",
                 ca.display()
             );
+            let overriding: Vec<&str> = ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"]
+                .into_iter()
+                .filter(|v| std::env::var_os(v).is_some())
+                .collect();
+            if !overriding.is_empty() {
+                println!(
+                    "note: {} is set here, and the requests library prefers it to verify=: unset it for that client",
+                    overriding.join(" and ")
+                );
+            }
         }
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use common::auth::SharedSecret;
-use common::http::HttpClient;
 
 use super::load::LoadSpec;
 use super::ops::{Commands, Fault, Operator};
@@ -61,6 +60,9 @@ pub struct DrillArgs {
     /// Directory holding raft-rm (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The local cluster runs on mutual TLS (see `jepsen cluster --tls`).
+    #[arg(long, conflicts_with = "rms")]
+    tls: bool,
     /// Drill an existing cluster instead: its RMs as `ID=HOST:PORT,...`.
     /// Destructive steps then run the operator's commands below.
     #[arg(long, value_parser = common::cli::peer_map)]
@@ -121,7 +123,8 @@ pub async fn run(cmd: DrillCmd, dir: &Path) -> Result<()> {
         }
         None => {}
     }
-    let http = HttpClient::new(secret, Duration::from_millis(args.try_timeout_ms));
+    // Over TLS when the local cluster runs it.
+    let http = crate::tls::http(secret, Duration::from_millis(args.try_timeout_ms));
     let probe = RmClient::new(http.with_timeout(Duration::from_millis(500)));
     let admin = RmClient::new(http.with_timeout(Duration::from_secs(10)));
     let load_rm = RmClient::new(http);
@@ -300,7 +303,7 @@ fn operator(
         net,
         faketime: None,
         env: Vec::new(),
-        tls: false,
+        tls: args.tls,
     })?;
     let secret = SharedSecret::from_file(&cluster.dir().join("secret"))?;
     Ok((Operator::local(cluster), Some(secret)))

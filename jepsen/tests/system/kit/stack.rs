@@ -149,6 +149,7 @@ impl Stack {
                 tls: Default::default(),
                 password_file: None,
                 impersonation_rules: None,
+                jwt_key_file: None,
             };
             coordinators.push(start_coordinator(&args).await);
             coordinator_args.push(args);
