@@ -374,3 +374,159 @@ pub fn from_files(
         _ => Err("tls-cert, tls-key, tls-ca: give all three, or none".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, IsCa, KeyPair};
+
+    struct Ca {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    fn new_ca(dir: &Path) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        Ca { cert, key }
+    }
+
+    /// Writes `name.pem` and `name-key.pem`, OU `role`, for 127.0.0.1.
+    fn issue(dir: &Path, ca: &Ca, name: &str, role: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, role);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn a_certificate_names_its_role_in_its_ou() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = new_ca(dir.path());
+        for (role, want) in [
+            ("raft-rm", Some("raft-rm")),
+            ("worker", Some("worker")),
+            ("nobody", None),
+        ] {
+            let (cert, _) = issue(dir.path(), &ca, role, role);
+            let der = read_certs(&cert).unwrap().remove(0);
+            assert_eq!(role_of(&der), want, "{role}");
+        }
+    }
+
+    #[test]
+    fn a_changed_pair_is_taken_and_a_broken_one_leaves_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = new_ca(dir.path());
+        let (cert, key) = issue(dir.path(), &ca, "n1", "raft-rm");
+        let id = Identity::load(&cert, &key).unwrap();
+        let first = id.current().cert[0].clone();
+        assert!(!id.reload(false).unwrap(), "nothing changed");
+        issue(dir.path(), &ca, "n1", "raft-rm");
+        assert!(id.reload(false).unwrap(), "new files are taken");
+        assert_ne!(id.current().cert[0], first);
+        assert_eq!(id.reloads(), 1);
+        // A key that does not go with the certificate: refused, old kept.
+        let now = id.current().cert[0].clone();
+        let (_, other_key) = issue(dir.path(), &ca, "other", "raft-rm");
+        std::fs::copy(&other_key, &key).unwrap();
+        let e = id.reload(true).unwrap_err();
+        assert!(e.to_string().contains("does not go with"), "{e}");
+        assert_eq!(id.current().cert[0], now);
+    }
+
+    #[test]
+    fn flags_come_all_three_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = new_ca(dir.path());
+        let (cert, key) = issue(dir.path(), &ca, "c1", "coordinator");
+        let none = from_files(None, None, None, ClientAuth::Off).unwrap();
+        assert!(none.is_none());
+        let e = from_files(Some(&cert), None, None, ClientAuth::Off).unwrap_err();
+        assert!(e.contains("all three"), "{e}");
+        let e = from_files(None, None, None, ClientAuth::Required).unwrap_err();
+        assert!(e.contains("needs --tls-cert"), "{e}");
+        let e = from_files(
+            Some(&cert),
+            Some(&key),
+            Some(&dir.path().join("missing.pem")),
+            ClientAuth::Off,
+        )
+        .unwrap_err();
+        assert!(e.contains("missing.pem"), "{e}");
+        let tls = from_files(
+            Some(&cert),
+            Some(&key),
+            Some(&dir.path().join("ca.pem")),
+            ClientAuth::Optional,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
+    }
+
+    #[tokio::test]
+    async fn a_tls_server_knows_its_peers_role_and_refuses_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = new_ca(dir.path());
+        let (cert, key) = issue(dir.path(), &ca, "n1", "raft-rm");
+        let server = Tls::load(
+            &cert,
+            &key,
+            &dir.path().join("ca.pem"),
+            ClientAuth::Required,
+        )
+        .unwrap();
+        let mut s = crate::service::Supervisor::default();
+        let listener = crate::service::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let app = axum::Router::new().route(
+            "/who",
+            axum::routing::get(
+                |axum::extract::ConnectInfo(p): axum::extract::ConnectInfo<
+                    crate::listener::Peer,
+                >| async move { format!("{:?} {}", p.role, p.tls) },
+            ),
+        );
+        s.serve(listener, Some(&server), app);
+        let (wcert, wkey) = issue(dir.path(), &ca, "w1", "worker");
+        let worker = Tls::load(&wcert, &wkey, &dir.path().join("ca.pem"), ClientAuth::Off).unwrap();
+        let http = crate::http::HttpClient::new(None, std::time::Duration::from_secs(5))
+            .with_tls(Some(worker.client));
+        let url = http.url(&addr, "/who");
+        assert!(url.starts_with("https://"), "{url}");
+        let body = http.get_bytes(&url, &[]).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&body), "Some(\"worker\") true");
+        // Another CA's certificate: the handshake fails.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = new_ca(other_dir.path());
+        let (ocert, okey) = issue(other_dir.path(), &other, "x", "worker");
+        let stranger =
+            Tls::load(&ocert, &okey, &dir.path().join("ca.pem"), ClientAuth::Off).unwrap();
+        let e = crate::http::HttpClient::new(None, std::time::Duration::from_secs(5))
+            .with_tls(Some(stranger.client))
+            .get_bytes(&url, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), None, "{e}");
+        s.shutdown(std::time::Duration::from_secs(1)).await;
+    }
+}
