@@ -12,9 +12,10 @@ Trino user would see it:
 - no password over HTTPS: 401 `Unauthorized`;
 - JWTs signed HS256 with the cluster's key: taken; expired, or signed
   with another key: 401; impersonation by a token's subject: 403;
-- impersonation: `me` may act as `dashboard` (the rules say so), and the
-  query lands in the group selected by `authenticatedUser: me`; acting as
-  `alice` is 403 `Access Denied: User me cannot impersonate user alice`;
+- selectors: `me`'s own query lands in the group of `authenticatedUser:
+  me`; acting as `dashboard` (the rules allow it), in the group of
+  `originalUser: me` with `user: dashboard`; acting as `alice` is 403
+  `Access Denied: User me cannot impersonate user alice`;
 - a password over plain HTTP (a plain coordinator of a second, plain
   cluster): 401 `Password not allowed for insecure authentication`
   (trino-python-client itself refuses to send one unless told to).
@@ -50,8 +51,10 @@ GROUPS = {
         {"name": "global", "hardConcurrencyLimit": 8, "maxQueued": 100,
          "subGroups": [{"name": "${USER}", "hardConcurrencyLimit": 2, "maxQueued": 20}]},
         {"name": "operators", "hardConcurrencyLimit": 4, "maxQueued": 10},
+        {"name": "dashboards", "hardConcurrencyLimit": 4, "maxQueued": 10},
     ],
-    "selectors": [{"authenticatedUser": "me", "group": "operators"},
+    "selectors": [{"originalUser": "me", "user": "dashboard", "group": "dashboards"},
+                  {"authenticatedUser": "me", "group": "operators"},
                   {"group": "global.${USER}"}],
 }
 
@@ -133,8 +136,8 @@ def main(bin_dir):
         cur = connect(host, port, ca, "dashboard", password)
         cur.execute("SELECT 1")
         assert cur.fetchall() == [[1]]
-        assert resource_group(host, port, ca, password, cur.query_id) == ["operators"], \
-            "authenticatedUser selects, whoever the session says it is"
+        assert resource_group(host, port, ca, password, cur.query_id) == ["dashboards"], \
+            "originalUser is the authenticated user, user the impersonated one"
         refused(connect(host, port, ca, "alice", password), "SELECT 1", 403,
                 "Access Denied: User me cannot impersonate user alice")
         checks += 2
@@ -195,7 +198,7 @@ def main(bin_dir):
         checks += 2
     print(f"TLS smoke: trino-python-client over HTTPS with passwords, {checks} checks as expected "
           "(right, wrong and missing password; JWT right, expired, forged; impersonation allowed "
-          "and refused; authenticatedUser selector; a password over plain HTTP refused)")
+          "and refused; authenticatedUser and originalUser selectors; a password over plain HTTP refused)")
 
 
 if __name__ == "__main__":

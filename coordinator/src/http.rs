@@ -169,6 +169,11 @@ async fn submit(
             )
                 .into_response();
         }
+        // Who they were before any impersonation, unless a proxy in front
+        // already said (`X-Trino-Original-User`).
+        if client.original_user.is_none() {
+            client.original_user = Some(p.clone());
+        }
         client.authenticated_user = Some(p);
     }
     let Ok(sql) = String::from_utf8(body.to_vec()) else {
