@@ -121,8 +121,20 @@ def rendered(driver, page, after=0, timeout=15):
 
 
 def text(driver, css):
-    from selenium.webdriver.common.by import By
-    return driver.find_element(By.CSS_SELECTOR, css).text.strip()
+    """The text of the first element matching `css`, read in the page's own
+    thread: the pages redraw every second, and an element found in one
+    WebDriver call may be gone by the next."""
+    value = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;", css)
+    if value is None:
+        raise AssertionError(f"nothing on the page matches {css}")
+    return value
+
+
+def texts(driver, css):
+    """The texts of every element matching `css`, read at once."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent.trim());", css)
 
 
 def agree(what, read_page, read_json, timeout=15):
@@ -147,9 +159,9 @@ def check_pages(driver, c2, rm_ports, queries, out_dir):
     agree("the leader", lambda: text(driver, "#leader-id"),
           lambda: str(get(rm + "/v1/health")["leader_id"]))
     for name in ["w1", "w2"]:
-        driver.find_element(By.CSS_SELECTOR, f'tr[data-worker="{name}"]')
+        text(driver, f'tr[data-worker="{name}"] td')
     for name in ["c1", "c2"]:
-        driver.find_element(By.CSS_SELECTOR, f'tr[data-coordinator="{name}"]')
+        text(driver, f'tr[data-coordinator="{name}"] td')
     rendered(driver, "cluster", n)
     driver.save_screenshot(os.path.join(out_dir, "cluster.png"))
 
@@ -182,15 +194,13 @@ def check_pages(driver, c2, rm_ports, queries, out_dir):
     driver.get(ui + "#/queries")
     rendered(driver, "queries")
     for q in queries:
-        row = driver.find_element(By.CSS_SELECTOR, f'tr[data-query="{q.id}"]')
-        assert row.find_element(By.CSS_SELECTOR, 'td[data-field="coordinator"]').text.strip() == "c1"
+        assert text(driver, f'tr[data-query="{q.id}"] td[data-field="coordinator"]') == "c1"
     driver.save_screenshot(os.path.join(out_dir, "queries.png"))
     box = driver.find_element(By.ID, "filter-user")
     box.send_keys("eve")
     deadline = time.time() + 10
     while True:
-        users = {r.text.strip() for r in driver.find_elements(
-            By.CSS_SELECTOR, 'tr[data-query] td[data-field="user"]')}
+        users = set(texts(driver, 'tr[data-query] td[data-field="user"]'))
         if users == {"eve"}:
             break
         assert time.time() < deadline, f"the user filter shows {users}"
