@@ -22,11 +22,13 @@ checks that:
   RMs' ledger;
 - the browser logged no errors;
 
-and saves a screenshot of each page in OUT_DIR. Bounded (about a minute);
-everything it started is stopped, also on failure. Exit 0 also when the
-browser or selenium is missing, after one line saying so. Usage:
+and saves a screenshot of each page in OUT_DIR. BROWSER is `chromium`
+(the default) or `firefox` (Firefox ESR and geckodriver, its script errors
+read over WebDriver BiDi). Bounded (about a minute); everything it started
+is stopped, also on failure. Exit 0 also when the browser or selenium is
+missing, after one line saying so. Usage:
 
-    scripts/ui_browser_test.py BIN_DIR OUT_DIR
+    scripts/ui_browser_test.py BIN_DIR OUT_DIR [BROWSER]
 """
 import json
 import os
@@ -81,20 +83,38 @@ class Query(threading.Thread):
             self.ready.set()
 
 
-def browser(out_dir):
-    """A headless Chromium driven by WebDriver, or None (with the reason)."""
+def browser(kind, out_dir):
+    """A headless browser driven by WebDriver, and a function answering the
+    JavaScript errors it saw; or None (with the reason)."""
     try:
         from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
     except ImportError:
-        return None, "no selenium package (pip install selenium)"
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        return None, "no chromium or chromedriver (as root: apt-get install -y chromium chromium-driver)"
+        return None, None, "no selenium package (pip install selenium)"
     # Selenium must not look for drivers on the network: this machine
     # reaches nothing but its package registries.
     os.environ["SE_OFFLINE"] = "true"
+    if kind == "firefox":
+        from selenium.webdriver.firefox.service import Service
+        firefox = shutil.which("firefox-esr") or shutil.which("firefox")
+        driver_path = shutil.which("geckodriver")
+        if not firefox or not driver_path:
+            return None, None, ("no firefox or geckodriver (as root: apt-get install -y firefox-esr; "
+                                "cargo install geckodriver)")
+        opts = webdriver.FirefoxOptions()
+        opts.binary_location = firefox
+        opts.add_argument("-headless")
+        # WebDriver BiDi: Firefox reports its script errors as events.
+        opts.enable_bidi = True
+        driver = webdriver.Firefox(service=Service(driver_path), options=opts)
+        seen = []
+        driver.script.add_javascript_error_handler(lambda e: seen.append(getattr(e, "text", str(e))))
+        driver.set_window_size(1400, 900)
+        return driver, lambda: list(seen), None
+    from selenium.webdriver.chrome.service import Service
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        return None, None, "no chromium or chromedriver (as root: apt-get install -y chromium chromium-driver)"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -105,7 +125,10 @@ def browser(out_dir):
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     driver.set_window_size(1400, 900)
-    return driver, None
+
+    def errors():
+        return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    return driver, errors, None
 
 
 def rendered(driver, page, after=0, timeout=15):
@@ -149,7 +172,7 @@ def agree(what, read_page, read_json, timeout=15):
         time.sleep(0.3)
 
 
-def check_pages(driver, c2, rm_ports, queries, out_dir):
+def check_pages(driver, js_errors, c2, rm_ports, queries, out_dir):
     from selenium.webdriver.common.by import By
     ui = f"http://127.0.0.1:{c2}/ui/"
     rm = f"http://127.0.0.1:{rm_ports[0]}"
@@ -219,7 +242,7 @@ def check_pages(driver, c2, rm_ports, queries, out_dir):
     assert "SELECT" in text(driver, "#query-sql")
     driver.save_screenshot(os.path.join(out_dir, "query.png"))
 
-    errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    errors = js_errors()
     assert not errors, f"the browser logged errors: {errors}"
     return counts, via
 
@@ -238,11 +261,11 @@ GROUPS = {
 }
 
 
-def main(bin_dir, out_dir):
+def main(bin_dir, out_dir, kind="chromium"):
     os.makedirs(out_dir, exist_ok=True)
-    driver, why = browser(out_dir)
+    driver, js_errors, why = browser(kind, out_dir)
     if driver is None:
-        print(f"skipping the web UI browser test: {why}")
+        print(f"skipping the web UI browser test in {kind}: {why}")
         return
     queries = []
     try:
@@ -269,11 +292,11 @@ def main(bin_dir, out_dir):
             assert states == [("alice", "QUEUED"), ("alice", "RUNNING"), ("alice", "RUNNING"),
                               ("bob", "RUNNING"), ("eve", "RUNNING"), ("eve", "RUNNING")], states
             try:
-                counts, via = check_pages(driver, c2, cluster.rm_ports, queries, out_dir)
+                counts, via = check_pages(driver, js_errors, c2, cluster.rm_ports, queries, out_dir)
             except BaseException:
                 driver.save_screenshot(os.path.join(out_dir, "failure.png"))
                 raise
-        print(f"web UI browser test: c2's pages agree with the JSON API ({counts}), "
+        print(f"web UI browser test ({kind}): c2's pages agree with the JSON API ({counts}), "
               f"the leader, a c1 query proxied through RM {via}; no console errors; "
               f"screenshots in {out_dir}")
     finally:
@@ -287,4 +310,4 @@ def main(bin_dir, out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
