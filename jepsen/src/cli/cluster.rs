@@ -90,7 +90,8 @@ pub async fn run(args: ClusterCmdArgs) -> Result<()> {
 }
 
 /// Prints the cluster's status once it has a leader, then again whenever
-/// the leader or membership changes; stops on Ctrl-C or `exit_after`.
+/// the leader or membership changes; stops on Ctrl-C, SIGTERM or
+/// `exit_after`.
 async fn run_cluster(c: &mut LocalCluster, exit_after: Option<u64>) -> Result<()> {
     let addrs = c.addr_list();
     let Some(_) = c.client.wait_leader(&addrs, Duration::from_secs(20)).await else {
@@ -102,6 +103,12 @@ async fn run_cluster(c: &mut LocalCluster, exit_after: Option<u64>) -> Result<()
     };
     let deadline = exit_after.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut last_leader = None;
+    // Ctrl-C or SIGTERM (a script's or a service manager's stop): either
+    // stops every process this cluster started. Registered now, before the
+    // status that tells a script the cluster is up.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     loop {
         let leader = c.client.agreed_leader(&addrs).await;
         if leader.is_some() && leader != last_leader {
@@ -123,7 +130,8 @@ async fn run_cluster(c: &mut LocalCluster, exit_after: Option<u64>) -> Result<()
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
             _ = stop => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }

@@ -1,6 +1,8 @@
 //! System tests: resource managers, workers and coordinators together, in
 //! one process, through the interfaces outside clients use. One binary
 //! (nextest runs it in the `clusters` group, one at a time), one [`kit`]:
+//! - `cluster_cmd`: `jepsen cluster` stopped by SIGTERM stops what it
+//!   started;
 //! - `e2e`: RMs, workers and coordinators together, through Trino's
 //!   client protocol;
 //! - `workers`: a real worker against the RMs: discovery, the memory view,
@@ -16,6 +18,7 @@
 
 mod kit;
 
+mod cluster_cmd;
 mod e2e;
 mod limits;
 mod oom;
