@@ -97,14 +97,16 @@ pub enum ClientAuth {
     Required,
 }
 
-/// What a file looked like when it was read: a change reloads it.
+/// What a file looked like when it was read: a change reloads it (the
+/// certificates here, the coordinator's password file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+/// `path`'s [`Stamp`] now (`None`: it cannot be read).
+pub fn stamp(path: &Path) -> Option<Stamp> {
     std::fs::metadata(path).ok().map(|m| Stamp {
         modified: m.modified().ok(),
         len: m.len(),
@@ -254,6 +256,12 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
+    /// Whether this process verifies its callers' certificates (mutual
+    /// TLS), so routes may be limited to roles.
+    pub fn mutual(&self) -> bool {
+        self.client_auth != ClientAuth::Off
+    }
+
     pub fn load(
         cert: &Path,
         key: &Path,

@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
@@ -149,7 +149,7 @@ pub fn parse_password_file(text: &str) -> Result<BTreeMap<String, String>, Strin
 
 struct Loaded {
     users: HashMap<String, Hash>,
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<common::tls::Stamp>,
     checked: Instant,
     /// (user, SHA-256 of the password) -> it matched.
     verified: HashMap<(String, [u8; 32]), bool>,
@@ -159,11 +159,6 @@ struct Loaded {
 pub struct PasswordFile {
     path: PathBuf,
     loaded: Mutex<Loaded>,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 fn read(path: &Path) -> Result<HashMap<String, Hash>, String> {
@@ -183,7 +178,7 @@ impl PasswordFile {
             path: path.to_path_buf(),
             loaded: Mutex::new(Loaded {
                 users,
-                stamp: stamp(path),
+                stamp: common::tls::stamp(path),
                 checked: Instant::now(),
                 verified: HashMap::new(),
             }),
@@ -220,7 +215,7 @@ impl PasswordFile {
             return;
         }
         l.checked = Instant::now();
-        let now = stamp(&self.path);
+        let now = common::tls::stamp(&self.path);
         if now == l.stamp {
             return;
         }

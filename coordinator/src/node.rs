@@ -126,10 +126,7 @@ pub async fn start(
         external_url,
         started: Instant::now(),
     };
-    let mutual_tls = config
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.client_auth != common::tls::ClientAuth::Off);
+    let mutual_tls = config.tls.as_ref().is_some_and(common::tls::Tls::mutual);
     let ui = crate::ui::router(
         state.clone(),
         config.web_ui,

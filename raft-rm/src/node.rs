@@ -157,10 +157,7 @@ pub async fn start_with_listener(
         http: http.clone(),
         elections: elections.clone(),
         secret: config.secret.clone(),
-        mutual_tls: config
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.client_auth != common::tls::ClientAuth::Off),
+        mutual_tls: config.tls.as_ref().is_some_and(common::tls::Tls::mutual),
         soft: Arc::new(crate::soft::SoftState::new(options.clock.clone())),
         killer: Arc::new(crate::killer::Killer::new(config.killer.clone())),
     });

@@ -74,10 +74,7 @@ pub async fn start(
         node_id: config.id.clone(),
         tasks: tasks.clone(),
         secret: config.secret.clone(),
-        mutual_tls: config
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.client_auth != common::tls::ClientAuth::Off),
+        mutual_tls: config.tls.as_ref().is_some_and(common::tls::Tls::mutual),
         metrics,
         fencing: fencing.clone(),
     };
